@@ -1,0 +1,43 @@
+# Trickle — the two quick-start commands are `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test setup lint typecheck test-py test-js bench clean
+
+run: setup  ## install, then run the service on SQLite in ./data
+	$(BIN)/trickle serve
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml verifier/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ./verifier -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: setup lint typecheck test-js test-py  ## install, then run every check and test
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check service verifier
+
+typecheck:
+	$(BIN)/mypy
+	npx --no-install tsc -p tsconfig.json
+
+test-js:
+	node --test sdk_js_bridge/test/
+
+test-py:
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/receipts.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

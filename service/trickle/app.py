@@ -1,0 +1,104 @@
+"""The Starlette application: routes, error rendering, and the background key reload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trickle.errors import MethodNotAllowed, NotFound, TrickleError
+from trickle.runtime import Runtime
+
+log = logging.getLogger("trickle")
+
+JWKS_CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=60"
+
+
+def error_response(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def on_trickle_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TrickleError)
+    return error_response(exc.code, str(exc) or exc.code, exc.status)
+
+
+async def on_http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound.code, "no such path", 404)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+    return error_response("http_error", str(exc.detail), exc.status_code)
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the operator's log, never to the client.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response("internal_error", "internal error; the operator has been told", 500)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+async def jwks(request: Request) -> Response:
+    ring = runtime_of(request).key_ring.current
+    return JSONResponse(
+        ring.jwks,
+        headers={
+            "Cache-Control": JWKS_CACHE_CONTROL,
+            "Access-Control-Allow-Origin": "*",
+        },
+        media_type="application/jwk-set+json",
+    )
+
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _reload_keys_forever(runtime: Runtime) -> None:
+    interval_s = runtime.settings.key_reload_interval_s
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(runtime.reload_keys)
+        except Exception:  # keep signing with the ring we have; say why in the log
+            log.exception("key reload failed; keeping the current key ring")
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_reload_keys_forever(runtime))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = Starlette(
+        routes=[
+            Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+        ],
+        exception_handlers={
+            TrickleError: on_trickle_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,151 @@
+"""The ``trickle`` command: serve, migrate the database, manage signing keys."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from trickle import keys, migrate
+from trickle.db import make_engine, make_sessionmaker, transaction
+from trickle.errors import TrickleError
+from trickle.runtime import bootstrap, utc_now
+from trickle.settings import Settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="data folder (TRICKLE_DATA_DIR)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (TRICKLE_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trickle", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (migrates the database first)")
+    _add_common(serve)
+    serve.add_argument("--host", help="address to listen on (TRICKLE_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (TRICKLE_PORT)")
+    serve.add_argument("--public-url", help="the service's public URL (TRICKLE_PUBLIC_URL)")
+    serve.set_defaults(handler=cmd_serve)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate to a revision (default: head)")
+    up.add_argument("revision", nargs="?", default="head")
+    _add_common(up)
+    up.set_defaults(handler=cmd_db_upgrade)
+    down = db_sub.add_parser("downgrade", help="migrate down to a revision (e.g. base, -1)")
+    down.add_argument("revision")
+    _add_common(down)
+    down.set_defaults(handler=cmd_db_downgrade)
+    current = db_sub.add_parser("current", help="print the database's revision")
+    _add_common(current)
+    current.set_defaults(handler=cmd_db_current)
+
+    key = sub.add_parser("keys", help="receipt-signing keys")
+    key_sub = key.add_subparsers(dest="keys_command", required=True)
+    rotate = key_sub.add_parser("rotate", help="a new key signs from now on")
+    _add_common(rotate)
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    listing = key_sub.add_parser("list", help="key ids, creation time and state")
+    _add_common(listing)
+    listing.set_defaults(handler=cmd_keys_list)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from trickle.app import create_app
+
+    runtime = bootstrap(settings)
+    print(f"trickle: serving on http://{settings.host}:{settings.port} as {settings.issuer}")
+    print(f"trickle: database {_redacted(settings.resolved_database_url)}")
+    print(f"trickle: signing key {runtime.key_ring.current.active.kid}")
+    uvicorn.run(
+        create_app(runtime),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws="websockets-sansio",
+        proxy_headers=False,
+    )
+    runtime.close()
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.upgrade(settings.resolved_database_url, args.revision)
+    return cmd_db_current(args, settings)
+
+
+def cmd_db_downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.downgrade(settings.resolved_database_url, args.revision)
+    return cmd_db_current(args, settings)
+
+
+def cmd_db_current(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        print(f"revision: {migrate.current_revision(engine) or 'base'}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = bootstrap(settings)
+    try:
+        with transaction(runtime.sessions) as session:
+            kid = keys.rotate(session, runtime.kek, utc_now())
+    finally:
+        runtime.close()
+    print(f"new signing key: {kid}")
+    print(f"running services pick it up within {settings.key_reload_interval_s} s")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            infos = keys.list_keys(session, settings, utc_now())
+    finally:
+        engine.dispose()
+    print(f"{'kid':<20} {'created':<26} {'state':<9} published until")
+    for info in infos:
+        until = "-" if info.published_until is None else info.published_until.isoformat()
+        print(f"{info.kid:<20} {info.created_at.isoformat():<26} {info.state:<9} {until}")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("host", "port", "data_dir", "database_url", "public_url")
+    }
+    handler: Command = args.handler
+    try:
+        settings = load_settings(**overrides)
+        return handler(args, settings)
+    except TrickleError as exc:
+        print(f"trickle: error: {exc} ({exc.code})", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

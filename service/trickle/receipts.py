@@ -1,0 +1,94 @@
+"""Receipt signing: claims to a compact JWS (EdDSA over Ed25519), as docs/receipts.md specifies."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import secrets
+
+from nacl.bindings import crypto_sign
+
+from trickle.keys import SigningKeyPair
+
+RECEIPT_TYPE = "trickle-receipt+jwt"
+MAX_AMOUNT = 2**63 - 1
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def new_stream_id() -> str:
+    """128 random bits: fresh for every page view, never derived from the reader."""
+    return _b64url(secrets.token_bytes(16)).decode("ascii")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReceiptClaims:
+    """What one receipt states. Amounts are integers of minor units; never floats."""
+
+    iss: str
+    aud: str
+    pay: str
+    sid: str
+    seq: int
+    amount_minor: int
+    total_minor: int
+    currency: str
+    scale: int
+    issued_at: int
+    expires_at: int
+    binding: str | None = None
+    one_time: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.amount_minor <= self.total_minor <= MAX_AMOUNT:
+            raise ValueError(
+                f"need 0 <= amount <= total < 2^63, got {self.amount_minor} and {self.total_minor}"
+            )
+        if not _TOKEN_CHARS.match(self.sid):
+            raise ValueError(f"stream id must match {_TOKEN_CHARS.pattern}, got {self.sid!r}")
+        if self.seq < 1 or self.expires_at <= self.issued_at:
+            raise ValueError("seq must be >= 1 and expires_at after issued_at")
+
+
+class ReceiptSigner:
+    """Signs receipts with one key. The header is encoded once per key, not once per receipt."""
+
+    __slots__ = ("_header_b64", "_secret_key", "kid")
+
+    def __init__(self, key: SigningKeyPair) -> None:
+        self.kid = key.kid
+        self._secret_key = key.secret_key
+        header = {"alg": "EdDSA", "kid": key.kid, "typ": RECEIPT_TYPE}
+        self._header_b64 = _b64url(json.dumps(header, separators=(",", ":")).encode())
+
+    def sign(self, claims: ReceiptClaims) -> str:
+        payload: dict[str, object] = {
+            "iss": claims.iss,
+            "aud": claims.aud,
+            "pay": claims.pay,
+            "sid": claims.sid,
+            "seq": claims.seq,
+            "amt": str(claims.amount_minor),
+            "tot": str(claims.total_minor),
+            "cur": claims.currency,
+            "scale": claims.scale,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+            "jti": _b64url(secrets.token_bytes(12)).decode("ascii"),
+        }
+        if claims.binding is not None:
+            payload["bnd"] = claims.binding
+        if claims.one_time:
+            payload["otp"] = True
+        signing_input = (
+            self._header_b64
+            + b"."
+            + _b64url(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        )
+        signature = crypto_sign(signing_input, self._secret_key)[:64]
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")

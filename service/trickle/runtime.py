@@ -1,0 +1,58 @@
+"""What a running service process holds: settings, database, key ring. Built once at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from trickle import keys, migrate
+from trickle.db import make_engine, make_sessionmaker, transaction
+from trickle.settings import Settings
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    kek: keys.KeyEncryptionKey
+    key_ring: keys.KeyRingCache
+    clock: Clock = utc_now
+
+    def reload_keys(self) -> None:
+        with transaction(self.sessions) as session:
+            ring = keys.load_key_ring(session, self.kek, self.settings, self.clock())
+        self.key_ring.replace(ring)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def bootstrap(settings: Settings, *, clock: Clock = utc_now, migrate_db: bool = True) -> Runtime:
+    """Open the database (migrating it to head), make sure a signing key exists, load keys."""
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    if migrate_db:
+        migrate.upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    try:
+        kek = keys.load_kek(settings)
+        with transaction(sessions) as session:
+            keys.ensure_active_key(session, kek, clock())
+        with transaction(sessions) as session:
+            ring = keys.load_key_ring(session, kek, settings, clock())
+    except BaseException:
+        engine.dispose()
+        raise
+    return Runtime(settings, engine, sessions, kek, keys.KeyRingCache(ring), clock)

@@ -1,0 +1,103 @@
+"""The one settings object: read once at start-up from ``TRICKLE_*`` variables and CLI flags.
+
+Nothing else in the service reads ``os.environ``. Every setting is listed in docs/settings.md
+(a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trickle.errors import ConfigError
+
+ENVIRONMENTS = ("development", "production", "test")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Service configuration. Safe defaults for local use; unsafe settings refused in production."""
+
+    env: str = "development"
+    host: str = "127.0.0.1"
+    port: int = 8420
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: a SQLite file in data_dir
+    public_url: str = ""  # empty: http://{host}:{port}; the receipts' `iss`
+    key_encryption_key: str = ""  # base64 32 bytes; empty: a 0600 file in data_dir (not production)
+    receipt_ttl_s: int = 300
+    key_reload_interval_s: int = 30
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'trickle.db').resolve()}"
+
+    @property
+    def issuer(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    def validate(self) -> Settings:
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"TRICKLE_ENV must be one of {ENVIRONMENTS}, got {self.env!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"TRICKLE_PORT must be 1..65535, got {self.port}")
+        if not 60 <= self.receipt_ttl_s <= 86_400:
+            raise ConfigError(
+                f"TRICKLE_RECEIPT_TTL_S must be 60..86400 seconds, got {self.receipt_ttl_s}"
+            )
+        if self.env == "production":
+            if not self.key_encryption_key:
+                raise ConfigError(
+                    "TRICKLE_KEY_ENCRYPTION_KEY is required in production "
+                    "(the key file in the data folder is for development only)"
+                )
+            if not self.public_url.startswith("https://"):
+                raise ConfigError("TRICKLE_PUBLIC_URL must be an https:// URL in production")
+        return self
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "port": int,
+    "receipt_ttl_s": int,
+    "key_reload_interval_s": int,
+    "data_dir": Path,
+}
+
+
+def env_name(field: str) -> str:
+    return f"TRICKLE_{field.upper()}"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build settings from the environment, then apply non-None overrides (CLI flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(Settings):
+        raw = environ.get(env_name(field.name))
+        if raw is None or raw == "":
+            continue
+        values[field.name] = _convert(field.name, raw)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _convert(name, value) if isinstance(value, str) else value
+    return Settings(**values).validate()
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = _FIELD_TYPES.get(name, str)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{env_name(name)} must be an integer, got {raw!r}") from None
+    return kind(raw)

@@ -1,0 +1,92 @@
+"""The ``trickle`` command as a user runs it: a real process, a real uvicorn, a real socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from trickle.cli import main
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _get_json(url: str, deadline_s: float = 20.0) -> object:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_trickle_serve_publishes_the_jwks_with_no_configuration(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trickle.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        jwks = _get_json(f"http://127.0.0.1:{port}/.well-known/jwks.json")
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    assert isinstance(jwks, dict)
+    (jwk,) = jwks["keys"]
+    assert jwk["kty"] == "OKP" and jwk["crv"] == "Ed25519"
+    assert (tmp_path / "data" / "trickle.db").exists()
+    assert (tmp_path / "data" / "key-encryption.key").stat().st_mode & 0o077 == 0
+    key_file = (tmp_path / "data" / "key-encryption.key").read_text().strip()
+    assert key_file not in output
+
+
+def test_keys_rotate_then_list(
+    database_url: str, tmp_path: Path, kek_b64: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
+    common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
+    assert main(["keys", "rotate", *common]) == 0
+    assert main(["keys", "rotate", *common]) == 0
+    assert main(["keys", "list", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listing = lines[lines.index(next(x for x in lines if x.startswith("kid"))) + 1 :]
+    states = [line.split()[2] for line in listing]
+    assert sorted(states) == ["active", "retiring", "retiring"]
+
+
+def test_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
+    assert main(["db", "downgrade", "base", *common]) == 0
+    assert capsys.readouterr().out.strip().endswith("revision: base")
+    assert main(["db", "upgrade", *common]) == 0
+    assert "revision: base" not in capsys.readouterr().out
+
+
+def test_a_bad_setting_is_a_clear_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRICKLE_PORT", "eighty")
+    assert main(["db", "current"]) == 2
+    err = capsys.readouterr().err
+    assert "TRICKLE_PORT must be an integer" in err and "(config_error)" in err
+    assert "Traceback" not in err
