@@ -17,7 +17,11 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from trickle import migrate
+from starlette.testclient import TestClient
+
+from trickle import ledger, migrate
+from trickle.app import create_app
+from trickle.db import transaction
 from trickle.runtime import Runtime, bootstrap
 from trickle.settings import Settings
 
@@ -136,6 +140,19 @@ def settings(database_url: str, tmp_path: Path, kek_b64: str) -> Settings:
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
+    """A bootstrapped service runtime. After the test, every ledger invariant must still hold."""
     rt = bootstrap(settings)
     yield rt
-    rt.close()
+    try:
+        with transaction(rt.sessions) as session:
+            violations = ledger.check(session)
+        assert violations == [], "ledger invariants broken:\n" + "\n".join(map(str, violations))
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    """The app over the runtime, driven in-process (lifespan included)."""
+    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
+        yield test_client

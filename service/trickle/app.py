@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from trickle import api
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
 
@@ -88,11 +89,14 @@ def create_app(runtime: Runtime) -> Starlette:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    routes = [
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    for router in api.routers():
+        routes.extend(router.routes())
     app = Starlette(
-        routes=[
-            Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-            Route("/healthz", health, methods=["GET"]),
-        ],
+        routes=routes,
         exception_handlers={
             TrickleError: on_trickle_error,
             HTTPException: on_http_error,

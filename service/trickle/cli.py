@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from trickle import keys, migrate
+from trickle import funding, keys, ledger, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
-from trickle.errors import TrickleError
+from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
 from trickle.settings import Settings, load_settings
 
@@ -55,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing = key_sub.add_parser("list", help="key ids, creation time and state")
     _add_common(listing)
     listing.set_defaults(handler=cmd_keys_list)
+
+    vouchers = sub.add_parser("vouchers", help="prepaid voucher codes")
+    vouchers_sub = vouchers.add_subparsers(dest="vouchers_command", required=True)
+    mint = vouchers_sub.add_parser("create", help="mint codes (printed once, stored hashed)")
+    mint.add_argument("--amount", required=True, help="value of each code, e.g. 5.00")
+    mint.add_argument("--count", type=int, default=1, help="how many codes (1..10000)")
+    mint.add_argument("--currency", help="asset code (default: TRICKLE_CURRENCY)")
+    mint.add_argument("--output", type=Path, help="write the codes to this file (0600)")
+    _add_common(mint)
+    mint.set_defaults(handler=cmd_vouchers_create)
+
+    ledger_parser = sub.add_parser("ledger", help="the double-entry ledger")
+    ledger_sub = ledger_parser.add_subparsers(dest="ledger_command", required=True)
+    check = ledger_sub.add_parser("check", help="recompute balances, check every invariant")
+    _add_common(check)
+    check.set_defaults(handler=cmd_ledger_check)
     return parser
 
 
@@ -125,6 +142,51 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_vouchers_create(args: argparse.Namespace, settings: Settings) -> int:
+    if not 1 <= args.count <= 10_000:
+        raise ConfigError(f"--count must be 1..10000, got {args.count}")
+    currency = args.currency or settings.currency
+    if currency != settings.currency:
+        raise ConfigError(f"this service runs in {settings.currency}, not {currency}")
+    amount_minor = money.parse_decimal(args.amount, settings.asset_scale)
+    runtime = bootstrap(settings)
+    try:
+        with transaction(runtime.sessions) as session:
+            codes = funding.create_vouchers(
+                session, amount_minor=amount_minor, currency=currency, count=args.count,
+                now=utc_now(),
+            )  # fmt: skip
+    finally:
+        runtime.close()
+    text = "".join(f"{code}\n" for code in codes)
+    if args.output is None:
+        print(text, end="")
+    else:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        print(f"{len(codes)} codes of {args.amount} {currency} written to {args.output}")
+    return 0
+
+
+def cmd_ledger_check(args: argparse.Namespace, settings: Settings) -> int:
+    migrate.upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            violations = ledger.check(session)
+            accounts, transfers = ledger.counts(session)
+    finally:
+        engine.dispose()
+    for violation in violations:
+        print(f"VIOLATION {violation}")
+    if violations:
+        print(f"ledger check FAILED: {len(violations)} violation(s)")
+        return 1
+    print(f"ledger check passed: {accounts} accounts, {transfers} transfers, every invariant holds")
+    return 0
+
+
 def _redacted(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -134,6 +196,7 @@ def _redacted(url: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {
         name: getattr(args, name, None)
         for name in ("host", "port", "data_dir", "database_url", "public_url")

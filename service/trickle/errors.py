@@ -50,3 +50,200 @@ def all_error_classes() -> list[type[TrickleError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class MalformedJSON(TrickleError):
+    """The body is not valid UTF-8 JSON."""
+
+    code = "malformed_json"
+    status = 400
+
+
+class ValidationFailed(TrickleError):
+    """The JSON is well-formed but does not match the endpoint's schema (types, unknown fields)."""
+
+    code = "validation_failed"
+    status = 422
+
+
+class BodyTooLarge(TrickleError):
+    """The body is larger than the endpoint accepts."""
+
+    code = "body_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(TrickleError):
+    """The body is not ``application/json``."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class Unauthenticated(TrickleError):
+    """No session token, or one that is unknown, expired or revoked."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class Forbidden(TrickleError):
+    """Authenticated, but the resource belongs to someone else."""
+
+    code = "forbidden"
+    status = 403
+
+
+class CsrfFailed(TrickleError):
+    """A cookie-authenticated change without the matching CSRF token."""
+
+    code = "csrf_failed"
+    status = 403
+
+
+class RateLimited(TrickleError):
+    """Too many attempts in the current window (e.g. logins per account or per address)."""
+
+    code = "rate_limited"
+    status = 429
+
+
+class IdempotencyKeyRequired(TrickleError):
+    """A money-moving request without an ``Idempotency-Key`` header."""
+
+    code = "idempotency_key_required"
+    status = 400
+
+
+class IdempotencyKeyReused(TrickleError):
+    """The ``Idempotency-Key`` was used before with a different request."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+class EmailTaken(TrickleError):
+    """Sign-up with an email that already has an account."""
+
+    code = "email_taken"
+    status = 409
+
+
+class InvalidCredentials(TrickleError):
+    """Wrong email or password (deliberately not saying which)."""
+
+    code = "invalid_credentials"
+    status = 401
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+class InvalidAmount(TrickleError):
+    """An amount that is not a positive integer of minor units below 2^63."""
+
+    code = "invalid_amount"
+    status = 422
+
+
+class InsufficientFunds(TrickleError):
+    """The debit would take the account below zero."""
+
+    code = "insufficient_funds"
+    status = 409
+
+
+class CurrencyMismatch(TrickleError):
+    """The accounts or the amount are in different assets."""
+
+    code = "currency_mismatch"
+    status = 422
+
+
+class IdempotencyConflict(TrickleError):
+    """A transfer with this idempotency key exists with a different amount or asset."""
+
+    code = "idempotency_conflict"
+    status = 409
+
+
+class AccountNotFound(TrickleError):
+    """No ledger account with that id."""
+
+    code = "account_not_found"
+    status = 404
+
+
+# --- funding ------------------------------------------------------------------------------
+
+
+class VoucherInvalid(TrickleError):
+    """No voucher with that code."""
+
+    code = "voucher_invalid"
+    status = 404
+
+
+class VoucherAlreadyRedeemed(TrickleError):
+    """The voucher was redeemed before (by anyone)."""
+
+    code = "voucher_already_redeemed"
+    status = 409
+
+
+# --- creators -----------------------------------------------------------------------------
+
+
+class PayeeNameTaken(TrickleError):
+    """A payee with that name exists."""
+
+    code = "payee_name_taken"
+    status = 409
+
+
+class PayeeNotFound(TrickleError):
+    """No payee with that name (or not one of yours)."""
+
+    code = "payee_not_found"
+    status = 404
+
+
+class UnsafeUrl(TrickleError):
+    """A URL the service refuses to fetch: not http(s), or resolving to a private address."""
+
+    code = "unsafe_url"
+    status = 422
+
+
+class SiteVerificationFailed(TrickleError):
+    """The origin did not serve the expected token at /.well-known/trickle.txt."""
+
+    code = "site_verification_failed"
+    status = 422
+
+
+class ClaimBelowMinimum(TrickleError):
+    """The available earnings are below the minimum claim amount."""
+
+    code = "claim_below_minimum"
+    status = 422
+
+
+class PayoutNotFound(TrickleError):
+    """No payout with that id."""
+
+    code = "payout_not_found"
+    status = 404
+
+
+class PayoutAlreadySettled(TrickleError):
+    """The payout was already marked paid or failed."""
+
+    code = "payout_already_settled"
+    status = 409

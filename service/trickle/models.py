@@ -5,7 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import DateTime, LargeBinary, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -58,3 +71,212 @@ class SigningKey(Base):
     sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+# --- accounts and authentication -------------------------------------------------------------
+
+
+class User(Base):
+    """A person: a reader, a creator, or both. Passwords are argon2id hashes (nacl.pwhash)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AuthSession(Base):
+    """A bearer token (or cookie session). Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RateLimitHit(Base):
+    """A fixed-window counter, shared by every process (login attempts per account and per IP)."""
+
+    __tablename__ = "rate_limit_hits"
+
+    bucket: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class ReaderSettings(Base):
+    """What the streaming engine enforces for a reader: rate, monthly budget, pause."""
+
+    __tablename__ = "reader_settings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(12))
+    rate_per_hour_minor: Mapped[int] = mapped_column(BigInteger)
+    monthly_budget_minor: Mapped[int] = mapped_column(BigInteger)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        CheckConstraint("rate_per_hour_minor >= 0", name="rate_non_negative"),
+        CheckConstraint("monthly_budget_minor >= 0", name="budget_non_negative"),
+    )
+
+
+class SiteOverride(Base):
+    """A reader's per-site rule: a different hourly rate, or off."""
+
+    __tablename__ = "site_overrides"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(300), primary_key=True)
+    rate_per_hour_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- the ledger ----------------------------------------------------------------------------
+
+
+class LedgerAccount(Base):
+    """A ledger account. ``balance_minor`` = credits - debits, kept in step with the transfers
+    in the same transaction. Only accounts with ``may_go_negative`` (money entering the system,
+    e.g. funding sources) may fall below zero; the CHECK makes that a database rule too."""
+
+    __tablename__ = "ledger_accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(200))  # e.g. "user:12", "payee:3", "voucher"
+    currency: Mapped[str] = mapped_column(String(12))
+    scale: Mapped[int] = mapped_column(Integer)
+    may_go_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("kind", "owner", "currency", name="uq_ledger_accounts_kind_owner_currency"),
+        CheckConstraint("may_go_negative OR balance_minor >= 0", name="no_overdraft"),
+    )
+
+
+class Transfer(Base):
+    """One immutable movement of money: debit one account, credit another, same amount and asset.
+
+    Never updated or deleted (database triggers refuse it); a correction is a new transfer.
+    """
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    debit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    credit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    kind: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    origin: Mapped[str | None] = mapped_column(String(300), default=None)
+    reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "debit_account_id", "credit_account_id", "kind", "idempotency_key",
+            name="uq_transfers_idempotency",
+        ),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+    )  # fmt: skip
+
+
+# --- funding ------------------------------------------------------------------------------
+
+
+class Voucher(Base):
+    """A prepaid code minted by the operator. Only the SHA-256 of the code is stored."""
+
+    __tablename__ = "vouchers"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    redeemed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    redeemed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (CheckConstraint("amount_minor > 0", name="amount_positive"),)
+
+
+# --- creators ------------------------------------------------------------------------------
+
+
+class Payee(Base):
+    """A creator's receiving address: ``<public url>/p/<name>`` is its payment pointer."""
+
+    __tablename__ = "payees"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SiteVerification(Base):
+    """A creator's claim to a site origin, proven by a token at /.well-known/trickle.txt."""
+
+    __tablename__ = "site_verifications"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payee_id: Mapped[int] = mapped_column(ForeignKey("payees.id"), index=True)
+    origin: Mapped[str] = mapped_column(String(300))
+    token: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (UniqueConstraint("payee_id", "origin", name="uq_site_verifications_origin"),)
+
+
+class Payout(Base):
+    """A claim of earnings: pending until the payout provider reports it paid or failed."""
+
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    payee_id: Mapped[int] = mapped_column(ForeignKey("payees.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    provider: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # pending | paid | failed
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    external_reference: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (
+        UniqueConstraint("payee_id", "idempotency_key", name="uq_payouts_idempotency"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+
+# --- API idempotency ----------------------------------------------------------------------
+
+
+class IdempotentRequest(Base):
+    """The first response to a money-moving request, replayed for a retry with the same key."""
+
+    __tablename__ = "idempotent_requests"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

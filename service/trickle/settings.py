@@ -31,6 +31,17 @@ class Settings:
     receipt_ttl_s: int = 300
     key_reload_interval_s: int = 30
     log_level: str = "info"
+    currency: str = "USD"
+    asset_scale: int = 9
+    fee_bps: int = 0
+    default_rate_per_hour_minor: int = 600_000_000  # 0.60 USD at scale 9
+    default_monthly_budget_minor: int = 5_000_000_000  # 5.00 USD at scale 9
+    min_claim_minor: int = 1_000_000_000  # 1.00 USD at scale 9
+    claim_hold_s: int = 3600
+    session_ttl_s: int = 30 * 86_400
+    login_max_attempts: int = 10
+    login_window_s: int = 300
+    allow_private_site_urls: bool = False
 
     @property
     def resolved_database_url(self) -> str:
@@ -53,7 +64,13 @@ class Settings:
             raise ConfigError(
                 f"TRICKLE_RECEIPT_TTL_S must be 60..86400 seconds, got {self.receipt_ttl_s}"
             )
+        if not 0 <= self.asset_scale <= 18:
+            raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")
+        if not 0 <= self.fee_bps <= 10_000:
+            raise ConfigError(f"TRICKLE_FEE_BPS must be 0..10000, got {self.fee_bps}")
         if self.env == "production":
+            if self.allow_private_site_urls:
+                raise ConfigError("TRICKLE_ALLOW_PRIVATE_SITE_URLS is for development only")
             if not self.key_encryption_key:
                 raise ConfigError(
                     "TRICKLE_KEY_ENCRYPTION_KEY is required in production "
@@ -65,10 +82,8 @@ class Settings:
 
 
 _FIELD_TYPES: dict[str, type] = {
-    "port": int,
-    "receipt_ttl_s": int,
-    "key_reload_interval_s": int,
-    "data_dir": Path,
+    field.name: {"int": int, "bool": bool, "Path": Path}.get(str(field.type), str)
+    for field in dataclasses.fields(Settings)
 }
 
 
@@ -95,6 +110,12 @@ def load_settings(
 
 def _convert(name: str, raw: str) -> Any:
     kind = _FIELD_TYPES.get(name, str)
+    if kind is bool:
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{env_name(name)} must be true or false, got {raw!r}")
     if kind is int:
         try:
             return int(raw)

@@ -1,21 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
-
 from trickle.app import create_app
 from trickle.runtime import Runtime
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def test_jwks_publishes_the_active_key_as_an_okp_jwk(client: TestClient, runtime: Runtime) -> None:

@@ -1,0 +1,10 @@
+"""The JSON API (``/api/v1``): one router per feature, declared with ``trickle.api.base``."""
+
+from __future__ import annotations
+
+from trickle.api import accounts, creators, funding
+from trickle.api.base import ApiRouter
+
+
+def routers() -> list[ApiRouter]:
+    return [accounts.router, funding.router, creators.router]

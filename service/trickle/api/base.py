@@ -1,0 +1,301 @@
+"""How every JSON endpoint is declared and run: schema-validated bodies (pydantic), one error
+shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns.
+
+A feature module builds an ``ApiRouter`` and declares endpoints with its decorators; handlers are
+plain functions ``(ctx, body) -> response model`` that call one domain function. The router also
+feeds ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trickle import sessions
+from trickle.db import transaction
+from trickle.errors import (
+    BodyTooLarge,
+    CsrfFailed,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    InvalidAmount,
+    MalformedJSON,
+    TrickleError,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from trickle.models import AuthSession, IdempotentRequest, User
+from trickle.runtime import Runtime
+
+MAX_BODY_BYTES = 64 * 1024
+SESSION_COOKIE = "trickle_session"
+CSRF_HEADER = "x-csrf-token"
+IDEMPOTENCY_HEADER = "idempotency-key"
+MAX_AMOUNT = 2**63 - 1
+
+# Money in JSON is a decimal string of minor units: never a JSON number, never a float.
+AmountMinor = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$")]
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,200}$")]
+
+
+def amount_value(text: str, *, allow_zero: bool = False) -> int:
+    value = int(text)
+    if value > MAX_AMOUNT or (value == 0 and not allow_zero):
+        raise InvalidAmount(f"amount must be a positive integer below 2^63, got {text}")
+    return value
+
+
+class Schema(BaseModel):
+    """Base of request and response bodies: unknown fields refused, no type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Empty(Schema):
+    pass
+
+
+@dataclasses.dataclass
+class Context:
+    """What a handler gets: the request's database session (its transaction), the runtime, the
+    clock reading for this request, and the authenticated user (None on public endpoints)."""
+
+    session: Session
+    runtime: Runtime
+    now: dt.datetime
+    client_ip: str
+    user: User | None
+    auth_session: AuthSession | None
+    headers: dict[str, str]
+
+    @property
+    def user_id(self) -> int:
+        if self.user is None:
+            raise Unauthenticated("this endpoint needs a signed-in user")
+        return self.user.id
+
+
+Handler = Callable[[Context, Any], Schema | Response]
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    body: type[Schema] | None
+    response: type[Schema] | None
+    auth: bool
+    idempotent: bool
+    status: int
+    summary: str
+    tag: str
+
+
+class ApiRouter:
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def _register(
+        self, method: str, path: str, *, body: type[Schema] | None = None,
+        response: type[Schema] | None = None, auth: bool = True, idempotent: bool = False,
+        status: int = 200, summary: str = "",
+    ) -> Callable[[Handler], Handler]:  # fmt: skip
+        def decorator(handler: Handler) -> Handler:
+            doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
+            self.endpoints.append(
+                Endpoint(method, path, handler, body, response, auth, idempotent, status, doc,
+                         self.tag)  # fmt: skip
+            )
+            return handler
+
+        return decorator
+
+    def get(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._register("GET", path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._register("POST", path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._register("PUT", path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self._register("DELETE", path, **options)
+
+    def routes(self) -> list[Route]:
+        by_path: dict[str, list[Endpoint]] = {}
+        for endpoint in self.endpoints:
+            by_path.setdefault(endpoint.path, []).append(endpoint)
+        return [
+            Route(path, _dispatcher(group), methods=[e.method for e in group])
+            for path, group in by_path.items()
+        ]
+
+
+def _dispatcher(group: list[Endpoint]) -> Callable[[Request], Any]:
+    by_method = {endpoint.method: endpoint for endpoint in group}
+
+    async def dispatch(request: Request) -> Response:
+        endpoint = by_method[request.method if request.method != "HEAD" else "GET"]
+        raw = await _read_body(request) if endpoint.body is not None else b""
+        body = _parse_body(endpoint, request, raw)
+        return await run_in_threadpool(_run, endpoint, request, raw, body)
+
+    return dispatch
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes, got {declared}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | None:
+    if endpoint.body is None:
+        return None
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaType(f"expected application/json, got {media_type or 'nothing'}")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+    try:
+        return endpoint.body.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationFailed(_describe(exc)) from None
+
+
+def _describe(exc: PydanticValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class _KeyTakenByRacer(Exception):
+    """Another request with the same Idempotency-Key committed first: run again to replay it."""
+
+
+def _run(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None) -> Response:
+    try:
+        return _run_once(endpoint, request, raw, body)
+    except _KeyTakenByRacer:
+        return _run_once(endpoint, request, raw, body)
+
+
+def _run_once(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    with transaction(runtime.sessions) as session:
+        ctx = Context(
+            session=session, runtime=runtime, now=runtime.clock(),
+            client_ip=request.client.host if request.client else "unknown",
+            user=None, auth_session=None, headers=headers,
+        )  # fmt: skip
+        if endpoint.auth:
+            ctx.user, ctx.auth_session = _authenticate(ctx, request)
+        if not endpoint.idempotent:
+            return _render(endpoint, endpoint.handler(ctx, body))
+        return _run_idempotent(ctx, endpoint, request, raw, body)
+
+
+def _authenticate(ctx: Context, request: Request) -> tuple[User, AuthSession]:
+    authorization = ctx.headers.get("authorization", "")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        return sessions.authenticate(ctx.session, token.strip(), ctx.now)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise Unauthenticated("sign in first: no session token was sent")
+    user, row = sessions.authenticate(ctx.session, cookie, ctx.now)
+    if request.method not in ("GET", "HEAD") and not sessions.csrf_matches(
+        row, ctx.headers.get(CSRF_HEADER)
+    ):
+        raise CsrfFailed("a cookie-authenticated change needs the X-CSRF-Token header")
+    return user, row
+
+
+def _run_idempotent(
+    ctx: Context, endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None
+) -> Response:
+    key = ctx.headers.get(IDEMPOTENCY_HEADER, "")
+    if not key:
+        raise IdempotencyKeyRequired("send an Idempotency-Key header (8-200 chars)")
+    if not 8 <= len(key) <= 200 or not key.isascii():
+        raise ValidationFailed("Idempotency-Key must be 8-200 ASCII characters")
+    canonical = json.dumps(
+        body.model_dump(mode="json") if body is not None else None, sort_keys=True
+    )
+    request_hash = hashlib.sha256(f"{endpoint.method} {request.url.path}\n{canonical}".encode())
+    digest = request_hash.hexdigest()
+    stored = ctx.session.scalars(
+        select(IdempotentRequest)
+        .where(IdempotentRequest.user_id == ctx.user_id, IdempotentRequest.key == key)
+        .with_for_update()
+    ).first()
+    if stored is not None:
+        if stored.request_hash != digest:
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used with another request")
+        return Response(
+            stored.response_body, status_code=stored.status_code,
+            media_type="application/json", headers={"Idempotent-Replayed": "true"},
+        )  # fmt: skip
+    # Claim the key before acting: a racer with the same key waits on the unique index until
+    # this transaction ends, then replays what it stored (or acts, if this one rolled back).
+    placeholder = IdempotentRequest(
+        user_id=ctx.user_id, key=key, request_hash=digest, status_code=0, response_body="",
+        created_at=ctx.now,
+    )  # fmt: skip
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(placeholder)
+    except IntegrityError:
+        raise _KeyTakenByRacer from None
+    response = _render(endpoint, endpoint.handler(ctx, body))
+    placeholder.status_code = response.status_code
+    placeholder.response_body = bytes(response.body).decode()
+    ctx.session.flush()
+    return response
+
+
+def _render(endpoint: Endpoint, result: Schema | Response) -> Response:
+    if isinstance(result, Response):
+        return result
+    return JSONResponse(result.model_dump(mode="json"), status_code=endpoint.status)
+
+
+def error_body(error: TrickleError) -> dict[str, dict[str, str]]:
+    return {"error": {"code": error.code, "message": str(error) or error.code}}

@@ -1,0 +1,294 @@
+"""The double-entry, append-only ledger: accounts, transfers, balances and their invariants.
+
+The rules (docs/ledger.md): every transfer debits one account and credits another by the same
+positive integer amount in one asset; transfers are never updated or deleted; an account's balance
+equals its credits minus its debits and is kept in step in the same transaction; only accounts
+marked ``may_go_negative`` (where money enters the system) go below zero; per asset, all balances
+sum to zero; the same (debit, credit, kind, idempotency key) posts at most once.
+
+The debit is one conditional ``UPDATE ... WHERE balance_minor >= amount``: atomic on PostgreSQL
+under READ COMMITTED (the row lock makes a racing debit re-check the new balance) and on SQLite
+(every transaction is BEGIN IMMEDIATE). Domain code: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from trickle.errors import (
+    AccountNotFound,
+    CurrencyMismatch,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+)
+from trickle.models import LedgerAccount, Transfer
+
+MAX_AMOUNT = 2**63 - 1
+
+
+class AccountKind(enum.StrEnum):
+    READER = "reader"  # a reader's prepaid balance
+    PAYEE = "payee"  # a payee's earnings
+    FUNDING = "funding"  # where top-ups come from (one per provider); goes negative
+    FEE = "fee"  # the platform's fees
+    PAYOUT_CLEARING = "payout_clearing"  # claimed, not yet paid out
+    PAYOUT_SETTLED = "payout_settled"  # paid out: money that left the system
+
+
+class TransferKind(enum.StrEnum):
+    TOPUP = "topup"
+    STREAM = "stream"
+    PAYMENT = "payment"
+    FEE = "fee"
+    CLAIM = "claim"
+    PAYOUT_PAID = "payout_paid"
+    PAYOUT_FAILED = "payout_failed"
+
+
+NEGATIVE_ALLOWED = frozenset({AccountKind.FUNDING})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Asset:
+    code: str
+    scale: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TransferRequest:
+    debit_account_id: int
+    credit_account_id: int
+    amount_minor: int
+    currency: str
+    kind: TransferKind
+    idempotency_key: str
+    origin: str | None = None
+    reference: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostedTransfer:
+    id: int
+    amount_minor: int
+    replayed: bool  # True: this idempotency key had posted before; nothing moved now
+
+
+def check_amount(amount_minor: object) -> int:
+    # bool is an int in Python; money is never a bool (nor a float)
+    if type(amount_minor) is not int or not 0 < amount_minor <= MAX_AMOUNT:
+        raise InvalidAmount(
+            f"amount must be a positive integer of minor units below 2^63, got {amount_minor!r}"
+        )
+    return amount_minor
+
+
+def account(
+    session: Session, kind: AccountKind, owner: str, asset: Asset, now: dt.datetime
+) -> LedgerAccount:
+    """The account for (kind, owner, asset), created on first use; safe when two racers create."""
+    values = {
+        "kind": kind.value,
+        "owner": owner,
+        "currency": asset.code,
+        "scale": asset.scale,
+        "may_go_negative": kind in NEGATIVE_ALLOWED,
+        "balance_minor": 0,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(LedgerAccount)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["kind", "owner", "currency"])
+    )
+    found = session.scalars(
+        select(LedgerAccount).where(
+            LedgerAccount.kind == kind.value,
+            LedgerAccount.owner == owner,
+            LedgerAccount.currency == asset.code,
+        )
+    ).one()
+    return found
+
+
+def balance(session: Session, account_id: int) -> int:
+    value = session.scalar(
+        select(LedgerAccount.balance_minor).where(LedgerAccount.id == account_id)
+    )
+    if value is None:
+        raise AccountNotFound(f"no ledger account {account_id}")
+    return int(value)
+
+
+def post_transfer(session: Session, request: TransferRequest, now: dt.datetime) -> PostedTransfer:
+    """Move money once. A retry with the same idempotency key and amount is a replay."""
+    amount = check_amount(request.amount_minor)
+    existing = _find(session, request)
+    if existing is not None:
+        return _replay(existing, request)
+    try:
+        with session.begin_nested():
+            _debit(session, request, amount)
+            _credit(session, request, amount)
+            transfer = Transfer(
+                debit_account_id=request.debit_account_id,
+                credit_account_id=request.credit_account_id,
+                amount_minor=amount,
+                currency=request.currency,
+                kind=request.kind.value,
+                idempotency_key=request.idempotency_key,
+                origin=request.origin,
+                reference=request.reference,
+                created_at=now,
+            )
+            session.add(transfer)
+            session.flush()
+    except IntegrityError:
+        # A racer posted the same idempotency key first and committed; ours rolled back whole.
+        existing = _find(session, request)
+        if existing is None:
+            raise
+        return _replay(existing, request)
+    return PostedTransfer(transfer.id, amount, replayed=False)
+
+
+def _debit(session: Session, request: TransferRequest, amount: int) -> None:
+    debited = session.execute(
+        update(LedgerAccount)
+        .where(
+            LedgerAccount.id == request.debit_account_id,
+            LedgerAccount.currency == request.currency,
+            LedgerAccount.may_go_negative | (LedgerAccount.balance_minor >= amount),
+        )
+        .values(balance_minor=LedgerAccount.balance_minor - amount)
+        .execution_options(synchronize_session=False)
+    )
+    if debited.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    found = session.get(LedgerAccount, request.debit_account_id)
+    if found is None:
+        raise AccountNotFound(f"no ledger account {request.debit_account_id}")
+    if found.currency != request.currency:
+        raise CurrencyMismatch(
+            f"account {found.id} holds {found.currency}, the transfer is in {request.currency}"
+        )
+    raise InsufficientFunds(f"account {found.id} cannot cover {amount} minor units")
+
+
+def _credit(session: Session, request: TransferRequest, amount: int) -> None:
+    credited = session.execute(
+        update(LedgerAccount)
+        .where(
+            LedgerAccount.id == request.credit_account_id,
+            LedgerAccount.currency == request.currency,
+        )
+        .values(balance_minor=LedgerAccount.balance_minor + amount)
+        .execution_options(synchronize_session=False)
+    )
+    if credited.rowcount == 1:  # type: ignore[attr-defined]
+        return
+    found = session.get(LedgerAccount, request.credit_account_id)
+    if found is None:
+        raise AccountNotFound(f"no ledger account {request.credit_account_id}")
+    raise CurrencyMismatch(
+        f"account {found.id} holds {found.currency}, the transfer is in {request.currency}"
+    )
+
+
+def _find(session: Session, request: TransferRequest) -> Transfer | None:
+    return session.scalars(
+        select(Transfer).where(
+            Transfer.debit_account_id == request.debit_account_id,
+            Transfer.credit_account_id == request.credit_account_id,
+            Transfer.kind == request.kind.value,
+            Transfer.idempotency_key == request.idempotency_key,
+        )
+    ).first()
+
+
+def _replay(existing: Transfer, request: TransferRequest) -> PostedTransfer:
+    if existing.amount_minor != request.amount_minor or existing.currency != request.currency:
+        raise IdempotencyConflict(
+            f"idempotency key {request.idempotency_key!r} already moved "
+            f"{existing.amount_minor} {existing.currency}, not "
+            f"{request.amount_minor} {request.currency}"
+        )
+    return PostedTransfer(existing.id, existing.amount_minor, replayed=True)
+
+
+# --- invariants -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.detail}"
+
+
+def check(session: Session) -> list[Violation]:
+    """Recompute every balance from the transfers and check every invariant of docs/ledger.md."""
+    violations: list[Violation] = []
+    credits = dict(
+        session.execute(
+            select(Transfer.credit_account_id, func.sum(Transfer.amount_minor)).group_by(
+                Transfer.credit_account_id
+            )
+        ).all()
+    )
+    debits = dict(
+        session.execute(
+            select(Transfer.debit_account_id, func.sum(Transfer.amount_minor)).group_by(
+                Transfer.debit_account_id
+            )
+        ).all()
+    )
+    totals: dict[str, int] = {}
+    accounts = {a.id: a for a in session.scalars(select(LedgerAccount))}
+    for acc in accounts.values():
+        derived = int(credits.get(acc.id) or 0) - int(debits.get(acc.id) or 0)
+        name = f"account {acc.id} ({acc.kind} {acc.owner} {acc.currency})"
+        if derived != acc.balance_minor:
+            violations.append(
+                Violation(
+                    "balance_matches_transfers",
+                    f"{name} has balance {acc.balance_minor}, its transfers give {derived}",
+                )
+            )
+        if acc.balance_minor < 0 and not acc.may_go_negative:
+            violations.append(Violation("no_overdraft", f"{name} is at {acc.balance_minor}"))
+        if acc.may_go_negative != (acc.kind in NEGATIVE_ALLOWED):
+            violations.append(Violation("overdraft_policy", f"{name} has the wrong policy"))
+        totals[acc.currency] = totals.get(acc.currency, 0) + acc.balance_minor
+    for currency, total in sorted(totals.items()):
+        if total != 0:
+            violations.append(Violation("zero_sum", f"{currency} balances sum to {total}"))
+    for transfer in session.scalars(select(Transfer)):
+        debit = accounts.get(transfer.debit_account_id)
+        credit = accounts.get(transfer.credit_account_id)
+        if transfer.amount_minor <= 0:
+            violations.append(Violation("amount_positive", f"transfer {transfer.id}"))
+        if debit is None or credit is None:
+            violations.append(Violation("accounts_exist", f"transfer {transfer.id}"))
+        elif not debit.currency == credit.currency == transfer.currency:
+            violations.append(Violation("one_asset", f"transfer {transfer.id}"))
+    return violations
+
+
+def counts(session: Session) -> tuple[int, int]:
+    """How many accounts and transfers the ledger holds."""
+    accounts = session.scalar(select(func.count()).select_from(LedgerAccount)) or 0
+    transfers = session.scalar(select(func.count()).select_from(Transfer)) or 0
+    return int(accounts), int(transfers)

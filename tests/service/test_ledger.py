@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tests.factories import asset, create_user
+from trickle import ledger
+from trickle.db import transaction
+from trickle.errors import (
+    AccountNotFound,
+    CurrencyMismatch,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+)
+from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
+from trickle.models import LedgerAccount
+from trickle.runtime import Runtime
+
+NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+
+
+def _accounts(runtime: Runtime) -> tuple[int, int, int]:
+    user = create_user(runtime)
+    with transaction(runtime.sessions) as session:
+        source = ledger.account(session, AccountKind.FUNDING, "test", asset(runtime), NOW)
+        reader = ledger.account(session, AccountKind.READER, f"user:{user.id}", asset(runtime), NOW)
+        payee = ledger.account(session, AccountKind.PAYEE, "payee:1", asset(runtime), NOW)
+        return source.id, reader.id, payee.id
+
+
+def _post(
+    runtime: Runtime, debit: int, credit: int, amount: object, key: str,
+    kind: TransferKind = TransferKind.TOPUP, currency: str = "USD",
+) -> ledger.PostedTransfer:  # fmt: skip
+    with transaction(runtime.sessions) as session:
+        request = TransferRequest(debit, credit, amount, currency, kind, key)  # type: ignore[arg-type]
+        return ledger.post_transfer(session, request, NOW)
+
+
+def _balance(runtime: Runtime, account_id: int) -> int:
+    with transaction(runtime.sessions) as session:
+        return ledger.balance(session, account_id)
+
+
+def test_a_transfer_debits_one_account_and_credits_another(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    posted = _post(runtime, source, reader, 500, "t1")
+    assert not posted.replayed
+    assert (_balance(runtime, source), _balance(runtime, reader)) == (-500, 500)
+
+
+def test_the_same_key_and_amount_replays_without_moving_money(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    first = _post(runtime, source, reader, 500, "t1")
+    again = _post(runtime, source, reader, 500, "t1")
+    assert again.replayed and again.id == first.id
+    assert _balance(runtime, reader) == 500
+
+
+def test_the_same_key_with_another_amount_is_a_conflict(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    _post(runtime, source, reader, 500, "t1")
+    with pytest.raises(IdempotencyConflict):
+        _post(runtime, source, reader, 501, "t1")
+    assert _balance(runtime, reader) == 500
+
+
+def test_the_same_key_for_another_purpose_is_another_transfer(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, 500, "k")
+    _post(runtime, reader, payee, 100, "k", TransferKind.STREAM)
+    assert _balance(runtime, reader) == 400
+
+
+def test_a_reader_cannot_go_below_zero(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, 100, "fund")
+    _post(runtime, reader, payee, 60, "s1", TransferKind.STREAM)
+    with pytest.raises(InsufficientFunds):
+        _post(runtime, reader, payee, 41, "s2", TransferKind.STREAM)
+    _post(runtime, reader, payee, 40, "s3", TransferKind.STREAM)
+    assert _balance(runtime, reader) == 0
+
+
+@pytest.mark.parametrize("amount", [0, -1, 2**63, 1.5, 1.0, "5", True, None])
+def test_amounts_are_positive_integers_below_2_63(runtime: Runtime, amount: object) -> None:
+    source, reader, _ = _accounts(runtime)
+    with pytest.raises(InvalidAmount):
+        _post(runtime, source, reader, amount, "bad")
+
+
+def test_assets_never_mix(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    with transaction(runtime.sessions) as session:
+        euro = ledger.account(session, AccountKind.READER, "user:eur", Asset("EUR", 9), NOW).id
+    with pytest.raises(CurrencyMismatch):
+        _post(runtime, source, euro, 5, "x")
+    with pytest.raises(CurrencyMismatch):
+        _post(runtime, source, reader, 5, "y", currency="EUR")
+
+
+def test_unknown_accounts_are_named(runtime: Runtime) -> None:
+    source, _, _ = _accounts(runtime)
+    with pytest.raises(AccountNotFound):
+        _post(runtime, source, 999_999, 5, "x")
+    with pytest.raises(AccountNotFound):
+        _post(runtime, 999_999, source, 5, "y")
+
+
+def test_transfers_are_append_only_in_the_database(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    _post(runtime, source, reader, 500, "t1")
+    for statement in ("UPDATE transfers SET amount_minor = 1", "DELETE FROM transfers"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with transaction(runtime.sessions) as session:
+                session.execute(text(statement))
+    assert _balance(runtime, reader) == 500
+
+
+def test_the_database_refuses_an_overdraft_even_past_the_code(runtime: Runtime) -> None:
+    _, reader, _ = _accounts(runtime)
+    with pytest.raises(DBAPIError):
+        with transaction(runtime.sessions) as session:
+            session.execute(text(f"UPDATE ledger_accounts SET balance_minor = -1 WHERE id = {reader}"))
+
+
+def test_check_names_the_account_whose_balance_disagrees(runtime: Runtime) -> None:
+    source, reader, _ = _accounts(runtime)
+    _post(runtime, source, reader, 500, "t1")
+    with transaction(runtime.sessions) as session:
+        assert ledger.check(session) == []
+        session.get(LedgerAccount, reader).balance_minor = 400  # type: ignore[union-attr]
+        session.flush()
+        rules = {(v.rule, f"account {reader} " in v.detail) for v in ledger.check(session)}
+        session.rollback()
+    assert ("balance_matches_transfers", True) in rules
+    assert ("zero_sum", False) in rules
