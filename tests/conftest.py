@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
-
 from starlette.testclient import TestClient
 
 from trickle import ledger, migrate

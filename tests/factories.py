@@ -49,11 +49,15 @@ def fund_reader(runtime: Runtime, user_id: int, amount_minor: int, key: str | No
         ledger.post_transfer(
             session,
             TransferRequest(
-                source.id, reader.id, amount_minor, runtime.settings.currency, TransferKind.TOPUP,
+                source.id,
+                reader.id,
+                amount_minor,
+                runtime.settings.currency,
+                TransferKind.TOPUP,
                 key or secrets.token_hex(8),
             ),
             now,
-        )  # fmt: skip
+        )
         return ledger.balance(session, reader.id)
 
 
@@ -61,9 +65,12 @@ def create_payee(runtime: Runtime, user_id: int, name: str | None = None) -> Pay
     name = name or f"payee-{secrets.token_hex(3)}"
     with transaction(runtime.sessions) as session:
         payee = Payee(
-            user_id=user_id, name=name, display_name=name.title(),
-            currency=runtime.settings.currency, created_at=runtime.clock(),
-        )  # fmt: skip
+            user_id=user_id,
+            name=name,
+            display_name=name.title(),
+            currency=runtime.settings.currency,
+            created_at=runtime.clock(),
+        )
         session.add(payee)
         session.flush()
         return payee

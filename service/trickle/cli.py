@@ -153,9 +153,12 @@ def cmd_vouchers_create(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with transaction(runtime.sessions) as session:
             codes = funding.create_vouchers(
-                session, amount_minor=amount_minor, currency=currency, count=args.count,
+                session,
+                amount_minor=amount_minor,
+                currency=currency,
+                count=args.count,
                 now=utc_now(),
-            )  # fmt: skip
+            )
     finally:
         runtime.close()
     text = "".join(f"{code}\n" for code in codes)

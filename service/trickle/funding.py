@@ -47,22 +47,34 @@ def reader_account_owner(user_id: int) -> str:
 
 
 def record_topup(
-    session: Session, *, provider: str, external_id: str, user_id: int, amount_minor: int,
-    asset: Asset, now: dt.datetime,
-) -> TopUp:  # fmt: skip
+    session: Session,
+    *,
+    provider: str,
+    external_id: str,
+    user_id: int,
+    amount_minor: int,
+    asset: Asset,
+    now: dt.datetime,
+) -> TopUp:
     """Credit a reader with money a provider received. Idempotent per (provider, external_id)."""
     source = ledger.account(session, AccountKind.FUNDING, provider, asset, now)
     reader = ledger.account(session, AccountKind.READER, reader_account_owner(user_id), asset, now)
     posted = ledger.post_transfer(
         session,
         TransferRequest(
-            debit_account_id=source.id, credit_account_id=reader.id, amount_minor=amount_minor,
-            currency=asset.code, kind=TransferKind.TOPUP,
-            idempotency_key=f"{provider}:{external_id}", reference=f"{provider}:{external_id}",
+            debit_account_id=source.id,
+            credit_account_id=reader.id,
+            amount_minor=amount_minor,
+            currency=asset.code,
+            kind=TransferKind.TOPUP,
+            idempotency_key=f"{provider}:{external_id}",
+            reference=f"{provider}:{external_id}",
         ),
         now,
-    )  # fmt: skip
-    return TopUp(posted.id, posted.amount_minor, ledger.balance(session, reader.id), posted.replayed)
+    )
+    return TopUp(
+        posted.id, posted.amount_minor, ledger.balance(session, reader.id), posted.replayed
+    )
 
 
 def reader_balance(session: Session, user_id: int, asset: Asset, now: dt.datetime) -> int:
@@ -96,8 +108,9 @@ def create_vouchers(
     ledger.check_amount(amount_minor)
     codes = [new_code() for _ in range(count)]
     session.add_all(
-        Voucher(code_hash=code_hash(code), amount_minor=amount_minor, currency=currency,
-                created_at=now)  # fmt: skip
+        Voucher(
+            code_hash=code_hash(code), amount_minor=amount_minor, currency=currency, created_at=now
+        )
         for code in codes
     )
     session.flush()
@@ -120,6 +133,11 @@ def redeem_voucher(
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise VoucherAlreadyRedeemed("this voucher has already been redeemed")
     return record_topup(
-        session, provider=VOUCHER_PROVIDER, external_id=str(voucher.id), user_id=user_id,
-        amount_minor=voucher.amount_minor, asset=asset, now=now,
-    )  # fmt: skip
+        session,
+        provider=VOUCHER_PROVIDER,
+        external_id=str(voucher.id),
+        user_id=user_id,
+        amount_minor=voucher.amount_minor,
+        asset=asset,
+        now=now,
+    )

@@ -159,7 +159,9 @@ class LedgerAccount(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        UniqueConstraint("kind", "owner", "currency", name="uq_ledger_accounts_kind_owner_currency"),
+        UniqueConstraint(
+            "kind", "owner", "currency", name="uq_ledger_accounts_kind_owner_currency"
+        ),
         CheckConstraint("may_go_negative OR balance_minor >= 0", name="no_overdraft"),
     )
 
@@ -185,12 +187,15 @@ class Transfer(Base):
 
     __table_args__ = (
         UniqueConstraint(
-            "debit_account_id", "credit_account_id", "kind", "idempotency_key",
+            "debit_account_id",
+            "credit_account_id",
+            "kind",
+            "idempotency_key",
             name="uq_transfers_idempotency",
         ),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
-    )  # fmt: skip
+    )
 
 
 # --- funding ------------------------------------------------------------------------------
@@ -280,3 +285,19 @@ class IdempotentRequest(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- spending -----------------------------------------------------------------------------
+
+
+class MonthlySpend(Base):
+    """What a reader has paid (streams and payments) in one calendar month (UTC), kept in step
+    with the ledger in the same transaction so the budget cap holds across processes."""
+
+    __tablename__ = "monthly_spend"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "2026-11"
+    spent_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (CheckConstraint("spent_minor >= 0", name="spent_non_negative"),)

@@ -18,7 +18,7 @@ def parse_decimal(text: str, scale: int) -> int:
     whole, fraction = match.group(1), match.group(2) or ""
     if len(fraction) > scale:
         raise InvalidAmount(f"{text!r} has more than {scale} decimal places")
-    value = int(whole) * 10**scale + int(fraction.ljust(scale, "0") or "0")
+    value: int = int(whole) * 10**scale + int(fraction.ljust(scale, "0") or "0")
     if not 0 < value <= MAX_AMOUNT:
         raise InvalidAmount(f"amount must be positive and below 2^63 minor units, got {text!r}")
     return value

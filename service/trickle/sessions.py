@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from trickle.errors import Unauthenticated
 from trickle.models import AuthSession, User
 
-TOKEN_PREFIX = "trk_"
+TOKEN_PREFIX = "trk_"  # noqa: S105 - a prefix, not a secret
 
 
 def token_hash(token: str) -> str:

@@ -91,9 +91,7 @@ def env_name(field: str) -> str:
     return f"TRICKLE_{field.upper()}"
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, then apply non-None overrides (CLI flags)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}

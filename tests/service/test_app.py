@@ -5,6 +5,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+
 from trickle.app import create_app
 from trickle.runtime import Runtime
 

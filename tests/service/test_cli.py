@@ -60,7 +60,10 @@ def test_trickle_serve_publishes_the_jwks_with_no_configuration(tmp_path: Path) 
 
 
 def test_keys_rotate_then_list(
-    database_url: str, tmp_path: Path, kek_b64: str, capsys: pytest.CaptureFixture[str],
+    database_url: str,
+    tmp_path: Path,
+    kek_b64: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)

@@ -31,13 +31,19 @@ def _redeem(client: TestClient, token: str, code: str, key: str) -> tuple[int, d
     return response.status_code, response.json()
 
 
-def test_a_reader_redeems_a_voucher_into_their_balance(runtime: Runtime, client: TestClient) -> None:
+def test_a_reader_redeems_a_voucher_into_their_balance(
+    runtime: Runtime, client: TestClient
+) -> None:
     reader = create_user(runtime)
     (code,) = _mint(runtime)
     status, body = _redeem(client, reader.token, code, "redeem-0001")
     assert status == 200
-    assert body == {"amount_minor": "5000000000", "balance_minor": "5000000000",
-                    "currency": "USD", "scale": 9}  # fmt: skip
+    assert body == {
+        "amount_minor": "5000000000",
+        "balance_minor": "5000000000",
+        "currency": "USD",
+        "scale": 9,
+    }
     balance = client.get("/api/v1/balance", headers=reader.auth).json()
     assert balance == {"balance_minor": "5000000000", "currency": "USD", "scale": 9}
 
@@ -73,15 +79,17 @@ def test_a_retried_request_replays_the_first_answer(runtime: Runtime, client: Te
     (code,) = _mint(runtime)
     first = _redeem(client, reader.token, code, "redeem-0006")
     again = client.post(
-        "/api/v1/vouchers/redeem", json={"code": code},
+        "/api/v1/vouchers/redeem",
+        json={"code": code},
         headers={**reader.auth, "Idempotency-Key": "redeem-0006"},
-    )  # fmt: skip
+    )
     assert again.status_code == 200 and again.json() == first[1]
     assert again.headers["idempotent-replayed"] == "true"
     other = client.post(
-        "/api/v1/vouchers/redeem", json={"code": "TRK-OTHER-CODE"},
+        "/api/v1/vouchers/redeem",
+        json={"code": "TRK-OTHER-CODE"},
         headers={**reader.auth, "Idempotency-Key": "redeem-0006"},
-    )  # fmt: skip
+    )
     assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
     balance = client.get("/api/v1/balance", headers=reader.auth).json()
     assert balance["balance_minor"] == "5000000000"
@@ -98,9 +106,13 @@ def test_a_retried_request_replays_the_first_answer(runtime: Runtime, client: Te
     ],
 )
 def test_bad_redemptions_get_typed_errors(
-    runtime: Runtime, client: TestClient, headers: dict[str, str], body: object, status: int,
+    runtime: Runtime,
+    client: TestClient,
+    headers: dict[str, str],
+    body: object,
+    status: int,
     code: str,
-) -> None:  # fmt: skip
+) -> None:
     reader = create_user(runtime)
     response = client.post("/api/v1/vouchers/redeem", json=body, headers={**reader.auth, **headers})
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
@@ -141,22 +153,34 @@ def test_a_webhook_delivered_twice_tops_up_once(runtime: Runtime) -> None:
     for _ in range(2):
         with transaction(runtime.sessions) as session:
             topup = funding.record_topup(
-                session, provider="card", external_id="evt_123", user_id=reader.id,
-                amount_minor=700, asset=asset(runtime), now=runtime.clock(),
-            )  # fmt: skip
+                session,
+                provider="card",
+                external_id="evt_123",
+                user_id=reader.id,
+                amount_minor=700,
+                asset=asset(runtime),
+                now=runtime.clock(),
+            )
     assert topup.replayed and topup.balance_minor == 700
 
 
 def test_cli_mints_codes_that_redeem(
-    runtime: Runtime, client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    runtime: Runtime,
+    client: TestClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     settings = runtime.settings
     args = ["--database-url", settings.resolved_database_url, "--data-dir", str(tmp_path)]
     out = tmp_path / "codes.txt"
     monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", settings.key_encryption_key)
-    assert main(["vouchers", "create", "--amount", "2.50", "--count", "3", "--output",
-                 str(out), *args]) == 0  # fmt: skip
+    assert (
+        main(
+            ["vouchers", "create", "--amount", "2.50", "--count", "3", "--output", str(out), *args]
+        )
+        == 0
+    )
     assert out.stat().st_mode & 0o077 == 0
     codes = out.read_text().split()
     assert len(codes) == 3 and len(set(codes)) == 3

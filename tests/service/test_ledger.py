@@ -33,9 +33,14 @@ def _accounts(runtime: Runtime) -> tuple[int, int, int]:
 
 
 def _post(
-    runtime: Runtime, debit: int, credit: int, amount: object, key: str,
-    kind: TransferKind = TransferKind.TOPUP, currency: str = "USD",
-) -> ledger.PostedTransfer:  # fmt: skip
+    runtime: Runtime,
+    debit: int,
+    credit: int,
+    amount: object,
+    key: str,
+    kind: TransferKind = TransferKind.TOPUP,
+    currency: str = "USD",
+) -> ledger.PostedTransfer:
     with transaction(runtime.sessions) as session:
         request = TransferRequest(debit, credit, amount, currency, kind, key)  # type: ignore[arg-type]
         return ledger.post_transfer(session, request, NOW)
@@ -115,17 +120,18 @@ def test_transfers_are_append_only_in_the_database(runtime: Runtime) -> None:
     source, reader, _ = _accounts(runtime)
     _post(runtime, source, reader, 500, "t1")
     for statement in ("UPDATE transfers SET amount_minor = 1", "DELETE FROM transfers"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with transaction(runtime.sessions) as session:
-                session.execute(text(statement))
+        with (
+            pytest.raises(DBAPIError, match="append-only"),
+            transaction(runtime.sessions) as session,
+        ):
+            session.execute(text(statement))
     assert _balance(runtime, reader) == 500
 
 
 def test_the_database_refuses_an_overdraft_even_past_the_code(runtime: Runtime) -> None:
     _, reader, _ = _accounts(runtime)
-    with pytest.raises(DBAPIError):
-        with transaction(runtime.sessions) as session:
-            session.execute(text(f"UPDATE ledger_accounts SET balance_minor = -1 WHERE id = {reader}"))
+    with pytest.raises(DBAPIError), transaction(runtime.sessions) as session:
+        session.execute(text(f"UPDATE ledger_accounts SET balance_minor = -1 WHERE id = {reader}"))
 
 
 def test_check_names_the_account_whose_balance_disagrees(runtime: Runtime) -> None:

@@ -84,9 +84,12 @@ def _naive_debit(sessions: sessionmaker[Session], race: Race, key: str) -> bool:
 
 
 def _race_threads(
-    sessions: sessionmaker[Session], race: Race, debit: Callable[..., bool], prefix: str,
+    sessions: sessionmaker[Session],
+    race: Race,
+    debit: Callable[..., bool],
+    prefix: str,
     count: int = REQUESTS,
-) -> int:  # fmt: skip
+) -> int:
     barrier = threading.Barrier(count)
     results: list[bool] = []
     lock = threading.Lock()

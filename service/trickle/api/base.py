@@ -113,15 +113,23 @@ class ApiRouter:
         self.endpoints: list[Endpoint] = []
 
     def _register(
-        self, method: str, path: str, *, body: type[Schema] | None = None,
-        response: type[Schema] | None = None, auth: bool = True, idempotent: bool = False,
-        status: int = 200, summary: str = "",
-    ) -> Callable[[Handler], Handler]:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        body: type[Schema] | None = None,
+        response: type[Schema] | None = None,
+        auth: bool = True,
+        idempotent: bool = False,
+        status: int = 200,
+        summary: str = "",
+    ) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
             self.endpoints.append(
-                Endpoint(method, path, handler, body, response, auth, idempotent, status, doc,
-                         self.tag)  # fmt: skip
+                Endpoint(
+                    method, path, handler, body, response, auth, idempotent, status, doc, self.tag
+                )
             )
             return handler
 
@@ -219,10 +227,14 @@ def _run_once(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | N
     headers = {k.lower(): v for k, v in request.headers.items()}
     with transaction(runtime.sessions) as session:
         ctx = Context(
-            session=session, runtime=runtime, now=runtime.clock(),
+            session=session,
+            runtime=runtime,
+            now=runtime.clock(),
             client_ip=request.client.host if request.client else "unknown",
-            user=None, auth_session=None, headers=headers,
-        )  # fmt: skip
+            user=None,
+            auth_session=None,
+            headers=headers,
+        )
         if endpoint.auth:
             ctx.user, ctx.auth_session = _authenticate(ctx, request)
         if not endpoint.idempotent:
@@ -270,15 +282,21 @@ def _run_idempotent(
         if stored.request_hash != digest:
             raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was used with another request")
         return Response(
-            stored.response_body, status_code=stored.status_code,
-            media_type="application/json", headers={"Idempotent-Replayed": "true"},
-        )  # fmt: skip
+            stored.response_body,
+            status_code=stored.status_code,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     # Claim the key before acting: a racer with the same key waits on the unique index until
     # this transaction ends, then replays what it stored (or acts, if this one rolled back).
     placeholder = IdempotentRequest(
-        user_id=ctx.user_id, key=key, request_hash=digest, status_code=0, response_body="",
+        user_id=ctx.user_id,
+        key=key,
+        request_hash=digest,
+        status_code=0,
+        response_body="",
         created_at=ctx.now,
-    )  # fmt: skip
+    )
     try:
         with ctx.session.begin_nested():
             ctx.session.add(placeholder)

@@ -50,6 +50,8 @@ def redeem(ctx: Context, body: RedeemIn) -> RedeemOut:
         ctx.session, code=body.code, user_id=ctx.user_id, asset=asset, now=ctx.now
     )
     return RedeemOut(
-        amount_minor=str(topup.amount_minor), balance_minor=str(topup.balance_minor),
-        currency=asset.code, scale=asset.scale,
-    )  # fmt: skip
+        amount_minor=str(topup.amount_minor),
+        balance_minor=str(topup.balance_minor),
+        currency=asset.code,
+        scale=asset.scale,
+    )

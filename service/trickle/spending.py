@@ -1,0 +1,82 @@
+"""Monthly spending against the reader's budget cap, enforced in the database like the balance:
+a conditional ``UPDATE ... WHERE spent_minor + amount <= budget``, so several processes paying
+for one reader can never exceed it together. Months are calendar months in UTC."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from trickle.models import MonthlySpend
+
+_ADD = text(
+    "UPDATE monthly_spend SET spent_minor = spent_minor + :amount "
+    "WHERE user_id = :user_id AND month = :month AND spent_minor + :amount <= :budget"
+)
+
+
+class BudgetRefused(Exception):
+    """Some spend of a batch would pass its budget: nothing of the batch was recorded."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Spend:
+    user_id: int
+    month: str
+    amount_minor: int
+    budget_minor: int
+
+
+def month_of(now: dt.datetime) -> str:
+    return f"{now.astimezone(dt.UTC):%Y-%m}"
+
+
+def ensure_month(session: Session, user_id: int, month: str) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(MonthlySpend)
+        .values(user_id=user_id, month=month, spent_minor=0)
+        .on_conflict_do_nothing(index_elements=["user_id", "month"])
+    )
+
+
+def spent(session: Session, user_id: int, month: str) -> int:
+    value = session.scalar(
+        select(MonthlySpend.spent_minor).where(
+            MonthlySpend.user_id == user_id, MonthlySpend.month == month
+        )
+    )
+    return int(value or 0)
+
+
+def add(session: Session, spend: Spend) -> bool:
+    """Record one spend; False (and nothing recorded) if it would pass the budget."""
+    ensure_month(session, spend.user_id, spend.month)
+    result = session.execute(_ADD, _params(spend))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def add_batch(session: Session, spends: Sequence[Spend]) -> None:
+    """Record many spends in one statement; ``BudgetRefused`` if any would pass its budget (the
+    caller's savepoint then rolls them all back). Month rows must exist (``ensure_month``)."""
+    if not spends:
+        return
+    result = session.execute(_ADD, [_params(s) for s in spends])
+    if result.rowcount != len(spends):  # type: ignore[attr-defined]
+        raise BudgetRefused("a spend would pass its monthly budget")
+
+
+def _params(spend: Spend) -> dict[str, object]:
+    return {
+        "amount": spend.amount_minor,
+        "user_id": spend.user_id,
+        "month": spend.month,
+        "budget": spend.budget_minor,
+    }

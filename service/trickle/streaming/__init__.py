@@ -1,0 +1,1 @@
+"""The streaming engine: reading time in, committed ledger transfers and signed receipts out."""

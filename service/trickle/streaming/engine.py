@@ -1,0 +1,606 @@
+"""The streaming engine of one service process: connections, streams, accrual, group commit.
+
+Everything here runs on the event loop except database work, which runs in a single committer
+thread (commits) and the default thread pool (look-ups). A stream accrues only while it is
+*active*: its connection is up, the client reports the page visible and focused, the reader has
+not paused, the site is not turned off and the reader's funds and budget are not exhausted. Every
+``interval`` an active stream's accrued whole units become a ``Posting``; postings of all streams
+are committed together; only then are receipts signed and sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from trickle import spending
+from trickle.accounts import normalize_origin
+from trickle.db import transaction
+from trickle.errors import TrickleError
+from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
+from trickle.runtime import Runtime
+from trickle.streaming import committer, directory, protocol
+from trickle.streaming.accrual import Accrual
+from trickle.streaming.directory import PayeeInfo, ReaderPolicy
+
+log = logging.getLogger("trickle.streaming")
+T = TypeVar("T")
+MonotonicMs = Callable[[], int]
+
+ACTIVE = "active"
+BLOCKING_REASONS = ("insufficient_funds", "budget_exhausted")
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineLimits:
+    interval_ms: int = 2000
+    max_message_bytes: int = 4096
+    max_streams_per_connection: int = 64
+    max_connections_per_reader: int = 8
+    hello_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
+    resume_grace_s: float = 30.0
+    max_queued_messages: int = 1000
+    max_invalid_messages: int = 20
+    settings_refresh_s: float = 2.0
+    funds_probe_s: float = 5.0
+
+
+class Connection:
+    """One client socket's state. Outgoing messages go through a queue and a writer task, so a
+    slow client only ever blocks itself."""
+
+    def __init__(self, engine: StreamEngine, send_text: Callable[[str], Awaitable[None]]) -> None:
+        self.engine = engine
+        self._send_text = send_text
+        self.reader: Reader | None = None
+        self.streams: dict[str, Stream] = {}
+        self.refs: set[str] = set()
+        self.invalid_messages = 0
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._last_balance_ms = 0
+        self.writer = asyncio.create_task(self._write())
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        if self._queue.qsize() >= self.engine.limits.max_queued_messages:
+            self.close(1008, "too slow: the client does not read its messages")
+            return
+        self._queue.put_nowait(protocol.dumps(message))
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed, self.close_code, self.close_reason = True, code, reason
+        self._queue.put_nowait(None)
+
+    async def _write(self) -> None:
+        while True:
+            text = await self._queue.get()
+            if text is None:
+                return
+            try:
+                await self._send_text(text)
+            except Exception:  # the socket is gone; the reader side will see it too
+                self.closed = True
+                return
+
+
+@dataclasses.dataclass(eq=False)
+class Reader:
+    user_id: int
+    account_id: int
+    policy: ReaderPolicy
+    connections: set[Connection] = dataclasses.field(default_factory=set)
+    streams: set[Stream] = dataclasses.field(default_factory=set)
+    blocked: str | None = None  # "insufficient_funds" | "budget_exhausted"
+    balance_minor: int = 0
+    spent_minor: int = 0
+    month: str = ""
+
+    @property
+    def active_count(self) -> int:
+        return sum(1 for s in self.streams if s.state == ACTIVE)
+
+
+@dataclasses.dataclass(eq=False)
+class Stream:
+    sid: str
+    reader: Reader
+    connection: Connection | None
+    origin: str
+    payee: PayeeInfo
+    binding: str | None
+    client_active: bool
+    state: str = "inactive"
+    seq: int = 0
+    total_minor: int = 0
+    accrual: Accrual = dataclasses.field(default_factory=Accrual)
+    last_ms: int = 0
+    next_due_ms: int = 0
+    generation: int = 0
+    in_flight: bool = False
+    latest: dict[str, Any] | None = None  # the latest committed receipt message
+    orphaned_until_ms: int | None = None
+
+
+class StreamEngine:
+    def __init__(
+        self, runtime: Runtime, limits: EngineLimits | None = None,
+        clock_ms: MonotonicMs = monotonic_ms,
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.limits = limits or EngineLimits()
+        self.clock_ms = clock_ms
+        self.readers: dict[int, Reader] = {}
+        self.streams: dict[str, Stream] = {}
+        self._heap: list[tuple[int, int, int, Stream]] = []
+        self._tie = itertools.count()
+        self._pending: list[tuple[Stream, committer.Posting, int, int]] = []
+        self._commit_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
+        self._lookups = ThreadPoolExecutor(4, thread_name_prefix="trickle-lookup")
+        self._wake = asyncio.Event()
+        self.latencies_ms: list[int] = []  # due -> sent, for the benchmark and tests
+        self.record_latencies = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._tick_loop()),
+            asyncio.create_task(self._maintenance_loop()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+        for reader in list(self.readers.values()):
+            for connection in list(reader.connections):
+                connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
+        self._committer.shutdown(wait=True)
+        self._lookups.shutdown(wait=True)
+
+    async def flush(self) -> None:
+        """Wait until every increment produced so far is committed and its receipt queued."""
+        while self._commit_task is not None and not self._commit_task.done():
+            await self._commit_task
+
+    async def _db(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._lookups, function, *args)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def open(self, send_text: Callable[[str], Awaitable[None]]) -> Connection:
+        return Connection(self, send_text)
+
+    async def authenticate(self, connection: Connection, hello: protocol.Hello) -> None:
+        if hello.v != protocol.PROTOCOL_VERSION:
+            raise protocol.ProtocolViolation(
+                "unsupported_version", f"this server speaks version {protocol.PROTOCOL_VERSION}"
+            )
+        try:
+            user_id, account_id, policy, balance, spent, month = await self._db(
+                self._load_reader, hello.token
+            )
+        except TrickleError:
+            raise protocol.ProtocolViolation("unauthenticated", "unknown or expired token") from None
+        reader = self.readers.get(user_id)
+        if reader is None:
+            reader = Reader(user_id, account_id, policy)
+            self.readers[user_id] = reader
+        reader.balance_minor, reader.spent_minor, reader.month = balance, spent, month
+        if len(reader.connections) >= self.limits.max_connections_per_reader:
+            raise protocol.ProtocolViolation(
+                "too_many_connections",
+                f"at most {self.limits.max_connections_per_reader} connections per reader",
+            )
+        reader.connections.add(connection)
+        connection.reader = reader
+        connection.send(
+            {
+                "type": "welcome", "v": protocol.PROTOCOL_VERSION,
+                "interval_ms": self.limits.interval_ms,
+                "limits": {
+                    "max_message_bytes": self.limits.max_message_bytes,
+                    "max_streams": self.limits.max_streams_per_connection,
+                    "resume_grace_s": self.limits.resume_grace_s,
+                },
+                **self._funds_fields(reader),
+            }
+        )  # fmt: skip
+
+    def _load_reader(
+        self, token: str
+    ) -> tuple[int, int, ReaderPolicy, int, int, str]:
+        from trickle import sessions
+
+        now = self.runtime.clock()
+        with transaction(self.runtime.sessions) as session:
+            user, _ = sessions.authenticate(session, token, now)
+            account_id = directory.reader_account(session, user.id, self.settings, now)
+            policy = directory.reader_policy(session, user.id, self.settings)
+            month = spending.month_of(now)
+            balance, spent = directory.funds(session, user.id, account_id, month)
+        return user.id, account_id, policy, balance, spent, month
+
+    def disconnect(self, connection: Connection) -> None:
+        """The socket closed: its streams stop accruing and wait ``resume_grace_s`` for a resume."""
+        connection.closed = True
+        reader = connection.reader
+        if reader is None:
+            return
+        reader.connections.discard(connection)
+        now = self.clock_ms()
+        grace_ms = int(self.limits.resume_grace_s * 1000)
+        self._settle_reader(reader, now)
+        for stream in list(connection.streams.values()):
+            stream.connection = None
+            stream.orphaned_until_ms = now + grace_ms
+            self._set_state(stream, "disconnected", now, notify=False)
+        connection.streams.clear()
+
+    # --- messages -------------------------------------------------------------------------
+
+    async def handle(self, connection: Connection, message: protocol.ClientMessage) -> None:
+        reader = connection.reader
+        assert reader is not None
+        now = self.clock_ms()
+        if isinstance(message, protocol.Start):
+            await self._start(connection, reader, message, now)
+        elif isinstance(message, protocol.Attention):
+            stream = self._stream_of(connection, message.sid)
+            stream.client_active = message.active
+            self._refresh_stream(stream, now)
+        elif isinstance(message, protocol.Stop):
+            stream = self._stream_of(connection, message.sid)
+            self._end(stream, now, "stopped")
+        elif isinstance(message, protocol.Resume):
+            self._resume(connection, reader, message, now)
+        elif isinstance(message, protocol.Ping):
+            connection.send({"type": "pong", "data": message.data})
+        elif isinstance(message, protocol.BalanceQuery):
+            connection.send({"type": "balance", **self._funds_fields(reader)})
+        else:  # a second hello
+            raise protocol.InvalidMessage("already authenticated")
+
+    async def _start(
+        self, connection: Connection, reader: Reader, message: protocol.Start, now: int
+    ) -> None:
+        if len(connection.streams) >= self.limits.max_streams_per_connection:
+            self._error(connection, "too_many_streams",
+                        f"at most {self.limits.max_streams_per_connection} streams per connection",
+                        ref=message.ref)  # fmt: skip
+            return
+        if message.ref in connection.refs:
+            self._error(connection, "duplicate_ref", "this ref is in use", ref=message.ref)
+            return
+        try:
+            origin = normalize_origin(message.origin)
+        except TrickleError:
+            self._error(connection, "invalid_origin", "origin must be scheme://host[:port]",
+                        ref=message.ref)  # fmt: skip
+            return
+        connection.refs.add(message.ref)
+        payee = await self._db(self._find_payee, message.pointer)
+        if payee is None:
+            connection.refs.discard(message.ref)
+            self._error(connection, "payee_not_found", "no payee has this payment pointer",
+                        ref=message.ref)  # fmt: skip
+            return
+        if connection.closed:
+            return
+        now = self.clock_ms()
+        stream = Stream(new_stream_id(), reader, connection, origin, payee, message.binding,
+                        client_active=message.active, last_ms=now)  # fmt: skip
+        self.streams[stream.sid] = stream
+        connection.streams[stream.sid] = stream
+        reader.streams.add(stream)
+        connection.send({"type": "started", "ref": message.ref, "sid": stream.sid,
+                         "origin": origin, "pointer": payee.pointer})  # fmt: skip
+        self._refresh_stream(stream, now, force_notify=True)
+
+    def _find_payee(self, pointer: str) -> PayeeInfo | None:
+        now = self.runtime.clock()
+        with transaction(self.runtime.sessions) as session:
+            return directory.payee_by_pointer(session, pointer, self.settings, now)
+
+    def _resume(
+        self, connection: Connection, reader: Reader, message: protocol.Resume, now: int
+    ) -> None:
+        stream = self.streams.get(message.sid)
+        if stream is None or stream.reader is not reader or stream.connection is not None:
+            self._error(connection, "unknown_stream", "no resumable stream with this sid",
+                        sid=message.sid)  # fmt: skip
+            return
+        if len(connection.streams) >= self.limits.max_streams_per_connection:
+            self._error(connection, "too_many_streams", "the connection is full", sid=message.sid)
+            return
+        stream.connection = connection
+        stream.orphaned_until_ms = None
+        stream.client_active = message.active
+        connection.streams[stream.sid] = stream
+        connection.send({"type": "resumed", "sid": stream.sid, "seq": stream.seq,
+                         "tot": str(stream.total_minor)})  # fmt: skip
+        if stream.latest is not None:
+            connection.send({**stream.latest, "resent": True})
+        self._refresh_stream(stream, now, force_notify=True)
+
+    def _stream_of(self, connection: Connection, sid: str) -> Stream:
+        stream = connection.streams.get(sid)
+        if stream is None:
+            raise protocol.InvalidMessage("no stream with this sid on this connection", sid=sid)
+        return stream
+
+    def _error(self, connection: Connection, code: str, message: str, *,
+               ref: str | None = None, sid: str | None = None) -> None:  # fmt: skip
+        body: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if ref is not None:
+            body["ref"] = ref
+        if sid is not None:
+            body["sid"] = sid
+        connection.send(body)
+
+    # --- state and accrual ---------------------------------------------------------------
+
+    def _desired_state(self, stream: Stream) -> str:
+        reader = stream.reader
+        if stream.connection is None:
+            return "disconnected"
+        if reader.policy.paused:
+            return "paused"
+        if reader.policy.site_rate(stream.origin) is None:
+            return "site_disabled"
+        if reader.blocked is not None:
+            return reader.blocked
+        return ACTIVE if stream.client_active else "inactive"
+
+    def _refresh_stream(self, stream: Stream, now: int, force_notify: bool = False) -> None:
+        desired = self._desired_state(stream)
+        if desired != stream.state:
+            self._settle_reader(stream.reader, now)
+            self._set_state(stream, desired, now)
+        elif force_notify:
+            self._notify_state(stream)
+
+    def _set_state(self, stream: Stream, state: str, now: int, notify: bool = True) -> None:
+        stream.state = state
+        stream.generation += 1
+        stream.last_ms = now
+        if state == ACTIVE:
+            stream.next_due_ms = now + self.limits.interval_ms
+            self._schedule(stream)
+        if notify:
+            self._notify_state(stream)
+
+    def _notify_state(self, stream: Stream) -> None:
+        if stream.connection is not None:
+            message: dict[str, Any] = {"type": "state", "sid": stream.sid, "state": stream.state}
+            if stream.state != ACTIVE:
+                message["reason"] = stream.state
+            stream.connection.send(message)
+
+    def _settle_reader(self, reader: Reader, now: int) -> None:
+        """Accrue every active stream of the reader up to ``now`` at the current shares."""
+        share = reader.active_count
+        for stream in reader.streams:
+            if stream.state == ACTIVE:
+                rate = reader.policy.site_rate(stream.origin) or 0
+                stream.accrual.add(rate, now - stream.last_ms, share)
+            stream.last_ms = now
+
+    def _end(self, stream: Stream, now: int, reason: str) -> None:
+        reader = stream.reader
+        self._settle_reader(reader, now)
+        stream.generation += 1
+        stream.state = "stopped"
+        reader.streams.discard(stream)
+        self.streams.pop(stream.sid, None)
+        if stream.connection is not None:
+            stream.connection.streams.pop(stream.sid, None)
+            stream.connection.send({"type": "stopped", "sid": stream.sid, "reason": reason,
+                                    "seq": stream.seq, "tot": str(stream.total_minor)})  # fmt: skip
+        self._forget_if_idle(reader)
+
+    def _forget_if_idle(self, reader: Reader) -> None:
+        if not reader.connections and not reader.streams:
+            self.readers.pop(reader.user_id, None)
+
+    # --- the clock: due streams become postings ------------------------------------------
+
+    def _schedule(self, stream: Stream) -> None:
+        heapq.heappush(
+            self._heap, (stream.next_due_ms, next(self._tie), stream.generation, stream)
+        )
+        self._wake.set()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            now = self.clock_ms()
+            self.tick(now)
+            delay_ms = 20
+            if self._heap:
+                delay_ms = max(0, min(delay_ms, self._heap[0][0] - now))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay_ms / 1000)
+
+    def tick(self, now: int) -> None:
+        """Turn every stream due at ``now`` into a posting (public for tests with a fake clock)."""
+        while self._heap and self._heap[0][0] <= now:
+            due, _, generation, stream = heapq.heappop(self._heap)
+            if generation != stream.generation or stream.state != ACTIVE:
+                continue
+            self._due(stream, due, now)
+        if self._pending and (self._commit_task is None or self._commit_task.done()):
+            self._commit_task = asyncio.create_task(self._commit_loop())
+
+    def _due(self, stream: Stream, due: int, now: int) -> None:
+        reader = stream.reader
+        interval = self.limits.interval_ms
+        stream.next_due_ms = due + interval if due + interval > now else now + interval
+        self._schedule(stream)
+        if stream.in_flight:
+            return  # the previous increment is still committing: this one waits a turn
+        rate = reader.policy.site_rate(stream.origin) or 0
+        stream.accrual.add(rate, now - stream.last_ms, reader.active_count)
+        stream.last_ms = now
+        amount = stream.accrual.take()
+        if amount <= 0:
+            return
+        fee = amount * self.settings.fee_bps // 10_000
+        seq = stream.seq + 1
+        posting = committer.Posting(
+            user_id=reader.user_id, reader_account_id=reader.account_id,
+            payee_account_id=stream.payee.account_id, fee_account_id=stream.payee.fee_account_id,
+            currency=self.settings.currency, amount_minor=amount, fee_minor=fee,
+            key=f"{stream.sid}.{seq}", origin=stream.origin,
+            budget_minor=reader.policy.monthly_budget_minor, month=reader.month,
+        )  # fmt: skip
+        stream.in_flight = True
+        self._pending.append((stream, posting, seq, due))
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            postings = [posting for _, posting, _, _ in batch]
+            now = self.runtime.clock()
+            try:
+                result = await loop.run_in_executor(
+                    self._committer, committer.commit, self.runtime.sessions, postings, now
+                )
+            except Exception:  # nothing of the batch is committed: no receipt goes out
+                log.exception("group commit failed; %d increments not paid", len(batch))
+                for stream, _, _, _ in batch:
+                    stream.in_flight = False
+                continue
+            self._deliver(batch, result, now)
+
+    def _deliver(
+        self, batch: list[tuple[Stream, committer.Posting, int, int]],
+        result: committer.CommitResult, now: Any,
+    ) -> None:  # fmt: skip
+        issued_at = int(now.timestamp())
+        expires_at = issued_at + self.settings.receipt_ttl_s
+        signer = ReceiptSigner(self.runtime.key_ring.current.active)
+        touched: set[Reader] = set()
+        sent_ms = self.clock_ms()
+        for stream, posting, seq, due in batch:
+            stream.in_flight = False
+            reader = stream.reader
+            touched.add(reader)
+            if posting.refused is not None:
+                self._block(reader, posting.refused)
+                continue
+            stream.seq = seq
+            stream.total_minor += posting.amount_minor
+            token = signer.sign(
+                ReceiptClaims(
+                    iss=self.settings.issuer, aud=stream.origin, pay=stream.payee.pointer,
+                    sid=stream.sid, seq=seq, amount_minor=posting.amount_minor,
+                    total_minor=stream.total_minor, currency=self.settings.currency,
+                    scale=self.settings.asset_scale, issued_at=issued_at, expires_at=expires_at,
+                    binding=stream.binding,
+                )
+            )  # fmt: skip
+            stream.latest = {"type": "receipt", "sid": stream.sid, "seq": seq,
+                             "amt": str(posting.amount_minor), "tot": str(stream.total_minor),
+                             "receipt": token}  # fmt: skip
+            if stream.connection is not None:
+                stream.connection.send(stream.latest)
+                if self.record_latencies:
+                    self.latencies_ms.append(sent_ms - due)
+        for reader in touched:
+            reader.balance_minor = result.balances.get(reader.account_id, reader.balance_minor)
+            reader.spent_minor = result.spent.get((reader.user_id, reader.month), reader.spent_minor)
+            self._send_funds(reader, sent_ms)
+
+    def _block(self, reader: Reader, reason: str) -> None:
+        if reader.blocked == reason:
+            return
+        reader.blocked = reason
+        now = self.clock_ms()
+        for stream in list(reader.streams):
+            self._refresh_stream(stream, now)
+            stream.accrual.clear()  # unpaid time while blocked is not charged later
+
+    def _funds_fields(self, reader: Reader) -> dict[str, Any]:
+        return {
+            "balance_minor": str(reader.balance_minor),
+            "month_spent_minor": str(reader.spent_minor),
+            "month_budget_minor": str(reader.policy.monthly_budget_minor),
+            "currency": self.settings.currency,
+            "scale": self.settings.asset_scale,
+        }
+
+    def _send_funds(self, reader: Reader, now_ms: int, force: bool = False) -> None:
+        for connection in reader.connections:
+            if force or now_ms - connection._last_balance_ms >= 1000:
+                connection._last_balance_ms = now_ms
+                connection.send({"type": "balance", **self._funds_fields(reader)})
+
+    # --- maintenance: settings, funds probes, orphans -------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.settings_refresh_s)
+            try:
+                await self.refresh_readers()
+            except Exception:  # keep streaming on the settings we have; say why in the log
+                log.exception("reader refresh failed")
+            self.expire_orphans(self.clock_ms())
+
+    async def refresh_readers(self, user_ids: list[int] | None = None) -> None:
+        """Re-read settings (pause, rates, overrides, budget) and, for blocked readers, funds."""
+        targets = [r for r in self.readers.values() if user_ids is None or r.user_id in user_ids]
+        if not targets:
+            return
+        fresh = await self._db(self._load_policies, [(r.user_id, r.account_id) for r in targets])
+        now = self.clock_ms()
+        for reader in targets:
+            policy, balance, spent, month = fresh[reader.user_id]
+            self._settle_reader(reader, now)
+            reader.policy, reader.month = policy, month
+            reader.balance_minor, reader.spent_minor = balance, spent
+            if reader.blocked is not None and balance > 0 and spent < policy.monthly_budget_minor:
+                reader.blocked = None
+            for stream in list(reader.streams):
+                self._refresh_stream(stream, now)
+
+    def _load_policies(
+        self, readers: list[tuple[int, int]]
+    ) -> dict[int, tuple[ReaderPolicy, int, int, str]]:
+        now = self.runtime.clock()
+        month = spending.month_of(now)
+        with transaction(self.runtime.sessions) as session:
+            fresh = directory.bulk_refresh(session, readers, self.settings, month)
+        return {user_id: (*values, month) for user_id, values in fresh.items()}
+
+    def expire_orphans(self, now: int) -> None:
+        for stream in list(self.streams.values()):
+            if stream.orphaned_until_ms is not None and stream.orphaned_until_ms <= now:
+                self._end(stream, now, "disconnected")
