@@ -11,11 +11,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from trickle import api
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
+from trickle.settings import Settings
+from trickle.streaming.engine import EngineLimits, StreamEngine
+from trickle.streaming.socket import stream_socket
 
 log = logging.getLogger("trickle")
 
@@ -78,13 +81,28 @@ async def _reload_keys_forever(runtime: Runtime) -> None:
             log.exception("key reload failed; keeping the current key ring")
 
 
+def engine_limits(settings: Settings) -> EngineLimits:
+    return EngineLimits(
+        interval_ms=settings.stream_interval_ms,
+        max_message_bytes=settings.stream_max_message_bytes,
+        max_streams_per_connection=settings.stream_max_streams_per_connection,
+        max_connections_per_reader=settings.stream_max_connections_per_reader,
+        idle_timeout_s=settings.stream_idle_timeout_s,
+        resume_grace_s=settings.stream_resume_grace_s,
+    )
+
+
 def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(_reload_keys_forever(runtime))
+        engine = StreamEngine(runtime, engine_limits(runtime.settings))
+        app.state.engine = engine
+        engine.start()
         try:
             yield
         finally:
+            await engine.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -92,6 +110,7 @@ def create_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        WebSocketRoute("/api/v1/stream", stream_socket),
     ]
     for router in api.routers():
         routes.extend(router.routes())

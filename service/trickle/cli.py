@@ -90,6 +90,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         log_level=settings.log_level,
         ws="websockets-sansio",
+        ws_max_size=65_536,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
         proxy_headers=False,
     )
     runtime.close()

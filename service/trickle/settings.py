@@ -42,6 +42,12 @@ class Settings:
     login_max_attempts: int = 10
     login_window_s: int = 300
     allow_private_site_urls: bool = False
+    stream_interval_ms: int = 2000
+    stream_max_message_bytes: int = 4096
+    stream_max_streams_per_connection: int = 64
+    stream_max_connections_per_reader: int = 8
+    stream_idle_timeout_s: int = 60
+    stream_resume_grace_s: int = 30
 
     @property
     def resolved_database_url(self) -> str:
@@ -68,6 +74,10 @@ class Settings:
             raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")
         if not 0 <= self.fee_bps <= 10_000:
             raise ConfigError(f"TRICKLE_FEE_BPS must be 0..10000, got {self.fee_bps}")
+        if not 10 <= self.stream_interval_ms <= 60_000:
+            raise ConfigError(
+                f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
+            )
         if self.env == "production":
             if self.allow_private_site_urls:
                 raise ConfigError("TRICKLE_ALLOW_PRIVATE_SITE_URLS is for development only")

@@ -82,6 +82,9 @@ class Context:
     user: User | None
     auth_session: AuthSession | None
     headers: dict[str, str]
+    # Readers whose settings or funds this request changed: after the commit, the streaming
+    # engine re-reads them, so pause, rates and top-ups apply at once.
+    changed_readers: set[int] = dataclasses.field(default_factory=set)
 
     @property
     def user_id(self) -> int:
@@ -164,7 +167,12 @@ def _dispatcher(group: list[Endpoint]) -> Callable[[Request], Any]:
         endpoint = by_method[request.method if request.method != "HEAD" else "GET"]
         raw = await _read_body(request) if endpoint.body is not None else b""
         body = _parse_body(endpoint, request, raw)
-        return await run_in_threadpool(_run, endpoint, request, raw, body)
+        changed: set[int] = set()
+        response = await run_in_threadpool(_run, endpoint, request, raw, body, changed)
+        engine = getattr(request.app.state, "engine", None)
+        if changed and engine is not None:
+            await engine.refresh_readers(sorted(changed))
+        return response
 
     return dispatch
 
@@ -215,14 +223,18 @@ class _KeyTakenByRacer(Exception):
     """Another request with the same Idempotency-Key committed first: run again to replay it."""
 
 
-def _run(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None) -> Response:
+def _run(
+    endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None, changed: set[int]
+) -> Response:
     try:
-        return _run_once(endpoint, request, raw, body)
+        return _run_once(endpoint, request, raw, body, changed)
     except _KeyTakenByRacer:
-        return _run_once(endpoint, request, raw, body)
+        return _run_once(endpoint, request, raw, body, changed)
 
 
-def _run_once(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None) -> Response:
+def _run_once(
+    endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None, changed: set[int]
+) -> Response:
     runtime: Runtime = request.app.state.runtime
     headers = {k.lower(): v for k, v in request.headers.items()}
     with transaction(runtime.sessions) as session:
@@ -234,6 +246,7 @@ def _run_once(endpoint: Endpoint, request: Request, raw: bytes, body: Schema | N
             user=None,
             auth_session=None,
             headers=headers,
+            changed_readers=changed,
         )
         if endpoint.auth:
             ctx.user, ctx.auth_session = _authenticate(ctx, request)

@@ -49,6 +49,7 @@ def redeem(ctx: Context, body: RedeemIn) -> RedeemOut:
     topup = funding.redeem_voucher(
         ctx.session, code=body.code, user_id=ctx.user_id, asset=asset, now=ctx.now
     )
+    ctx.changed_readers.add(ctx.user_id)  # streams blocked on funds resume at once
     return RedeemOut(
         amount_minor=str(topup.amount_minor),
         balance_minor=str(topup.balance_minor),

@@ -50,19 +50,29 @@ class CommitResult:
 def _requests(postings: Sequence[Posting]) -> tuple[list[TransferRequest], list[TransferRequest]]:
     streams = [
         TransferRequest(
-            p.reader_account_id, p.payee_account_id, p.amount_minor, p.currency,
-            TransferKind.STREAM, p.key, origin=p.origin,
+            p.reader_account_id,
+            p.payee_account_id,
+            p.amount_minor,
+            p.currency,
+            TransferKind.STREAM,
+            p.key,
+            origin=p.origin,
         )
         for p in postings
-    ]  # fmt: skip
+    ]
     fees = [
         TransferRequest(
-            p.payee_account_id, p.fee_account_id, p.fee_minor, p.currency, TransferKind.FEE,
-            p.key, origin=p.origin,
+            p.payee_account_id,
+            p.fee_account_id,
+            p.fee_minor,
+            p.currency,
+            TransferKind.FEE,
+            p.key,
+            origin=p.origin,
         )
         for p in postings
         if p.fee_minor > 0
-    ]  # fmt: skip
+    ]
     return streams, fees
 
 
@@ -70,7 +80,9 @@ def _spends(postings: Sequence[Posting]) -> list[spending.Spend]:
     return [spending.Spend(p.user_id, p.month, p.amount_minor, p.budget_minor) for p in postings]
 
 
-def commit(sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime) -> CommitResult:
+def commit(
+    sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
+) -> CommitResult:
     """Post every posting (or mark it refused) and commit once."""
     with transaction(sessions) as session:
         try:

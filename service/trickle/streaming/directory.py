@@ -64,12 +64,12 @@ def reader_policy(session: Session, user_id: int, settings: Settings) -> ReaderP
     }
     if row is None:
         return ReaderPolicy(
-            settings.default_rate_per_hour_minor, settings.default_monthly_budget_minor, False,
+            settings.default_rate_per_hour_minor,
+            settings.default_monthly_budget_minor,
+            False,
             overrides,
-        )  # fmt: skip
-    return ReaderPolicy(
-        row.rate_per_hour_minor, row.monthly_budget_minor, row.paused, overrides
-    )
+        )
+    return ReaderPolicy(row.rate_per_hour_minor, row.monthly_budget_minor, row.paused, overrides)
 
 
 def payee_by_pointer(
@@ -91,9 +91,7 @@ def payee_by_pointer(
     return PayeeInfo(payee.id, pointer, account.id, fees.id)
 
 
-def funds(
-    session: Session, user_id: int, account_id: int, month: str
-) -> tuple[int, int]:
+def funds(session: Session, user_id: int, account_id: int, month: str) -> tuple[int, int]:
     """(balance, spent this month) for a reader."""
     spending.ensure_month(session, user_id, month)
     return ledger.balance(session, account_id), spending.spent(session, user_id, month)

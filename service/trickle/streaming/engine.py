@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from trickle import spending
-from trickle.accounts import normalize_origin
 from trickle.db import transaction
 from trickle.errors import TrickleError
+from trickle.origins import normalize_origin
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
@@ -97,7 +97,7 @@ class Connection:
                 return
             try:
                 await self._send_text(text)
-            except Exception:  # the socket is gone; the reader side will see it too
+            except Exception:  # noqa: BLE001 - any send failure means the socket is gone
                 self.closed = True
                 return
 
@@ -142,9 +142,11 @@ class Stream:
 
 class StreamEngine:
     def __init__(
-        self, runtime: Runtime, limits: EngineLimits | None = None,
+        self,
+        runtime: Runtime,
+        limits: EngineLimits | None = None,
         clock_ms: MonotonicMs = monotonic_ms,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.limits = limits or EngineLimits()
@@ -207,7 +209,9 @@ class StreamEngine:
                 self._load_reader, hello.token
             )
         except TrickleError:
-            raise protocol.ProtocolViolation("unauthenticated", "unknown or expired token") from None
+            raise protocol.ProtocolViolation(
+                "unauthenticated", "unknown or expired token"
+            ) from None
         reader = self.readers.get(user_id)
         if reader is None:
             reader = Reader(user_id, account_id, policy)
@@ -222,7 +226,8 @@ class StreamEngine:
         connection.reader = reader
         connection.send(
             {
-                "type": "welcome", "v": protocol.PROTOCOL_VERSION,
+                "type": "welcome",
+                "v": protocol.PROTOCOL_VERSION,
                 "interval_ms": self.limits.interval_ms,
                 "limits": {
                     "max_message_bytes": self.limits.max_message_bytes,
@@ -231,11 +236,9 @@ class StreamEngine:
                 },
                 **self._funds_fields(reader),
             }
-        )  # fmt: skip
+        )
 
-    def _load_reader(
-        self, token: str
-    ) -> tuple[int, int, ReaderPolicy, int, int, str]:
+    def _load_reader(self, token: str) -> tuple[int, int, ReaderPolicy, int, int, str]:
         from trickle import sessions
 
         now = self.runtime.clock()
@@ -291,9 +294,12 @@ class StreamEngine:
         self, connection: Connection, reader: Reader, message: protocol.Start, now: int
     ) -> None:
         if len(connection.streams) >= self.limits.max_streams_per_connection:
-            self._error(connection, "too_many_streams",
-                        f"at most {self.limits.max_streams_per_connection} streams per connection",
-                        ref=message.ref)  # fmt: skip
+            self._error(
+                connection,
+                "too_many_streams",
+                f"at most {self.limits.max_streams_per_connection} streams per connection",
+                ref=message.ref,
+            )
             return
         if message.ref in connection.refs:
             self._error(connection, "duplicate_ref", "this ref is in use", ref=message.ref)
@@ -301,26 +307,43 @@ class StreamEngine:
         try:
             origin = normalize_origin(message.origin)
         except TrickleError:
-            self._error(connection, "invalid_origin", "origin must be scheme://host[:port]",
-                        ref=message.ref)  # fmt: skip
+            self._error(
+                connection, "invalid_origin", "origin must be scheme://host[:port]", ref=message.ref
+            )
             return
         connection.refs.add(message.ref)
         payee = await self._db(self._find_payee, message.pointer)
         if payee is None:
             connection.refs.discard(message.ref)
-            self._error(connection, "payee_not_found", "no payee has this payment pointer",
-                        ref=message.ref)  # fmt: skip
+            self._error(
+                connection, "payee_not_found", "no payee has this payment pointer", ref=message.ref
+            )
             return
         if connection.closed:
             return
         now = self.clock_ms()
-        stream = Stream(new_stream_id(), reader, connection, origin, payee, message.binding,
-                        client_active=message.active, last_ms=now)  # fmt: skip
+        stream = Stream(
+            new_stream_id(),
+            reader,
+            connection,
+            origin,
+            payee,
+            message.binding,
+            client_active=message.active,
+            last_ms=now,
+        )
         self.streams[stream.sid] = stream
         connection.streams[stream.sid] = stream
         reader.streams.add(stream)
-        connection.send({"type": "started", "ref": message.ref, "sid": stream.sid,
-                         "origin": origin, "pointer": payee.pointer})  # fmt: skip
+        connection.send(
+            {
+                "type": "started",
+                "ref": message.ref,
+                "sid": stream.sid,
+                "origin": origin,
+                "pointer": payee.pointer,
+            }
+        )
         self._refresh_stream(stream, now, force_notify=True)
 
     def _find_payee(self, pointer: str) -> PayeeInfo | None:
@@ -333,8 +356,9 @@ class StreamEngine:
     ) -> None:
         stream = self.streams.get(message.sid)
         if stream is None or stream.reader is not reader or stream.connection is not None:
-            self._error(connection, "unknown_stream", "no resumable stream with this sid",
-                        sid=message.sid)  # fmt: skip
+            self._error(
+                connection, "unknown_stream", "no resumable stream with this sid", sid=message.sid
+            )
             return
         if len(connection.streams) >= self.limits.max_streams_per_connection:
             self._error(connection, "too_many_streams", "the connection is full", sid=message.sid)
@@ -343,8 +367,14 @@ class StreamEngine:
         stream.orphaned_until_ms = None
         stream.client_active = message.active
         connection.streams[stream.sid] = stream
-        connection.send({"type": "resumed", "sid": stream.sid, "seq": stream.seq,
-                         "tot": str(stream.total_minor)})  # fmt: skip
+        connection.send(
+            {
+                "type": "resumed",
+                "sid": stream.sid,
+                "seq": stream.seq,
+                "tot": str(stream.total_minor),
+            }
+        )
         if stream.latest is not None:
             connection.send({**stream.latest, "resent": True})
         self._refresh_stream(stream, now, force_notify=True)
@@ -355,8 +385,15 @@ class StreamEngine:
             raise protocol.InvalidMessage("no stream with this sid on this connection", sid=sid)
         return stream
 
-    def _error(self, connection: Connection, code: str, message: str, *,
-               ref: str | None = None, sid: str | None = None) -> None:  # fmt: skip
+    def _error(
+        self,
+        connection: Connection,
+        code: str,
+        message: str,
+        *,
+        ref: str | None = None,
+        sid: str | None = None,
+    ) -> None:
         body: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if ref is not None:
             body["ref"] = ref
@@ -421,8 +458,15 @@ class StreamEngine:
         self.streams.pop(stream.sid, None)
         if stream.connection is not None:
             stream.connection.streams.pop(stream.sid, None)
-            stream.connection.send({"type": "stopped", "sid": stream.sid, "reason": reason,
-                                    "seq": stream.seq, "tot": str(stream.total_minor)})  # fmt: skip
+            stream.connection.send(
+                {
+                    "type": "stopped",
+                    "sid": stream.sid,
+                    "reason": reason,
+                    "seq": stream.seq,
+                    "tot": str(stream.total_minor),
+                }
+            )
         self._forget_if_idle(reader)
 
     def _forget_if_idle(self, reader: Reader) -> None:
@@ -432,9 +476,7 @@ class StreamEngine:
     # --- the clock: due streams become postings ------------------------------------------
 
     def _schedule(self, stream: Stream) -> None:
-        heapq.heappush(
-            self._heap, (stream.next_due_ms, next(self._tie), stream.generation, stream)
-        )
+        heapq.heappush(self._heap, (stream.next_due_ms, next(self._tie), stream.generation, stream))
         self._wake.set()
 
     async def _tick_loop(self) -> None:
@@ -474,12 +516,18 @@ class StreamEngine:
         fee = amount * self.settings.fee_bps // 10_000
         seq = stream.seq + 1
         posting = committer.Posting(
-            user_id=reader.user_id, reader_account_id=reader.account_id,
-            payee_account_id=stream.payee.account_id, fee_account_id=stream.payee.fee_account_id,
-            currency=self.settings.currency, amount_minor=amount, fee_minor=fee,
-            key=f"{stream.sid}.{seq}", origin=stream.origin,
-            budget_minor=reader.policy.monthly_budget_minor, month=reader.month,
-        )  # fmt: skip
+            user_id=reader.user_id,
+            reader_account_id=reader.account_id,
+            payee_account_id=stream.payee.account_id,
+            fee_account_id=stream.payee.fee_account_id,
+            currency=self.settings.currency,
+            amount_minor=amount,
+            fee_minor=fee,
+            key=f"{stream.sid}.{seq}",
+            origin=stream.origin,
+            budget_minor=reader.policy.monthly_budget_minor,
+            month=reader.month,
+        )
         stream.in_flight = True
         self._pending.append((stream, posting, seq, due))
 
@@ -501,9 +549,11 @@ class StreamEngine:
             self._deliver(batch, result, now)
 
     def _deliver(
-        self, batch: list[tuple[Stream, committer.Posting, int, int]],
-        result: committer.CommitResult, now: Any,
-    ) -> None:  # fmt: skip
+        self,
+        batch: list[tuple[Stream, committer.Posting, int, int]],
+        result: committer.CommitResult,
+        now: Any,
+    ) -> None:
         issued_at = int(now.timestamp())
         expires_at = issued_at + self.settings.receipt_ttl_s
         signer = ReceiptSigner(self.runtime.key_ring.current.active)
@@ -520,23 +570,37 @@ class StreamEngine:
             stream.total_minor += posting.amount_minor
             token = signer.sign(
                 ReceiptClaims(
-                    iss=self.settings.issuer, aud=stream.origin, pay=stream.payee.pointer,
-                    sid=stream.sid, seq=seq, amount_minor=posting.amount_minor,
-                    total_minor=stream.total_minor, currency=self.settings.currency,
-                    scale=self.settings.asset_scale, issued_at=issued_at, expires_at=expires_at,
+                    iss=self.settings.issuer,
+                    aud=stream.origin,
+                    pay=stream.payee.pointer,
+                    sid=stream.sid,
+                    seq=seq,
+                    amount_minor=posting.amount_minor,
+                    total_minor=stream.total_minor,
+                    currency=self.settings.currency,
+                    scale=self.settings.asset_scale,
+                    issued_at=issued_at,
+                    expires_at=expires_at,
                     binding=stream.binding,
                 )
-            )  # fmt: skip
-            stream.latest = {"type": "receipt", "sid": stream.sid, "seq": seq,
-                             "amt": str(posting.amount_minor), "tot": str(stream.total_minor),
-                             "receipt": token}  # fmt: skip
+            )
+            stream.latest = {
+                "type": "receipt",
+                "sid": stream.sid,
+                "seq": seq,
+                "amt": str(posting.amount_minor),
+                "tot": str(stream.total_minor),
+                "receipt": token,
+            }
             if stream.connection is not None:
                 stream.connection.send(stream.latest)
                 if self.record_latencies:
                     self.latencies_ms.append(sent_ms - due)
         for reader in touched:
             reader.balance_minor = result.balances.get(reader.account_id, reader.balance_minor)
-            reader.spent_minor = result.spent.get((reader.user_id, reader.month), reader.spent_minor)
+            reader.spent_minor = result.spent.get(
+                (reader.user_id, reader.month), reader.spent_minor
+            )
             self._send_funds(reader, sent_ms)
 
     def _block(self, reader: Reader, reason: str) -> None:

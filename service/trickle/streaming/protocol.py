@@ -145,7 +145,8 @@ def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
     try:
         return _ADAPTER.validate_python(data)
     except PydanticValidationError as exc:
-        raise InvalidMessage(_describe(exc), _str_or_none(data, "ref"), _str_or_none(data, "sid"))
+        ref, sid = _str_or_none(data, "ref"), _str_or_none(data, "sid")
+        raise InvalidMessage(_describe(exc), ref, sid) from None
 
 
 def _describe(exc: PydanticValidationError) -> str:

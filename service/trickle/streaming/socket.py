@@ -1,0 +1,94 @@
+"""The WebSocket endpoint (``/api/v1/stream``): thin: frames in, engine calls, frames out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from trickle.streaming import protocol
+from trickle.streaming.engine import Connection, StreamEngine
+
+log = logging.getLogger("trickle.streaming")
+
+
+async def _receive(websocket: WebSocket) -> str | bytes:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    return bytes(message.get("bytes") or b"")
+
+
+async def stream_socket(websocket: WebSocket) -> None:
+    engine: StreamEngine = websocket.app.state.engine
+    limits = engine.limits
+    await websocket.accept()
+    connection = engine.open(websocket.send_text)
+    try:
+        try:
+            first = await asyncio.wait_for(_receive(websocket), limits.hello_timeout_s)
+        except TimeoutError:
+            raise protocol.ProtocolViolation("hello_timeout", "send hello first") from None
+        try:
+            hello = protocol.parse(first, limits.max_message_bytes)
+        except protocol.InvalidMessage:
+            raise protocol.ProtocolViolation("unauthenticated", "a valid hello first") from None
+        if not isinstance(hello, protocol.Hello):
+            raise protocol.ProtocolViolation("unauthenticated", "the first message must be hello")
+        await engine.authenticate(connection, hello)
+        await _serve(websocket, engine, connection)
+    except protocol.ProtocolViolation as exc:
+        connection.close(exc.close_code, str(exc))
+    except WebSocketDisconnect:
+        connection.closed = True
+    finally:
+        engine.disconnect(connection)
+        await _finish(websocket, connection)
+
+
+async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connection) -> None:
+    limits = engine.limits
+    while not connection.closed:
+        receiving = asyncio.ensure_future(_receive(websocket))
+        done, _ = await asyncio.wait(
+            {receiving, connection.writer},
+            timeout=limits.idle_timeout_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if receiving not in done:
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await receiving
+            if not done:
+                raise protocol.ProtocolViolation("idle_timeout", "nothing received; send ping")
+            return  # the writer ended: the engine closed this connection
+        text = receiving.result()
+        try:
+            await engine.handle(connection, protocol.parse(text, limits.max_message_bytes))
+            connection.invalid_messages = 0
+        except protocol.InvalidMessage as exc:
+            connection.invalid_messages += 1
+            body = {"type": "error", "code": exc.code, "message": str(exc)}
+            if exc.ref is not None:
+                body["ref"] = exc.ref
+            if exc.sid is not None:
+                body["sid"] = exc.sid
+            connection.send(body)
+            if connection.invalid_messages > limits.max_invalid_messages:
+                raise protocol.ProtocolViolation(
+                    "too_many_errors", "too many invalid messages in a row"
+                ) from None
+
+
+async def _finish(websocket: WebSocket, connection: Connection) -> None:
+    if connection.close_code is None:
+        connection.close(1000, "")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.writer, 5)
+    with contextlib.suppress(Exception):  # the peer may be gone already
+        await websocket.close(connection.close_code or 1000, connection.close_reason[:120])
