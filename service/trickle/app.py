@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from trickle import api
+from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
 from trickle.settings import Settings
@@ -110,6 +111,7 @@ def create_app(runtime: Runtime) -> Starlette:
     routes = [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         WebSocketRoute("/api/v1/stream", stream_socket),
     ]
     for router in api.routers():

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from trickle import funding, keys, ledger, migrate, money
+from trickle import cli_payouts, funding, keys, ledger, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = ledger_sub.add_parser("check", help="recompute balances, check every invariant")
     _add_common(check)
     check.set_defaults(handler=cmd_ledger_check)
+    cli_payouts.register(sub)
     return parser
 
 

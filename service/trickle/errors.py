@@ -247,3 +247,13 @@ class PayoutAlreadySettled(TrickleError):
 
     code = "payout_already_settled"
     status = 409
+
+
+# --- accounts (reader settings) -------------------------------------------------------------
+
+
+class TooManySiteOverrides(TrickleError):
+    """A reader already has the most per-site overrides allowed (200)."""
+
+    code = "too_many_site_overrides"
+    status = 422

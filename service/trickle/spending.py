@@ -65,11 +65,23 @@ def add(session: Session, spend: Spend) -> bool:
 
 def add_batch(session: Session, spends: Sequence[Spend]) -> None:
     """Record many spends in one statement; ``BudgetRefused`` if any would pass its budget (the
-    caller's savepoint then rolls them all back). Month rows must exist (``ensure_month``)."""
+    caller's savepoint then rolls them all back). Month rows must exist (``ensure_month``).
+
+    One UPDATE per (user, month) for the sum of its spends, under the smallest budget among
+    them: never looser than adding them one by one (a refusal here means "post them singly")."""
     if not spends:
         return
-    result = session.execute(_ADD, [_params(s) for s in spends])
-    if result.rowcount != len(spends):  # type: ignore[attr-defined]
+    totals: dict[tuple[int, str], list[int]] = {}
+    for spend in spends:
+        entry = totals.setdefault((spend.user_id, spend.month), [0, spend.budget_minor])
+        entry[0] += spend.amount_minor
+        entry[1] = min(entry[1], spend.budget_minor)
+    params = [
+        {"amount": amount, "user_id": user_id, "month": month, "budget": budget}
+        for (user_id, month), (amount, budget) in totals.items()
+    ]
+    result = session.execute(_ADD, params)
+    if result.rowcount != len(params):  # type: ignore[attr-defined]
         raise BudgetRefused("a spend would pass its monthly budget")
 
 

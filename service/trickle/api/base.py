@@ -85,6 +85,8 @@ class Context:
     # Readers whose settings or funds this request changed: after the commit, the streaming
     # engine re-reads them, so pause, rates and top-ups apply at once.
     changed_readers: set[int] = dataclasses.field(default_factory=set)
+    path_params: dict[str, str] = dataclasses.field(default_factory=dict)
+    query_params: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def user_id(self) -> int:
@@ -247,6 +249,8 @@ def _run_once(
             auth_session=None,
             headers=headers,
             changed_readers=changed,
+            path_params={k: str(v) for k, v in request.path_params.items()},
+            query_params=dict(request.query_params),
         )
         if endpoint.auth:
             ctx.user, ctx.auth_session = _authenticate(ctx, request)

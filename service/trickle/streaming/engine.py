@@ -28,7 +28,7 @@ from trickle.origins import normalize_origin
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
-from trickle.streaming.accrual import Accrual
+from trickle.streaming.accrual import HOUR_MS, Accrual
 from trickle.streaming.directory import PayeeInfo, ReaderPolicy
 
 log = logging.getLogger("trickle.streaming")
@@ -80,7 +80,7 @@ class Connection:
         if self.closed:
             return
         if self._queue.qsize() >= self.engine.limits.max_queued_messages:
-            self.close(1008, "too slow: the client does not read its messages")
+            self.close(protocol.CLOSE_CODES["too_slow"], "the client does not read its messages")
             return
         self._queue.put_nowait(protocol.dumps(message))
 
@@ -88,6 +88,12 @@ class Connection:
         if self.closed:
             return
         self.closed, self.close_code, self.close_reason = True, code, reason
+        self._queue.put_nowait(None)
+
+    def abandon(self) -> None:
+        """The socket is gone: end the writer now (a disconnect by the client never ``close``s,
+        and the handler waits for the writer)."""
+        self.closed = True
         self._queue.put_nowait(None)
 
     async def _write(self) -> None:
@@ -138,6 +144,7 @@ class Stream:
     in_flight: bool = False
     latest: dict[str, Any] | None = None  # the latest committed receipt message
     orphaned_until_ms: int | None = None
+    end_reason: str | None = None  # set when the stream ends
 
 
 class StreamEngine:
@@ -252,7 +259,7 @@ class StreamEngine:
 
     def disconnect(self, connection: Connection) -> None:
         """The socket closed: its streams stop accruing and wait ``resume_grace_s`` for a resume."""
-        connection.closed = True
+        connection.abandon()
         reader = connection.reader
         if reader is None:
             return
@@ -265,6 +272,7 @@ class StreamEngine:
             stream.orphaned_until_ms = now + grace_ms
             self._set_state(stream, "disconnected", now, notify=False)
         connection.streams.clear()
+        self._forget_if_idle(reader)
 
     # --- messages -------------------------------------------------------------------------
 
@@ -276,11 +284,13 @@ class StreamEngine:
             await self._start(connection, reader, message, now)
         elif isinstance(message, protocol.Attention):
             stream = self._stream_of(connection, message.sid)
-            stream.client_active = message.active
-            self._refresh_stream(stream, now)
+            if stream is not None:
+                stream.client_active = message.active
+                self._refresh_stream(stream, now)
         elif isinstance(message, protocol.Stop):
             stream = self._stream_of(connection, message.sid)
-            self._end(stream, now, "stopped")
+            if stream is not None:
+                self._end(stream, now, "stopped")
         elif isinstance(message, protocol.Resume):
             self._resume(connection, reader, message, now)
         elif isinstance(message, protocol.Ping):
@@ -355,6 +365,10 @@ class StreamEngine:
         self, connection: Connection, reader: Reader, message: protocol.Resume, now: int
     ) -> None:
         stream = self.streams.get(message.sid)
+        expiry = stream.orphaned_until_ms if stream is not None else None
+        if stream is not None and expiry is not None and expiry <= now:
+            self._end(stream, now, "disconnected")  # its grace ended; the sweep has not run yet
+            stream = None
         if stream is None or stream.reader is not reader or stream.connection is not None:
             self._error(
                 connection, "unknown_stream", "no resumable stream with this sid", sid=message.sid
@@ -379,10 +393,12 @@ class StreamEngine:
             connection.send({**stream.latest, "resent": True})
         self._refresh_stream(stream, now, force_notify=True)
 
-    def _stream_of(self, connection: Connection, sid: str) -> Stream:
+    def _stream_of(self, connection: Connection, sid: str) -> Stream | None:
         stream = connection.streams.get(sid)
         if stream is None:
-            raise protocol.InvalidMessage("no stream with this sid on this connection", sid=sid)
+            self._error(
+                connection, "unknown_stream", "no stream with this sid on this connection", sid=sid
+            )
         return stream
 
     def _error(
@@ -454,20 +470,26 @@ class StreamEngine:
         self._settle_reader(reader, now)
         stream.generation += 1
         stream.state = "stopped"
+        stream.end_reason = reason
         reader.streams.discard(stream)
         self.streams.pop(stream.sid, None)
         if stream.connection is not None:
             stream.connection.streams.pop(stream.sid, None)
+        if not stream.in_flight:  # else _deliver sends it, after the last receipt
+            self._send_stopped(stream)
+        self._forget_if_idle(reader)
+
+    def _send_stopped(self, stream: Stream) -> None:
+        if stream.connection is not None:
             stream.connection.send(
                 {
                     "type": "stopped",
                     "sid": stream.sid,
-                    "reason": reason,
+                    "reason": stream.end_reason,
                     "seq": stream.seq,
                     "tot": str(stream.total_minor),
                 }
             )
-        self._forget_if_idle(reader)
 
     def _forget_if_idle(self, reader: Reader) -> None:
         if not reader.connections and not reader.streams:
@@ -545,6 +567,8 @@ class StreamEngine:
                 log.exception("group commit failed; %d increments not paid", len(batch))
                 for stream, _, _, _ in batch:
                     stream.in_flight = False
+                    if stream.end_reason is not None:
+                        self._send_stopped(stream)
                 continue
             self._deliver(batch, result, now)
 
@@ -565,6 +589,8 @@ class StreamEngine:
             touched.add(reader)
             if posting.refused is not None:
                 self._block(reader, posting.refused)
+                if stream.end_reason is not None:
+                    self._send_stopped(stream)
                 continue
             stream.seq = seq
             stream.total_minor += posting.amount_minor
@@ -596,6 +622,8 @@ class StreamEngine:
                 stream.connection.send(stream.latest)
                 if self.record_latencies:
                     self.latencies_ms.append(sent_ms - due)
+            if stream.end_reason is not None:
+                self._send_stopped(stream)
         for reader in touched:
             reader.balance_minor = result.balances.get(reader.account_id, reader.balance_minor)
             reader.spent_minor = result.spent.get(
@@ -650,10 +678,18 @@ class StreamEngine:
             self._settle_reader(reader, now)
             reader.policy, reader.month = policy, month
             reader.balance_minor, reader.spent_minor = balance, spent
-            if reader.blocked is not None and balance > 0 and spent < policy.monthly_budget_minor:
+            room = min(balance, policy.monthly_budget_minor - spent)
+            if reader.blocked is not None and room >= self._one_interval_minor(reader):
                 reader.blocked = None
             for stream in list(reader.streams):
                 self._refresh_stream(stream, now)
+
+    def _one_interval_minor(self, reader: Reader) -> int:
+        """The most one increment of the reader can cost: an interval at their highest rate.
+        A remainder below it stays blocked, instead of flapping active -> refused every refresh."""
+        rates = [reader.policy.site_rate(s.origin) or 0 for s in reader.streams]
+        top = max(rates, default=reader.policy.rate_per_hour_minor)
+        return max(1, -(-top * self.limits.interval_ms // HOUR_MS))
 
     def _load_policies(
         self, readers: list[tuple[int, int]]

@@ -26,6 +26,7 @@ CLOSE_CODES: dict[str, int] = {
     "unknown_message_type": 4415,  # a "type" this protocol version does not have
     "unsupported_version": 4426,  # hello with a version the server does not speak
     "too_many_errors": 4422,  # too many invalid messages in a row
+    "too_slow": 1008,  # the client left too many messages unread (max_queued_messages)
     "replaced": 4409,  # the same reader's connection limit was hit: oldest closed (unused)
     "server_shutdown": 1001,
 }

@@ -1,0 +1,465 @@
+"""Streaming benchmark: the real server (``trickle serve``) under a WebSocket load generator.
+
+Run: ``.venv/bin/python bench/streams.py [--quick] [--backend sqlite|postgres|both]``.
+For each database: (a) many streams at 1 receipt/s each: receipts/s and the latency from a
+receipt's due time to its arrival at the client (target p99 < 250 ms); (b) a short interval and
+enough streams to saturate the server: receipts/s (targets >= 10,000/s on SQLite, >= 5,000/s on
+PostgreSQL). Also: server memory per open connection, a 1% sample of receipts verified with
+trickle_verifier, ``trickle ledger check`` after each run, and the raw Ed25519 sign rate.
+The load generator is a separate process (asyncio + websockets); both share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the stream client and the factories live in the tests package
+
+import nacl.signing  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from tests.service.stream_client import (  # noqa: E402
+    ServerProcess,
+    StreamClient,
+    ledger_check,
+    new_kek,
+    rss_kb,
+    seed,
+    server_env,
+    verify_all,
+)
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
+READERS_PER_CONNECTIONS = 5  # one reader per 5 connections
+FUNDED_MINOR = 10**13  # 10,000 USD at scale 9: never the limit here
+SAMPLE_EVERY = 100  # verify 1% of receipts
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    interval_ms: int
+    connections: int
+    streams_per_connection: int
+    seconds: float
+    warmup_s: float
+
+    @property
+    def streams(self) -> int:
+        return self.connections * self.streams_per_connection
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    if quick:
+        return [
+            Scenario("latency", 1000, 100, 10, 4, 2),
+            Scenario("throughput", 20, 20, 10, 3, 1),
+        ]
+    return [
+        Scenario("latency", 1000, 500, 10, 20, 3),
+        Scenario("throughput", 20, 100, 10, 15, 3),
+    ]
+
+
+# --- the load generator (a separate process) ----------------------------------------------------
+
+
+async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    server_pid = spec["server_pid"]
+    interval_ms = spec["interval_ms"]
+    rss_before_kb = rss_kb(server_pid)
+    stop = asyncio.Event()
+    clients = [
+        StreamClient(
+            spec["url"],
+            spec["tokens"][i % len(spec["tokens"])],
+            interval_ms=interval_ms,
+            keep_every=SAMPLE_EVERY,
+            compression=spec["compression"],
+        )
+        for i in range(spec["connections"])
+    ]
+    starts = [(f"r{j}", spec["pointer"]) for j in range(spec["streams_per_connection"])]
+    tasks: list[asyncio.Task[None]] = []
+    opened = time.monotonic()
+    for client in clients:  # in waves, so the server's accept backlog is never the limit
+        tasks.append(asyncio.create_task(client.run(starts, stop)))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)
+    deadline = time.monotonic() + spec["open_timeout_s"]
+    while not all(c.all_in("active") for c in clients) and time.monotonic() < deadline:
+        if any(c.ended.is_set() for c in clients):
+            break
+        await asyncio.sleep(0.05)
+    open_s = time.monotonic() - opened
+    active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
+    rss_after_kb = rss_kb(server_pid)
+    await asyncio.sleep(spec["warmup_s"])
+    for client in clients:
+        client.record_latency = True
+    counts_before = sum(c.receipts for c in clients)
+    print("measuring", file=sys.stderr, flush=True)  # the driver may start a profiler now
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu_before = _cpu_s(server_pid)
+    started = time.monotonic()
+    await asyncio.sleep(spec["seconds"])
+    elapsed = time.monotonic() - started
+    counts_after = sum(c.receipts for c in clients)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu_s = _cpu_s(server_pid) - server_cpu_before
+    for client in clients:
+        client.record_latency = False
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    latencies = sorted(x for c in clients for x in c.latencies_ms)
+    client_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (
+        cpu_before.ru_utime + cpu_before.ru_stime
+    )
+    return {
+        "open_s": open_s,
+        "active_streams": active,
+        "rss_before_kb": rss_before_kb,
+        "rss_after_kb": rss_after_kb,
+        "receipts": counts_after - counts_before,
+        "elapsed_s": elapsed,
+        "latency_ms_p50": _percentile(latencies, 50),
+        "latency_ms_p99": _percentile(latencies, 99),
+        "latency_samples": len(latencies),
+        "client_cpu_share": client_cpu_s / elapsed,
+        "server_cpu_share": server_cpu_s / elapsed,
+        "errors": sum(len(c.errors) for c in clients),
+        "dropped": sum(1 for c in clients if c.close_code not in (None, 1000)),
+        "close_codes": sorted(
+            {str(c.close_code) for c in clients if c.close_code not in (None, 1000)}
+        ),
+        "tokens": [(log.sid, t) for c in clients for log in c.streams.values() for t in log.tokens],
+        "gaps": sum(log.gaps for c in clients for log in c.streams.values()),
+        "total_receipts": sum(c.receipts for c in clients),
+    }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _percentile(values: list[float], percent: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(percent) - 1]
+
+
+def client_process(spec_path: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    result = runner(_client_main(spec))
+    print(json.dumps(result))
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    backend: str
+    scenario: Scenario
+    result: dict[str, Any]
+    verified: int
+    ledger: str
+
+    @property
+    def receipts_per_s(self) -> float:
+        return float(self.result["receipts"] / self.result["elapsed_s"])
+
+    @property
+    def kb_per_connection(self) -> float:
+        grown = self.result["rss_after_kb"] - self.result["rss_before_kb"]
+        return float(grown / self.scenario.connections)
+
+
+def raw_sign_rate(seconds: float) -> float:
+    key = nacl.signing.SigningKey(os.urandom(32))
+    message = os.urandom(360)  # the size of a receipt's signing input
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(500):
+            key.sign(message)
+        count += 500
+    return count / (time.perf_counter() - start)
+
+
+class Database:
+    """A fresh database for one run: a SQLite file, or a new PostgreSQL database."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.name = f"trickle_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        if backend == "sqlite":
+            self.url = f"sqlite:///{workdir / 'trickle.db'}"
+            return
+        engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{self.name}"'))
+        engine.dispose()
+        url = make_url(POSTGRES_ADMIN_URL).set(database=self.name)
+        self.url = url.render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if self.backend != "postgres":
+            return
+        engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def run_scenario(
+    backend: str, scenario: Scenario, profile: str | None, compression: str | None
+) -> Run:
+    with tempfile.TemporaryDirectory(prefix="trickle-bench-") as tmp:
+        workdir = Path(tmp)
+        database = Database(backend, workdir)
+        server: ServerProcess | None = None
+        try:
+            kek = new_kek()
+            readers = max(1, scenario.connections // READERS_PER_CONNECTIONS)
+            seeded = seed(
+                database.url, workdir / "seed", kek, readers=readers, funded_minor=FUNDED_MINOR
+            )
+            env = server_env(
+                database.url,
+                workdir / "data",
+                kek,
+                scenario.interval_ms,
+                stream_max_streams_per_connection=max(64, scenario.streams_per_connection),
+                stream_max_connections_per_reader=READERS_PER_CONNECTIONS * 4,
+            )
+            server = ServerProcess(env, workdir / "logs")
+            server.start()
+            jwks = server.jwks()
+            spec = {
+                "url": server.ws_url,
+                "server_pid": server.pid,
+                "tokens": seeded.tokens,
+                "pointer": seeded.payees[0],
+                "interval_ms": scenario.interval_ms,
+                "connections": scenario.connections,
+                "streams_per_connection": scenario.streams_per_connection,
+                "seconds": scenario.seconds,
+                "warmup_s": scenario.warmup_s,
+                "open_timeout_s": 120,
+                "compression": compression,
+            }
+            spec_path = workdir / "spec.json"
+            spec_path.write_text(json.dumps(spec))
+            stdout, _ = _run_client(spec_path, profile, server.pid, backend, scenario)
+            result = json.loads(stdout.strip().splitlines()[-1])
+            verified = _verify_sample(jwks, seeded.payees[0], result.pop("tokens"))
+            server.stop()
+            if result["dropped"] or result["errors"]:
+                print(f"server log (last lines):\n{server.log_tail(15)}", flush=True)
+            check = ledger_check(database.url)
+            ledger = (check.stdout.strip().splitlines() or ["?"])[-1]
+            if check.returncode != 0:
+                ledger = "FAILED: " + (check.stdout + check.stderr)[-500:]
+            return Run(backend, scenario, result, verified, ledger)
+        finally:
+            if server is not None:
+                server.stop()
+            database.drop()
+
+
+def _verify_sample(jwks: dict[str, Any], pointer: str, tokens: list[list[str]]) -> int:
+    client = StreamClient("ws://unused", "unused", interval_ms=1000)
+    for index, (sid, token) in enumerate(tokens):
+        log = client.streams.setdefault(str(index), _log(pointer, sid))
+        log.tokens.append(token)
+    return verify_all(jwks, [client])
+
+
+def _log(pointer: str, sid: str) -> Any:
+    from tests.service.stream_client import StreamLog
+
+    return StreamLog("ref", pointer, sid=sid)
+
+
+def _run_client(
+    spec_path: Path, profile: str | None, server_pid: int, backend: str, scenario: Scenario
+) -> tuple[str, str]:
+    """The load generator; with ``profile``, py-spy records the server during its window."""
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--client", str(spec_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    profiler = None
+    try:
+        assert process.stderr is not None
+        lines = []
+        for line in process.stderr:  # ends at "measuring" or when the client exits
+            lines.append(line)
+            if line.strip() == "measuring":
+                profiler = _start_profiler(profile, server_pid, backend, scenario)
+                break
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        _stop_profiler(profiler)
+    if process.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{(''.join(lines) + stderr)[-3000:]}")
+    return stdout, stderr
+
+
+def _start_profiler(
+    kind: str | None, pid: int, backend: str, scenario: Scenario
+) -> subprocess.Popen[bytes] | None:
+    if kind != "py-spy":
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    out = REPO / "bench" / f"profile-{backend}-{scenario.name}.txt"
+    duration = max(1, int(scenario.seconds))
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--duration",
+            str(duration),
+            "--rate",
+            "200",
+            "--threads",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        try:
+            profiler.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
+            profiler.wait()
+
+
+def print_table(runs: list[Run], sign_rate: float) -> None:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    print()
+    print(f"raw Ed25519 sign (PyNaCl SigningKey.sign, 360 B): {sign_rate:,.0f}/s on one core")
+    header = (
+        f"{'backend':<9}{'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
+        f"{'receipts/s':>11}{'demand/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'KiB/conn':>9}"
+        f"{'server cpu':>11}{'client cpu':>11}{'verified':>10}  ledger check"
+    )
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        r, s = run.result, run.scenario
+        demand = s.streams * 1000 / s.interval_ms
+        verified = f"{run.verified}/{run.verified}" if run.verified else "0"
+        print(
+            f"{run.backend:<9}{s.name:<11}{r['active_streams']:>8,}{s.connections:>7}"
+            f"{s.interval_ms:>7}ms{run.receipts_per_s:>11,.0f}{demand:>10,.0f}"
+            f"{ms(r['latency_ms_p50'] if s.name == 'latency' else None):>8}"
+            f"{ms(r['latency_ms_p99'] if s.name == 'latency' else None):>8}"
+            f"{run.kb_per_connection:>9,.0f}{r['server_cpu_share']:>10.0%}"
+            f"{r['client_cpu_share']:>11.0%}{verified:>10}"
+            f"  {run.ledger}"
+        )
+        if r["errors"] or r["dropped"] or r["gaps"]:
+            print(
+                f"   ! {r['errors']} error messages, {r['dropped']} connections dropped, "
+                f"{r['gaps']} out-of-order receipts; close codes {r['close_codes']}"
+            )
+    print("(latency is shown for the latency scenario only: a saturated server falls behind the")
+    print(" streams' schedule by design, one increment in flight per stream, so 'due' drifts)")
+    print()
+    print(
+        "targets: latency scenario p99 < 250 ms; throughput >= 10,000/s (SQLite), "
+        ">= 5,000/s (PostgreSQL)"
+    )
+    for run in runs:
+        if run.scenario.name == "latency":
+            p99 = run.result["latency_ms_p99"]
+            ok = p99 is not None and p99 < 250
+            print(f"  {run.backend} latency p99 {ms(p99)} ms: {'met' if ok else 'MISSED'}")
+        else:
+            target = 10_000 if run.backend == "sqlite" else 5_000
+            ok = run.receipts_per_s >= target
+            print(
+                f"  {run.backend} throughput {run.receipts_per_s:,.0f}/s "
+                f"(target {target:,}): {'met' if ok else 'MISSED'}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small and short (~30 s in all)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--scenario", choices=("latency", "throughput", "both"), default="both")
+    parser.add_argument("--profile", choices=("py-spy",), help="record the server with py-spy")
+    parser.add_argument(
+        "--compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="offer permessage-deflate like browsers do (default), or not",
+    )
+    parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client is not None:
+        client_process(args.client)
+        return
+    sign_rate = raw_sign_rate(0.5 if args.quick else 2.0)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    runs = []
+    for backend in backends:
+        for scenario in scenarios(args.quick):
+            if args.scenario not in ("both", scenario.name):
+                continue
+            print(
+                f"running {backend} / {scenario.name}: {scenario.connections} connections x "
+                f"{scenario.streams_per_connection} streams, {scenario.interval_ms} ms, "
+                f"{scenario.seconds:.0f} s ...",
+                flush=True,
+            )
+            compression = None if args.compression == "none" else args.compression
+            runs.append(run_scenario(backend, scenario, args.profile, compression))
+    print_table(runs, sign_rate)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""A creator's earnings, read from the ledger: per payee, per UTC day and per site origin, what
+was credited (streams and payments), what fees took and what was claimed; and the balance split
+into what may be claimed now (available) and recent credits still held back (held).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from trickle import payees
+from trickle.errors import ValidationFailed
+from trickle.ledger import AccountKind, TransferKind
+from trickle.models import LedgerAccount, Payee, Transfer
+from trickle.settings import Settings
+
+MAX_DAYS = 366
+EARNING_KINDS = (TransferKind.STREAM.value, TransferKind.PAYMENT.value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Standing:
+    """A payee account's balance now: ``available + held == balance``."""
+
+    balance_minor: int
+    held_minor: int
+
+    @property
+    def available_minor(self) -> int:
+        return self.balance_minor - self.held_minor
+
+
+@dataclasses.dataclass(slots=True)
+class SiteDay:
+    origin: str | None  # None: a credit without a site (e.g. a one-time payment)
+    credited_minor: int = 0
+    fees_minor: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class Day:
+    day: dt.date
+    credited_minor: int = 0
+    fees_minor: int = 0
+    claimed_minor: int = 0
+    returned_minor: int = 0  # failed payouts, back in the earnings
+    sites: dict[str | None, SiteDay] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PayeeEarnings:
+    payee: Payee
+    standing: Standing
+    days: list[Day]  # newest first; days with no movement are left out
+
+
+def _day(session: Session) -> ColumnElement[str]:
+    """The UTC calendar day of a transfer as 'YYYY-MM-DD', computed in the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", Transfer.created_at), "YYYY-MM-DD")
+    # SQLite stores UTC datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' (see models.UTCDateTime).
+    return func.substr(Transfer.created_at, 1, 10)
+
+
+def held(
+    session: Session, account_ids: Iterable[int], settings: Settings, now: dt.datetime
+) -> dict[int, int]:
+    """Per payee account: what streams and payments of the last ``claim_hold_s`` brought in,
+    net of their fees. Held back from claims so a reversal window stays open."""
+    ids = list(account_ids)
+    if not ids or settings.claim_hold_s <= 0:
+        return dict.fromkeys(ids, 0)
+    since = now - dt.timedelta(seconds=settings.claim_hold_s)
+    recent = Transfer.created_at > since
+    credits = dict(
+        session.execute(
+            select(Transfer.credit_account_id, func.sum(Transfer.amount_minor))
+            .where(Transfer.credit_account_id.in_(ids), Transfer.kind.in_(EARNING_KINDS), recent)
+            .group_by(Transfer.credit_account_id)
+        ).all()
+    )
+    fees = dict(
+        session.execute(
+            select(Transfer.debit_account_id, func.sum(Transfer.amount_minor))
+            .where(
+                Transfer.debit_account_id.in_(ids),
+                Transfer.kind == TransferKind.FEE.value,
+                recent,
+            )
+            .group_by(Transfer.debit_account_id)
+        ).all()
+    )
+    return {i: max(int(credits.get(i) or 0) - int(fees.get(i) or 0), 0) for i in ids}
+
+
+def standing(balance_minor: int, held_minor: int) -> Standing:
+    """The held part never exceeds the balance (fees and claims may have taken some of it)."""
+    return Standing(balance_minor, min(max(held_minor, 0), balance_minor))
+
+
+def balances(session: Session, account_ids: Iterable[int]) -> dict[int, int]:
+    """Fresh balances (a column query: never a stale object from the session)."""
+    rows = session.execute(
+        select(LedgerAccount.id, LedgerAccount.balance_minor).where(
+            LedgerAccount.id.in_(list(account_ids))
+        )
+    ).all()
+    return {int(i): int(b) for i, b in rows}
+
+
+def for_creator(
+    session: Session, user_id: int, *, days: int, settings: Settings, now: dt.datetime
+) -> list[PayeeEarnings]:
+    """Every payee of the user with its standing and its last ``days`` UTC days of movements."""
+    if not 1 <= days <= MAX_DAYS:
+        raise ValidationFailed(f"days must be 1..{MAX_DAYS}, got {days}")
+    owned = payees.list_for_user(session, user_id)
+    if not owned:
+        return []
+    accounts = _accounts(session, owned, settings)
+    by_account = {account_id: payee_id for payee_id, account_id in accounts.items()}
+    held_by_account = held(session, by_account, settings, now)
+    balance_by_account = balances(session, by_account)
+    first_day = now.astimezone(dt.UTC).date() - dt.timedelta(days=days - 1)
+    since = dt.datetime.combine(first_day, dt.time(), tzinfo=dt.UTC)
+    ledgers: dict[int, dict[dt.date, Day]] = {p.id: {} for p in owned}
+    for account_id, kind, origin, day, amount in _movements(session, list(by_account), since):
+        book = ledgers[by_account[account_id]]
+        date = dt.date.fromisoformat(day)
+        entry = book.setdefault(date, Day(date))
+        _add(entry, kind, origin, int(amount))
+    result = []
+    for payee in owned:
+        account = accounts.get(payee.id, -1)  # -1: no account yet, so nothing earned
+        book = ledgers[payee.id]
+        result.append(
+            PayeeEarnings(
+                payee,
+                standing(balance_by_account.get(account, 0), held_by_account.get(account, 0)),
+                [book[d] for d in sorted(book, reverse=True)],
+            )
+        )
+    return result
+
+
+def _accounts(session: Session, owned: list[Payee], settings: Settings) -> dict[int, int]:
+    """payee id -> earnings account id, for the payees that have one (a read creates none)."""
+    owners = {payees.account_owner(p.id): p.id for p in owned}
+    rows = session.execute(
+        select(LedgerAccount.owner, LedgerAccount.id).where(
+            LedgerAccount.kind == AccountKind.PAYEE.value,
+            LedgerAccount.owner.in_(list(owners)),
+            LedgerAccount.currency == settings.currency,
+        )
+    ).all()
+    return {owners[owner]: int(account_id) for owner, account_id in rows}
+
+
+def _movements(
+    session: Session, account_ids: list[int], since: dt.datetime
+) -> list[tuple[int, str, str | None, str, int]]:
+    """(payee account, kind, origin, day, sum) of every movement in or out of the accounts."""
+    day = _day(session)
+    incoming = (
+        select(
+            Transfer.credit_account_id,
+            Transfer.kind,
+            Transfer.origin,
+            day,
+            func.sum(Transfer.amount_minor),
+        )
+        .where(
+            Transfer.credit_account_id.in_(account_ids),
+            Transfer.kind.in_([*EARNING_KINDS, TransferKind.PAYOUT_FAILED.value]),
+            Transfer.created_at >= since,
+        )
+        .group_by(Transfer.credit_account_id, Transfer.kind, Transfer.origin, day)
+    )
+    outgoing = (
+        select(
+            Transfer.debit_account_id,
+            Transfer.kind,
+            Transfer.origin,
+            day,
+            func.sum(Transfer.amount_minor),
+        )
+        .where(
+            Transfer.debit_account_id.in_(account_ids),
+            Transfer.kind.in_([TransferKind.FEE.value, TransferKind.CLAIM.value]),
+            Transfer.created_at >= since,
+        )
+        .group_by(Transfer.debit_account_id, Transfer.kind, Transfer.origin, day)
+    )
+    rows = [*session.execute(incoming).all(), *session.execute(outgoing).all()]
+    return [(int(a), str(k), o, str(d), int(s)) for a, k, o, d, s in rows]
+
+
+def _add(entry: Day, kind: str, origin: str | None, amount: int) -> None:
+    if kind in EARNING_KINDS:
+        entry.credited_minor += amount
+        entry.sites.setdefault(origin, SiteDay(origin)).credited_minor += amount
+    elif kind == TransferKind.FEE.value:
+        entry.fees_minor += amount
+        entry.sites.setdefault(origin, SiteDay(origin)).fees_minor += amount
+    elif kind == TransferKind.CLAIM.value:
+        entry.claimed_minor += amount
+    elif kind == TransferKind.PAYOUT_FAILED.value:
+        entry.returned_minor += amount

@@ -1,0 +1,717 @@
+"""The streaming engine driven directly with a fake clock: exact accrual, shared rates, settings,
+funds and budget blocking, fees. No server and no timing: every interval is one ``tick``."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import asset, create_payee, create_user, fund_reader
+from trickle import ledger
+from trickle.db import transaction
+from trickle.ledger import AccountKind
+from trickle.models import ReaderSettings, SiteOverride
+from trickle.runtime import Runtime
+from trickle.streaming import protocol
+from trickle.streaming.accrual import HOUR_MS
+from trickle.streaming.engine import Connection, EngineLimits, StreamEngine
+from trickle_verifier import KeySet, Verifier
+
+ISSUER = "https://trickle.test"
+BLOG = "https://blog.example"
+NEWS = "https://news.example"
+WIKI = "https://wiki.example"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.ms = 1_000_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@dataclasses.dataclass
+class Tab:
+    """One client connection and everything the engine sent it."""
+
+    connection: Connection
+    messages: list[dict[str, Any]]
+
+    def of(self, kind: str, sid: str | None = None) -> list[dict[str, Any]]:
+        return [
+            m for m in self.messages if m["type"] == kind and (sid is None or m.get("sid") == sid)
+        ]
+
+    def receipts(self, sid: str | None = None) -> list[dict[str, Any]]:
+        return self.of("receipt", sid)
+
+    def states(self, sid: str) -> list[str]:
+        return [m["state"] for m in self.of("state", sid)]
+
+
+class Harness:
+    def __init__(self, runtime: Runtime, interval_ms: int = 1000) -> None:
+        self.runtime = runtime
+        self.clock = FakeClock()
+        self.engine = StreamEngine(runtime, EngineLimits(interval_ms=interval_ms), self.clock)
+        self.interval_ms = interval_ms
+        self.tabs: list[Tab] = []
+
+    async def connect(self, token: str) -> Tab:
+        messages: list[dict[str, Any]] = []
+
+        async def send(text: str) -> None:
+            messages.append(json.loads(text))
+
+        tab = Tab(self.engine.open(send), messages)
+        await self.engine.authenticate(
+            tab.connection, protocol.Hello(type="hello", v=1, token=token)
+        )
+        self.tabs.append(tab)
+        await self.drain()
+        return tab
+
+    async def start(self, tab: Tab, origin: str, pointer: str, active: bool = True) -> str:
+        ref = f"r{len(tab.messages)}"
+        message = protocol.Start(
+            type="start", ref=ref, origin=origin, pointer=pointer, active=active
+        )
+        await self.engine.handle(tab.connection, message)
+        await self.drain()
+        started = [m for m in tab.of("started") if m["ref"] == ref]
+        assert len(started) == 1, tab.messages[-3:]
+        sid: str = started[0]["sid"]
+        return sid
+
+    async def send(self, tab: Tab, message: protocol.ClientMessage) -> None:
+        await self.engine.handle(tab.connection, message)
+        await self.drain()
+
+    async def drain(self) -> None:
+        # A connection's writer drains its whole queue each time it runs.
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def run(self, intervals: int, step_ms: int | None = None, flush_every: int = 1) -> None:
+        """Advance the clock interval by interval; every ``flush_every`` steps the increments
+        commit and their receipts go out (until then a stream's next increment waits its turn)."""
+        step = step_ms or self.interval_ms
+        for done in range(1, intervals + 1):
+            self.clock.ms += step
+            self.engine.tick(self.clock.ms)
+            if done % flush_every == 0 or done == intervals:
+                await self.engine.flush()
+        await self.drain()
+
+    async def refresh(self) -> None:
+        await self.engine.refresh_readers()
+        await self.drain()
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        await self.drain()
+
+
+def run_engine(
+    runtime: Runtime, body: Callable[[Harness], Awaitable[None]], interval_ms: int = 1000
+) -> None:
+    async def main() -> None:
+        harness = Harness(runtime, interval_ms)
+        try:
+            await body(harness)
+        finally:
+            await harness.close()
+
+    asyncio.run(main())
+
+
+def pointer(name: str) -> str:
+    return f"{ISSUER}/p/{name}"
+
+
+def verify_all(runtime: Runtime, tab: Tab, sid: str, origin: str, payee: str) -> int:
+    """Verify every receipt of a stream; check seq and tot run on without gaps; return tot."""
+    verifier = Verifier(
+        issuer=ISSUER,
+        audience=origin,
+        payees=[pointer(payee)],
+        keys=KeySet.from_jwks(runtime.key_ring.current.jwks),
+    )
+    total = 0
+    for seq, message in enumerate(tab.receipts(sid), start=1):
+        receipt = verifier.verify(message["receipt"])
+        total += receipt.amount_minor
+        assert (receipt.sid, receipt.seq, receipt.total_minor) == (sid, seq, total)
+        assert receipt.amount_minor > 0
+        assert (message["seq"], message["amt"], message["tot"]) == (
+            seq,
+            str(receipt.amount_minor),
+            str(total),
+        )
+    return total
+
+
+def set_reader(
+    runtime: Runtime,
+    user_id: int,
+    *,
+    rate: int = 600_000_000,
+    budget: int = 5_000_000_000,
+    paused: bool = False,
+) -> None:
+    with transaction(runtime.sessions) as session:
+        row = session.get(ReaderSettings, user_id)
+        if row is None:
+            row = ReaderSettings(user_id=user_id, currency="USD")
+            session.add(row)
+        row.rate_per_hour_minor, row.monthly_budget_minor, row.paused = rate, budget, paused
+
+
+def set_site(
+    runtime: Runtime, user_id: int, origin: str, *, rate: int | None = None, disabled: bool = False
+) -> None:
+    with transaction(runtime.sessions) as session:
+        row = session.get(SiteOverride, (user_id, origin))
+        if row is None:
+            row = SiteOverride(user_id=user_id, origin=origin)
+            session.add(row)
+        row.rate_per_hour_minor, row.disabled = rate, disabled
+
+
+def balance_of(runtime: Runtime, kind: AccountKind, owner: str) -> int:
+    with transaction(runtime.sessions) as session:
+        account = ledger.account(session, kind, owner, asset(runtime), runtime.clock())
+        return ledger.balance(session, account.id)
+
+
+def payee_balance(runtime: Runtime, payee_id: int) -> int:
+    return balance_of(runtime, AccountKind.PAYEE, f"payee:{payee_id}")
+
+
+def reader_balance(runtime: Runtime, user_id: int) -> int:
+    return balance_of(runtime, AccountKind.READER, f"user:{user_id}")
+
+
+@dataclasses.dataclass
+class World:
+    reader: Any
+    payees: dict[str, int]
+
+
+@pytest.fixture
+def world(runtime: Runtime) -> World:
+    reader = create_user(runtime)
+    owner = create_user(runtime)
+    payees = {name: create_payee(runtime, owner.id, name).id for name in ("alice", "bob", "carol")}
+    return World(reader, payees)
+
+
+# --- exact accrual ------------------------------------------------------------------------
+
+
+def test_an_hour_of_one_second_ticks_pays_the_rate_exactly(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 600_000_000
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(60)  # a commit per tick: each receipt is 166_666 2/3, carried exactly
+        assert [r["amt"] for r in tab.receipts(sid)[:6]] == ["166666", "166667", "166667"] * 2
+        # most of the hour with commits slower than the clock: an increment that finds its
+        # stream still committing waits a turn, and nothing is lost or paid twice
+        await h.run(3525, flush_every=47)
+        await h.run(15)  # the last quarter minute commits every tick again
+        assert len(tab.receipts(sid)) == 60 + 3525 // 47 + 15
+        assert h.engine.streams[sid].accrual.pending == 0
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == rate
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == rate
+    assert reader_balance(runtime, world.reader.id) == 10**12 - rate
+
+
+def test_an_odd_rate_carries_its_remainder_exactly(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 1_000_003
+    set_reader(runtime, world.reader.id, rate=rate)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        for intervals in (1, 2, 10, 100, 150):
+            await h.run(intervals)
+        elapsed_ms = 263 * 7000
+        paid = verify_all(runtime, tab, sid, BLOG, "alice")
+        assert paid == rate * elapsed_ms // HOUR_MS
+        amounts = {int(r["amt"]) for r in tab.receipts(sid)}
+        assert amounts <= {rate * 7000 // HOUR_MS, rate * 7000 // HOUR_MS + 1}
+
+    run_engine(runtime, body, interval_ms=7000)
+
+
+def test_the_first_receipt_comes_after_one_full_interval(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(1, step_ms=999)
+        assert tab.receipts(sid) == []
+        await h.run(1, step_ms=1)
+        assert [r["amt"] for r in tab.receipts(sid)] == [str(600_000_000 // 3600)]
+
+    run_engine(runtime, body)
+
+
+def test_a_zero_rate_sends_no_receipt(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=0)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(5)
+        assert tab.states(sid) == ["active"] and tab.receipts(sid) == []
+
+    run_engine(runtime, body)
+
+
+# --- one reader, several streams: the rate is shared ---------------------------------------
+
+
+def test_two_streams_share_the_readers_rate(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 600_000_000
+
+    async def body(h: Harness) -> None:
+        one, two = await h.connect(world.reader.token), await h.connect(world.reader.token)
+        a = await h.start(one, BLOG, pointer("alice"))
+        b = await h.start(two, NEWS, pointer("bob"))
+        await h.run(120)  # two minutes
+        paid_a = verify_all(runtime, one, a, BLOG, "alice")
+        paid_b = verify_all(runtime, two, b, NEWS, "bob")
+        assert paid_a == paid_b == rate // 30 // 2
+        assert paid_a + paid_b == rate // 30  # not double
+
+    run_engine(runtime, body)
+
+
+def test_a_third_tab_joining_midway_takes_a_third_share(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)  # 100_000 per second
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"))
+        await h.run(60)  # two active: 50_000/s each
+        c = await h.start(tab, WIKI, pointer("carol"))
+        await h.run(90)  # three active: 33_333.3/s each
+        paid = {
+            sid: verify_all(runtime, tab, sid, origin, name)
+            for sid, origin, name in ((a, BLOG, "alice"), (b, NEWS, "bob"), (c, WIKI, "carol"))
+        }
+        assert paid[a] == paid[b] == 60 * 50_000 + 90 * 100_000 // 3
+        assert paid[c] == 90 * 100_000 // 3
+        assert sum(paid.values()) == 150 * 100_000
+
+    run_engine(runtime, body)
+
+
+def test_an_inactive_tab_does_not_take_a_share(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"), active=False)
+        await h.run(10)
+        assert tab.states(b) == ["inactive"]
+        await h.send(tab, protocol.Attention(type="attention", sid=b, active=True))
+        await h.run(10)
+        await h.send(tab, protocol.Attention(type="attention", sid=a, active=False))
+        await h.run(10)
+        assert tab.states(a) == ["active", "inactive"]
+        assert verify_all(runtime, tab, a, BLOG, "alice") == 10 * 100_000 + 10 * 50_000
+        assert verify_all(runtime, tab, b, NEWS, "bob") == 10 * 50_000 + 10 * 100_000
+        assert tab.of("state", b)[-1] == {"type": "state", "sid": b, "state": "active"}
+        assert tab.of("state", a)[-1] == {
+            "type": "state",
+            "sid": a,
+            "state": "inactive",
+            "reason": "inactive",
+        }
+
+    run_engine(runtime, body)
+
+
+# --- the reader's settings ----------------------------------------------------------------
+
+
+def test_a_site_override_rate_applies_after_a_refresh(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(10)
+        set_site(runtime, world.reader.id, BLOG, rate=36_000_000)
+        await h.refresh()
+        await h.run(10)
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == 10 * 100_000 + 10 * 10_000
+        assert tab.receipts(sid)[-1]["amt"] == "10000"
+
+    run_engine(runtime, body)
+
+
+def test_overrides_share_as_an_average_of_the_sites_rates(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    set_site(runtime, world.reader.id, NEWS, rate=720_000_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"))
+        await h.run(20)
+        assert verify_all(runtime, tab, a, BLOG, "alice") == 20 * 50_000
+        assert verify_all(runtime, tab, b, NEWS, "bob") == 20 * 100_000
+
+    run_engine(runtime, body)
+
+
+def test_a_disabled_site_stops_and_resumes_accruing(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"))
+        await h.run(10)
+        set_site(runtime, world.reader.id, NEWS, disabled=True)
+        await h.refresh()
+        assert tab.states(b) == ["active", "site_disabled"]
+        await h.run(10)  # alice alone gets the whole rate
+        set_site(runtime, world.reader.id, NEWS, disabled=False)
+        await h.refresh()
+        await h.run(10)
+        assert tab.states(b) == ["active", "site_disabled", "active"]
+        assert (
+            verify_all(runtime, tab, a, BLOG, "alice") == 10 * 50_000 + 10 * 100_000 + 10 * 50_000
+        )
+        assert verify_all(runtime, tab, b, NEWS, "bob") == 20 * 50_000
+        # a stream started on a disabled site says so at once
+        set_site(runtime, world.reader.id, WIKI, disabled=True)
+        await h.refresh()
+        c = await h.start(tab, WIKI, pointer("carol"))
+        assert tab.of("state", c)[-1]["reason"] == "site_disabled"
+
+    run_engine(runtime, body)
+
+
+def test_pause_stops_all_accrual_and_unpause_resumes_it(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(10)
+        set_reader(runtime, world.reader.id, rate=360_000_000, paused=True)
+        await h.refresh()
+        before = len(tab.receipts(a))
+        await h.run(30)
+        assert len(tab.receipts(a)) == before
+        assert tab.states(a) == ["active", "paused"]
+        set_reader(runtime, world.reader.id, rate=360_000_000, paused=False)
+        await h.refresh()
+        await h.run(10)
+        assert verify_all(runtime, tab, a, BLOG, "alice") == 20 * 100_000
+
+    run_engine(runtime, body)
+
+
+# --- funds and budget ---------------------------------------------------------------------
+
+
+def test_a_balance_for_n_intervals_pays_exactly_n_then_blocks(
+    runtime: Runtime, world: World
+) -> None:
+    per_interval = 100_000  # 360_000_000 / 3600
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    fund_reader(runtime, world.reader.id, 5 * per_interval)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(20)
+        assert len(tab.receipts(sid)) == 5
+        assert tab.states(sid) == ["active", "insufficient_funds"]
+        assert tab.of("balance")[-1]["balance_minor"] == "0"
+        await h.refresh()  # nothing came in: still blocked
+        await h.run(5)
+        assert tab.states(sid) == ["active", "insufficient_funds"]
+
+        fund_reader(runtime, world.reader.id, 3 * per_interval)
+        await h.refresh()
+        assert tab.states(sid)[-1] == "active"
+        await h.run(10)
+        assert len(tab.receipts(sid)) == 8
+        assert tab.states(sid)[-1] == "insufficient_funds"
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == 8 * per_interval
+
+    run_engine(runtime, body)
+    assert reader_balance(runtime, world.reader.id) == 0
+    assert payee_balance(runtime, world.payees["alice"]) == 8 * per_interval
+
+
+def test_a_remainder_smaller_than_an_interval_does_not_flap(runtime: Runtime, world: World) -> None:
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    fund_reader(runtime, world.reader.id, 2 * 100_000 + 50_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(5)
+        assert len(tab.receipts(sid)) == 2
+        for _ in range(3):
+            await h.refresh()
+            await h.run(3)
+        assert tab.states(sid) == ["active", "insufficient_funds"]
+
+    run_engine(runtime, body)
+    assert reader_balance(runtime, world.reader.id) == 50_000
+
+
+def test_two_streams_share_what_is_left(runtime: Runtime, world: World) -> None:
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    fund_reader(runtime, world.reader.id, 7 * 50_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"))
+        await h.run(10)
+        assert tab.states(a)[-1] == tab.states(b)[-1] == "insufficient_funds"
+        paid = verify_all(runtime, tab, a, BLOG, "alice") + verify_all(runtime, tab, b, NEWS, "bob")
+        assert paid == 7 * 50_000
+
+    run_engine(runtime, body)
+    assert reader_balance(runtime, world.reader.id) == 0
+
+
+def test_the_monthly_budget_blocks_and_a_raise_unblocks(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000, budget=4 * 100_000)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(10)
+        assert len(tab.receipts(sid)) == 4
+        assert tab.states(sid) == ["active", "budget_exhausted"]
+        funds = tab.of("balance")[-1]
+        assert (funds["month_spent_minor"], funds["month_budget_minor"]) == ("400000", "400000")
+        await h.refresh()
+        await h.run(3)
+        assert len(tab.receipts(sid)) == 4
+
+        set_reader(runtime, world.reader.id, rate=360_000_000, budget=6 * 100_000)
+        await h.refresh()
+        assert tab.states(sid)[-1] == "active"
+        await h.run(10)
+        assert len(tab.receipts(sid)) == 6
+        assert tab.states(sid)[-1] == "budget_exhausted"
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == 6 * 100_000
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == 6 * 100_000
+
+
+def test_one_reader_running_dry_does_not_cost_another_their_receipt(
+    runtime: Runtime, world: World
+) -> None:
+    rich = create_user(runtime)
+    fund_reader(runtime, rich.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    set_reader(runtime, rich.id, rate=360_000_000)
+    fund_reader(runtime, world.reader.id, 2 * 100_000)
+
+    async def body(h: Harness) -> None:
+        poor_tab, rich_tab = await h.connect(world.reader.token), await h.connect(rich.token)
+        poor = await h.start(poor_tab, BLOG, pointer("alice"))
+        wealthy = await h.start(rich_tab, BLOG, pointer("alice"))
+        await h.run(5)
+        assert len(poor_tab.receipts(poor)) == 2
+        assert len(rich_tab.receipts(wealthy)) == 5
+        assert verify_all(runtime, rich_tab, wealthy, BLOG, "alice") == 5 * 100_000
+
+    run_engine(runtime, body)
+
+
+# --- fees ------------------------------------------------------------------------------------
+
+
+def test_the_fee_goes_to_the_fee_account(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)
+    with_fee = dataclasses.replace(
+        runtime, settings=dataclasses.replace(runtime.settings, fee_bps=250)
+    )
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(10)
+        # the receipt states what the reader paid for the site; the fee is the payee's cost
+        assert verify_all(with_fee, tab, sid, BLOG, "alice") == 1_000_000
+
+    run_engine(with_fee, body)
+    assert payee_balance(runtime, world.payees["alice"]) == 1_000_000 - 10 * 2_500
+    assert balance_of(runtime, AccountKind.FEE, "platform") == 10 * 2_500
+    assert reader_balance(runtime, world.reader.id) == 10**12 - 1_000_000
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+def test_stop_while_an_increment_commits_sends_stopped_last(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(2)
+        h.clock.ms += h.interval_ms
+        h.engine.tick(h.clock.ms)  # the third increment is now committing
+        await h.send(tab, protocol.Stop(type="stop", sid=sid))
+        await h.engine.flush()
+        await h.drain()
+        about = [m for m in tab.messages if m.get("sid") == sid]
+        assert [m["type"] for m in about[-2:]] == ["receipt", "stopped"]
+        stopped = about[-1]
+        assert (stopped["reason"], stopped["seq"]) == ("stopped", 3)
+        assert stopped["tot"] == str(verify_all(runtime, tab, sid, BLOG, "alice"))
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == 3 * 600_000_000 // 3600
+
+
+def test_unknown_sids_get_unknown_stream(runtime: Runtime, world: World) -> None:
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        await h.send(tab, protocol.Attention(type="attention", sid="nope", active=True))
+        await h.send(tab, protocol.Stop(type="stop", sid="nope"))
+        await h.send(tab, protocol.Resume(type="resume", sid="nope"))
+        errors = tab.of("error")
+        assert [(e["code"], e["sid"]) for e in errors] == [("unknown_stream", "nope")] * 3
+
+    run_engine(runtime, body)
+
+
+def test_a_disconnected_stream_resumes_until_its_grace_ends(runtime: Runtime, world: World) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(3)
+        h.engine.disconnect(tab.connection)
+        await h.run(10)  # no accrual while disconnected
+        again = await h.connect(world.reader.token)
+        await h.send(again, protocol.Resume(type="resume", sid=sid))
+        assert [m["type"] for m in again.messages[1:4]] == ["resumed", "receipt", "state"]
+        assert again.messages[2]["resent"] is True and again.messages[2]["seq"] == 3
+        await h.run(2)
+        assert [r["seq"] for r in again.receipts(sid)] == [3, 4, 5]
+        assert again.receipts(sid)[-1]["tot"] == str(5 * 600_000_000 // 3600)
+
+        h.engine.disconnect(again.connection)
+        h.clock.ms += int(h.engine.limits.resume_grace_s * 1000)  # grace over, no sweep yet
+        late = await h.connect(world.reader.token)
+        await h.send(late, protocol.Resume(type="resume", sid=sid))
+        assert late.of("error")[-1]["code"] == "unknown_stream"
+        assert sid not in h.engine.streams
+
+    run_engine(runtime, body)
+
+
+def test_a_reader_without_streams_is_forgotten_on_disconnect(
+    runtime: Runtime, world: World
+) -> None:
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        assert world.reader.id in h.engine.readers
+        h.engine.disconnect(tab.connection)
+        assert h.engine.readers == {}
+
+    run_engine(runtime, body)
+
+
+def test_a_disconnect_ends_the_connections_writer(runtime: Runtime, world: World) -> None:
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        tab.connection.closed = True  # what the socket does when the client went away
+        h.engine.disconnect(tab.connection)
+        await h.drain()
+        assert tab.connection.writer.done()
+
+    run_engine(runtime, body)
+
+
+def test_a_client_that_does_not_read_is_closed_as_too_slow(runtime: Runtime, world: World) -> None:
+    async def body(h: Harness) -> None:
+        h.engine.limits = dataclasses.replace(h.engine.limits, max_queued_messages=3)
+        stuck = asyncio.Event()
+
+        async def never_returns(_text: str) -> None:
+            await stuck.wait()
+
+        connection = h.engine.open(never_returns)
+        hello = protocol.Hello(type="hello", v=1, token=world.reader.token)
+        await h.engine.authenticate(connection, hello)
+        await h.drain()  # the writer is now stuck sending the welcome
+        for _ in range(5):
+            await h.engine.handle(connection, protocol.Ping(type="ping"))
+        assert (connection.closed, connection.close_code) == (True, 1008)
+        assert protocol.CLOSE_CODES["too_slow"] == 1008
+        stuck.set()
+        h.engine.disconnect(connection)
+
+    run_engine(runtime, body)
+
+
+def test_no_payee_account_leaks_money_without_a_receipt(runtime: Runtime, world: World) -> None:
+    """Every STREAM transfer of the ledger has exactly one receipt with the same amount."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=1_000_003)
+    sent: dict[str, str] = {}
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        a = await h.start(tab, BLOG, pointer("alice"))
+        b = await h.start(tab, NEWS, pointer("bob"))
+        await h.run(30)
+        for sid in (a, b):
+            for r in tab.receipts(sid):
+                sent[f"{sid}.{r['seq']}"] = r["amt"]
+
+    run_engine(runtime, body, interval_ms=7000)
+    from trickle.models import Transfer
+
+    with transaction(runtime.sessions) as session:
+        rows = session.execute(
+            select(Transfer.idempotency_key, Transfer.amount_minor).where(Transfer.kind == "stream")
+        ).all()
+    assert {key: str(amount) for key, amount in rows} == sent
