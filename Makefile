@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test setup lint typecheck test-py test-js bench clean
 
-run: setup  ## install, then run the service on SQLite in ./data
-	$(BIN)/trickle serve
+run: setup  ## install, seed the demo reader/creator/payee, serve on SQLite in ./data
+	$(BIN)/trickle demo
 
 setup: $(VENV)/.installed node_modules/.installed
 

@@ -23,16 +23,25 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="SQLAlchemy URL (TRICKLE_DATABASE_URL)")
 
 
+def _add_serving(parser: argparse.ArgumentParser) -> None:
+    _add_common(parser)
+    parser.add_argument("--host", help="address to listen on (TRICKLE_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (TRICKLE_PORT)")
+    parser.add_argument("--public-url", help="the service's public URL (TRICKLE_PUBLIC_URL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the service (migrates the database first)")
-    _add_common(serve)
-    serve.add_argument("--host", help="address to listen on (TRICKLE_HOST)")
-    serve.add_argument("--port", type=int, help="port to listen on (TRICKLE_PORT)")
-    serve.add_argument("--public-url", help="the service's public URL (TRICKLE_PUBLIC_URL)")
+    _add_serving(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    demo = sub.add_parser("demo", help="seed a funded demo reader, a creator and a payee; serve")
+    _add_serving(demo)
+    demo.add_argument("--no-serve", action="store_true", help="only seed the demo data")
+    demo.set_defaults(handler=cmd_demo)
 
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -98,6 +107,29 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     runtime.close()
     return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from trickle import demo
+
+    runtime = bootstrap(settings)
+    try:
+        seeded = demo.seed(runtime)
+    finally:
+        runtime.close()
+    balance = money.format_minor(seeded.reader_balance_minor, settings.asset_scale)
+    print(
+        f"trickle demo: reader  {seeded.reader_email} / {seeded.password} ({balance} "
+        f"{settings.currency})"
+    )
+    print(f"trickle demo: creator {seeded.creator_email} / {seeded.password}")
+    print(
+        f'trickle demo: a site pays it with <link rel="monetization" '
+        f'href="{seeded.payment_pointer}">'
+    )
+    if args.no_serve:
+        return 0
+    return cmd_serve(args, settings)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,10 @@ def normalize_origin(text: str) -> str:
     origin (a path, a query, credentials, an empty host) is ``ValidationFailed``."""
     if len(text) > 300 or not text.isascii() or any(c.isspace() for c in text):
         raise ValidationFailed(f"not an origin: {text[:60]!r}")
-    parts = urllib.parse.urlsplit(text)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:  # e.g. an unclosed "[" in the host
+        raise ValidationFailed(f"not an origin: {text[:60]!r}") from None
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise ValidationFailed(f"an origin must be http:// or https://, got {text[:60]!r}")

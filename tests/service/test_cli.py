@@ -93,3 +93,21 @@ def test_a_bad_setting_is_a_clear_error_not_a_traceback(
     err = capsys.readouterr().err
     assert "TRICKLE_PORT must be an integer" in err and "(config_error)" in err
     assert "Traceback" not in err
+
+
+def test_demo_seeds_a_funded_reader_and_a_payee_once(
+    database_url: str,
+    tmp_path: Path,
+    kek_b64: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
+    common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
+    assert main(["demo", "--no-serve", *common]) == 0
+    assert main(["demo", "--no-serve", *common]) == 0  # idempotent: no second top-up
+    out = capsys.readouterr().out
+    assert out.count("reader@demo.trickle.test / trickle-demo-password (5.00 USD)") == 2
+    assert 'href="http://127.0.0.1:8420/p/demo"' in out
+    assert main(["ledger", "check", *common]) == 0
+    assert "1 transfers" in capsys.readouterr().out
