@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from trickle import spending
+from trickle.accounts import normalize_origin
 from trickle.db import transaction
 from trickle.errors import TrickleError
-from trickle.accounts import normalize_origin
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
