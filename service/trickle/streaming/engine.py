@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import heapq
 import itertools
 import logging
@@ -119,10 +120,7 @@ class Reader:
     balance_minor: int = 0
     spent_minor: int = 0
     month: str = ""
-
-    @property
-    def active_count(self) -> int:
-        return sum(1 for s in self.streams if s.state == ACTIVE)
+    active_count: int = 0  # streams in state ACTIVE; kept by StreamEngine._set_state and _end
 
 
 @dataclasses.dataclass(eq=False)
@@ -440,6 +438,7 @@ class StreamEngine:
             self._notify_state(stream)
 
     def _set_state(self, stream: Stream, state: str, now: int, notify: bool = True) -> None:
+        stream.reader.active_count += (state == ACTIVE) - (stream.state == ACTIVE)
         stream.state = state
         stream.generation += 1
         stream.last_ms = now
@@ -469,6 +468,7 @@ class StreamEngine:
         reader = stream.reader
         self._settle_reader(reader, now)
         stream.generation += 1
+        reader.active_count -= stream.state == ACTIVE
         stream.state = "stopped"
         stream.end_reason = reason
         reader.streams.discard(stream)
@@ -554,36 +554,83 @@ class StreamEngine:
         self._pending.append((stream, posting, seq, due))
 
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            postings = [posting for _, posting, _, _ in batch]
-            now = self.runtime.clock()
+        """Commit pending increments in groups, two deep: while the event loop delivers one
+        group's receipts, the committer thread already commits the next."""
+        in_flight = self._submit() if self._pending else None
+        while in_flight is not None:
+            batch, future = in_flight
             try:
-                result = await loop.run_in_executor(
-                    self._committer, committer.commit, self.runtime.sessions, postings, now
-                )
+                result, tokens = await future
             except Exception:  # nothing of the batch is committed: no receipt goes out
                 log.exception("group commit failed; %d increments not paid", len(batch))
                 for stream, _, _, _ in batch:
                     stream.in_flight = False
                     if stream.end_reason is not None:
                         self._send_stopped(stream)
+                in_flight = self._submit() if self._pending else None
                 continue
-            self._deliver(batch, result, now)
+            in_flight = self._submit() if self._pending else None
+            self._deliver(batch, result, tokens)
+            if in_flight is None and self._pending:
+                in_flight = self._submit()
+
+    def _submit(
+        self,
+    ) -> tuple[
+        list[tuple[Stream, committer.Posting, int, int]],
+        asyncio.Future[tuple[committer.CommitResult, list[str | None]]],
+    ]:
+        batch, self._pending = self._pending, []
+        postings = [posting for _, posting, _, _ in batch]
+        future = asyncio.get_running_loop().run_in_executor(
+            self._committer, self._commit_and_sign, batch, postings, self.runtime.clock()
+        )
+        return batch, future
+
+    def _commit_and_sign(
+        self,
+        batch: list[tuple[Stream, committer.Posting, int, int]],
+        postings: list[committer.Posting],
+        now: dt.datetime,
+    ) -> tuple[committer.CommitResult, list[str | None]]:
+        """In the committer thread: commit the batch, then (only then) sign its receipts. Signing
+        here keeps the event loop free for the sockets, and ``crypto_sign`` runs without the GIL.
+        A stream's ``total_minor`` cannot change meanwhile: its increment is ``in_flight``."""
+        result = committer.commit(self.runtime.sessions, postings, now)
+        issued_at = int(now.timestamp())
+        expires_at = issued_at + self.settings.receipt_ttl_s
+        signer = ReceiptSigner(self.runtime.key_ring.current.active)
+        tokens: list[str | None] = []
+        for stream, posting, seq, _ in batch:
+            if posting.refused is not None:
+                tokens.append(None)
+                continue
+            claims = ReceiptClaims(
+                iss=self.settings.issuer,
+                aud=stream.origin,
+                pay=stream.payee.pointer,
+                sid=stream.sid,
+                seq=seq,
+                amount_minor=posting.amount_minor,
+                total_minor=stream.total_minor + posting.amount_minor,
+                currency=self.settings.currency,
+                scale=self.settings.asset_scale,
+                issued_at=issued_at,
+                expires_at=expires_at,
+                binding=stream.binding,
+            )
+            tokens.append(signer.sign(claims))
+        return result, tokens
 
     def _deliver(
         self,
         batch: list[tuple[Stream, committer.Posting, int, int]],
         result: committer.CommitResult,
-        now: Any,
+        tokens: list[str | None],
     ) -> None:
-        issued_at = int(now.timestamp())
-        expires_at = issued_at + self.settings.receipt_ttl_s
-        signer = ReceiptSigner(self.runtime.key_ring.current.active)
         touched: set[Reader] = set()
         sent_ms = self.clock_ms()
-        for stream, posting, seq, due in batch:
+        for (stream, posting, seq, due), token in zip(batch, tokens, strict=True):
             stream.in_flight = False
             reader = stream.reader
             touched.add(reader)
@@ -592,24 +639,9 @@ class StreamEngine:
                 if stream.end_reason is not None:
                     self._send_stopped(stream)
                 continue
+            assert token is not None
             stream.seq = seq
             stream.total_minor += posting.amount_minor
-            token = signer.sign(
-                ReceiptClaims(
-                    iss=self.settings.issuer,
-                    aud=stream.origin,
-                    pay=stream.payee.pointer,
-                    sid=stream.sid,
-                    seq=seq,
-                    amount_minor=posting.amount_minor,
-                    total_minor=stream.total_minor,
-                    currency=self.settings.currency,
-                    scale=self.settings.asset_scale,
-                    issued_at=issued_at,
-                    expires_at=expires_at,
-                    binding=stream.binding,
-                )
-            )
             stream.latest = {
                 "type": "receipt",
                 "sid": stream.sid,
