@@ -1,5 +1,6 @@
 /**
- * Trickle's JavaScript SDK: the receipt verifier (docs/receipts.md) and, later, the page bridge.
+ * Trickle's JavaScript SDK: the receipt verifier (docs/receipts.md), the page bridge (bridge.js; a page
+ * loads that file alone) and the Node receipt handler (server.js).
  * No runtime dependencies; needs WebCrypto Ed25519 (Node >= 20, current browsers).
  */
 
@@ -7,6 +8,8 @@ export { KeySetError, RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
 export { KeySet } from './keys.js';
 export { MAX_TOKEN_BYTES, RECEIPT_TYPE, createVerifier } from './verifier.js';
 export { CreditTracker, MemoryCreditStore } from './credits.js';
+export { Bridge, MAX_BATCH_SIZE, createBridge, formatMinor } from './bridge.js';
+export { MAX_BODY_BYTES, MAX_RECEIPTS_PER_REQUEST, MemorySiteStore, RESULT_CODES, createReceiptHandler } from './server.js';
 
 /** @typedef {import('./errors.js').ReceiptErrorCode} ReceiptErrorCode */
 /** @typedef {import('./errors.js').KeySetErrorCode} KeySetErrorCode */
@@ -16,3 +19,8 @@ export { CreditTracker, MemoryCreditStore } from './credits.js';
 /** @typedef {import('./verifier.js').VerifierOptions} VerifierOptions */
 /** @typedef {import('./verifier.js').VerifyOptions} VerifyOptions */
 /** @typedef {import('./credits.js').CreditStore} CreditStore */
+/** @typedef {import('./bridge.js').BridgeOptions} BridgeOptions */
+/** @typedef {import('./bridge.js').BridgeState} BridgeState */
+/** @typedef {import('./server.js').ReceiptHandlerOptions} ReceiptHandlerOptions */
+/** @typedef {import('./server.js').ReceiptHandler} ReceiptHandler */
+/** @typedef {import('./server.js').SiteStore} SiteStore */

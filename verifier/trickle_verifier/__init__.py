@@ -1,5 +1,7 @@
 """Verify Trickle web-monetization receipts offline (docs/receipts.md) and credit each stream's
-money once. Only PyNaCl is required; ``SQLAlchemyCreditStore`` imports SQLAlchemy when built."""
+money once; ``SiteReceipts`` credits receipts forwarded by a site's pages to visitor sessions.
+Only PyNaCl is required; the SQLAlchemy stores import SQLAlchemy when built, and
+``trickle_verifier.asgi`` (Starlette) is imported only if you import it."""
 
 from __future__ import annotations
 
@@ -41,6 +43,16 @@ from .errors import (
 )
 from .keys import KeySet, PublicKey
 from .receipts import Receipt
+from .site import (
+    SITE_ERRORS,
+    ForwardResult,
+    MemorySiteStore,
+    ReceiptResult,
+    SiteReceipts,
+    SiteStore,
+    SQLAlchemySiteStore,
+    SQLiteSiteStore,
+)
 from .verifier import MAX_TOKEN_BYTES, RECEIPT_TYPE, Verifier
 
 __version__ = "0.1.0"
@@ -49,11 +61,13 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "RECEIPT_ERRORS",
     "RECEIPT_TYPE",
+    "SITE_ERRORS",
     "BadSignature",
     "BindingMismatch",
     "CreditStore",
     "CreditTracker",
     "Expired",
+    "ForwardResult",
     "InvalidAmount",
     "InvalidClaim",
     "InvalidJWKS",
@@ -67,13 +81,19 @@ __all__ = [
     "MalformedJWS",
     "MalformedPayload",
     "MemoryCreditStore",
+    "MemorySiteStore",
     "MissingClaim",
     "NotYetValid",
     "PublicKey",
     "Receipt",
     "ReceiptError",
+    "ReceiptResult",
     "SQLAlchemyCreditStore",
+    "SQLAlchemySiteStore",
     "SQLiteCreditStore",
+    "SQLiteSiteStore",
+    "SiteReceipts",
+    "SiteStore",
     "TokenTooLarge",
     "TotalBelowAmount",
     "UnknownKid",

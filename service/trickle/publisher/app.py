@@ -1,0 +1,207 @@
+"""The demo publisher's Starlette app: pages with the monetization link tag and the visitor's
+binding value, the receipt endpoint (``trickle_verifier.asgi``), and an access endpoint the page
+asks once receipts were credited. The server alone decides what unlocks: premium bodies are sent
+only to sessions whose verified receipts reached the price."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from trickle.money import format_minor
+from trickle.publisher.articles import ARTICLES, BY_SLUG, Article
+from trickle_verifier import SiteReceipts
+from trickle_verifier.asgi import receipts_route
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SDK_DIR = PACKAGE_DIR.parents[2] / "sdk_js_bridge"  # the checkout's page bridge
+COOKIE_NAME = "trickle_publisher_visitor"
+COOKIE_MAX_AGE_S = 30 * 86_400
+RECEIPTS_PATH = "/trickle/receipts"
+_VISITOR_RE = re.compile(r"[A-Za-z0-9_-]{32}")
+_SDK_FILE_RE = re.compile(r"[a-z0-9-]+\.js")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PublisherConfig:
+    """``payment_pointer``: the payee the pages name; ``price_minor``: what a visit pays to open
+    premium articles (minor units of ``site.currency`` at ``site.scale``); ``secure_cookies``:
+    set on https."""
+
+    payment_pointer: str
+    price_minor: int = 1_000_000  # 0.001 USD at scale 9
+    site_name: str = "The Trickle Gazette"
+    secure_cookies: bool = False
+    sdk_dir: Path = SDK_DIR
+
+
+def visitor_of(request: Request) -> str | None:
+    """The visitor session id from the cookie, or None (the receipt endpoint's session reader)."""
+    value = request.cookies.get(COOKIE_NAME)
+    return value if value is not None and _VISITOR_RE.fullmatch(value) else None
+
+
+class Publisher:
+    """The views, bound to one site helper and configuration."""
+
+    def __init__(self, site: SiteReceipts, config: PublisherConfig) -> None:
+        self.site = site
+        self.config = config
+
+    def _money(self, minor: int) -> str:
+        return f"{format_minor(minor, self.site.scale)} {self.site.currency}"
+
+    def _render(
+        self, request: Request, template: str, visitor: str, new: bool, **context: Any
+    ) -> Response:
+        paid = self.site.paid_minor(visitor)
+        html = templates.get_template(template).render(
+            site_name=self.config.site_name,
+            pointer=self.config.payment_pointer,
+            binding=self.site.binding_for(visitor),
+            receipts_path=RECEIPTS_PATH,
+            paid_minor=paid,
+            paid_text=self._money(paid),
+            price_minor=self.config.price_minor,
+            price_text=self._money(self.config.price_minor),
+            currency=self.site.currency,
+            scale=self.site.scale,
+            supporter=paid > 0,
+            unlocked=paid >= self.config.price_minor,
+            **context,
+        )
+        response = HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
+        if new:
+            response.set_cookie(
+                COOKIE_NAME,
+                visitor,
+                max_age=COOKIE_MAX_AGE_S,
+                httponly=True,
+                samesite="lax",
+                secure=self.config.secure_cookies,
+            )
+        return response
+
+    @staticmethod
+    def _visitor(request: Request) -> tuple[str, bool]:
+        visitor = visitor_of(request)
+        if visitor is not None:
+            return visitor, False
+        return secrets.token_urlsafe(24), True
+
+    async def index(self, request: Request) -> Response:
+        visitor, new = self._visitor(request)
+        return self._render(request, "index.html", visitor, new, articles=ARTICLES)
+
+    async def article(self, request: Request) -> Response:
+        found = BY_SLUG.get(str(request.path_params["slug"]))
+        if found is None:
+            raise HTTPException(404)
+        visitor, new = self._visitor(request)
+        return self._render(request, "article.html", visitor, new, article=found)
+
+    async def access(self, request: Request) -> Response:
+        """``GET /api/access/<slug>``: whether this visit may read the article, what it paid,
+        and the premium body's HTML when (and only when) it may."""
+        found = BY_SLUG.get(str(request.path_params["slug"]))
+        if found is None:
+            return _error(404, "not_found", "no such article")
+        visitor = visitor_of(request)
+        if visitor is None:
+            return _error(401, "unauthenticated", "no visitor session; load a page first")
+        paid = self.site.paid_minor(visitor)
+        unlocked = not found.premium or self.site.has_paid(visitor, self.config.price_minor)
+        body = _body_html(found) if unlocked else None
+        return JSONResponse(
+            {
+                "article": found.slug,
+                "premium": found.premium,
+                "unlocked": unlocked,
+                "supporter": paid > 0,
+                "paid": {
+                    "total": str(paid),
+                    "currency": self.site.currency,
+                    "scale": self.site.scale,
+                },
+                "price": {
+                    "total": str(self.config.price_minor),
+                    "currency": self.site.currency,
+                    "scale": self.site.scale,
+                },
+                "html": body,
+            },
+            headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+        )
+
+    async def sdk(self, request: Request) -> Response:
+        """The page bridge files, as ``/sdk/<name>.js`` (only top-level ``.js`` files)."""
+        name = str(request.path_params["name"])
+        path = self.config.sdk_dir / name
+        if not _SDK_FILE_RE.fullmatch(name) or not path.is_file():
+            raise HTTPException(404)
+        return FileResponse(
+            path,
+            media_type="text/javascript; charset=utf-8",
+            headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"},
+        )
+
+
+def _body_html(article: Article) -> str:
+    return templates.get_template("_body.html").render(article=article)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith(("/api/", "/trickle/")):
+        return _error(exc.status_code, "not_found", "no such path")
+    html = templates.get_template("not_found.html").render(site_name="The Trickle Gazette")
+    return HTMLResponse(html, status_code=exc.status_code, headers=SECURITY_HEADERS)
+
+
+def create_publisher_app(site: SiteReceipts, config: PublisherConfig) -> Starlette:
+    """The publisher app. ``site`` verifies receipts for the publisher's own origin and the
+    payee of ``config.payment_pointer``, and needs a ``binding_key``."""
+    site.binding_for("a" * 32)  # fail now, not on the first page, if there is no binding key
+    views = Publisher(site, config)
+    app = Starlette(
+        routes=[
+            Route("/", views.index, methods=["GET"]),
+            Route("/articles/{slug}", views.article, methods=["GET"]),
+            Route("/api/access/{slug}", views.access, methods=["GET"]),
+            receipts_route(RECEIPTS_PATH, site, session_id=visitor_of),
+            Route("/sdk/{name}", views.sdk, methods=["GET"]),
+            Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
+            Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
+        ],
+        exception_handlers={HTTPException: _on_http_error},
+    )
+    app.state.publisher = views
+    return app

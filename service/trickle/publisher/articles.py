@@ -1,0 +1,84 @@
+"""The demo publisher's articles: a few free ones and premium ones whose body is sent only to
+visitors whose session has paid the price."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Article:
+    slug: str
+    title: str
+    summary: str
+    teaser: tuple[str, ...]
+    body: tuple[str, ...]
+    premium: bool
+
+
+ARTICLES: tuple[Article, ...] = (
+    Article(
+        slug="welcome",
+        title="Welcome to the Trickle Gazette",
+        summary="What this demo site is, and how reading it pays its writer.",
+        teaser=(
+            "The Trickle Gazette is a demo publisher. Every page carries a monetization link tag "
+            "naming the writer's payment pointer.",
+        ),
+        body=(
+            "If your browser runs the Trickle extension, it streams a tiny amount to the writer "
+            "while this tab is visible. Each payment comes with a signed receipt that the page "
+            "forwards to this site's server, which verifies it and credits your visit.",
+            "Free articles stay free. Premium articles open once your visit has paid their price; "
+            "the server decides, from verified receipts only.",
+        ),
+        premium=False,
+    ),
+    Article(
+        slug="tiny-payments",
+        title="Why tiny payments add up",
+        summary="A fraction of a cent per minute, counted in integers.",
+        teaser=(
+            "A reader at the default rate pays 0.60 USD an hour: one sixth of a thousandth of a "
+            "dollar per second.",
+        ),
+        body=(
+            "Amounts are integers of minor units at scale 9, so 0.001 USD is 1000000 minor units. "
+            "No floating point is involved anywhere between the reader's balance and this page.",
+        ),
+        premium=False,
+    ),
+    Article(
+        slug="deep-dive",
+        title="Premium: a deep dive into signed receipts",
+        summary="How a site checks, offline, that it was paid. For supporters.",
+        teaser=(
+            "Every receipt is a compact JWS signed with Ed25519. Its claims name the site, the "
+            "payee, the stream and the running total…",
+        ),
+        body=(
+            "The site verifies each receipt with the service's public keys, then credits only the "
+            "increase of the stream's total over the highest total it has already seen. Replays "
+            "and duplicates credit nothing, and a lost receipt loses nothing: the next one covers "
+            "it.",
+            "The receipt carries the binding value this site gave your visit, so a receipt copied "
+            "from another reader's session does not unlock anything here.",
+            "Thank you for reading with Trickle: this paragraph was sent to you by the server "
+            "because your visit paid for it.",
+        ),
+        premium=True,
+    ),
+    Article(
+        slug="behind-the-paywall",
+        title="Premium: notes from behind the paywall",
+        summary="A second premium article; one payment opens all of them.",
+        teaser=("Paywalls usually ask for a subscription. This one asks for a few seconds…",),
+        body=(
+            "Premium access here follows your visit: once it has paid the price, every premium "
+            "article opens for it. Nothing is stored about you but a random session cookie.",
+        ),
+        premium=True,
+    ),
+)
+
+BY_SLUG = {article.slug: article for article in ARTICLES}

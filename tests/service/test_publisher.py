@@ -1,0 +1,321 @@
+"""The demo publisher: premium articles stay locked until the visitor's own verified receipts
+reach the price; receipts of another visitor, site or payee unlock nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from markupsafe import escape
+from starlette.testclient import TestClient
+
+from tests.factories import create_payee, create_user, fund_reader
+from trickle.app import create_app
+from trickle.publisher.app import COOKIE_NAME, PublisherConfig, create_publisher_app
+from trickle.publisher.articles import BY_SLUG
+from trickle.runtime import bootstrap
+from trickle.settings import Settings
+from trickle_verifier import KeySet, MemorySiteStore, SiteReceipts, SQLiteSiteStore, Verifier
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ISSUER = "https://trickle.test"
+ORIGIN = "http://testserver"  # TestClient's origin: the publisher's own origin
+POINTER = "https://trickle.test/p/alice"
+PRICE = 1_000_000  # 0.001 USD at scale 9
+PREMIUM = BY_SLUG["deep-dive"]
+SECRET_LINE = str(escape(PREMIUM.body[0]))
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "trickle_vectors_generate_publisher", REPO_ROOT / "tests" / "vectors" / "generate.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN = _generator()
+
+
+@pytest.fixture
+def site() -> SiteReceipts:
+    verifier = Verifier(
+        issuer=ISSUER, audience=ORIGIN, payees=[POINTER], keys=KeySet.from_jwks(GEN.JWKS)
+    )
+    return SiteReceipts(verifier, MemorySiteStore(), binding_key=b"publisher-test-binding-key-xx")
+
+
+@pytest.fixture
+def app(site: SiteReceipts) -> Any:
+    return create_publisher_app(site, PublisherConfig(payment_pointer=POINTER, price_minor=PRICE))
+
+
+def visitor(app: Any) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def reader(app: Any) -> Iterator[TestClient]:
+    with visitor(app) as client:
+        yield client
+
+
+def binding_of(html: str) -> str:
+    match = re.search(
+        r'<link rel="monetization" href="([^"]+)" data-trickle-binding="([^"]+)">', html
+    )
+    assert match is not None, html
+    assert match.group(1) == POINTER
+    return match.group(2)
+
+
+def receipt(sid: str, seq: int, tot: int, bnd: str | None, **changes: Any) -> str:
+    key = changes.pop("key", GEN.KEY_1)
+    now = int(time.time())
+    claims = GEN.claims(
+        iss=ISSUER,
+        aud=ORIGIN,
+        pay=POINTER,
+        sid=sid,
+        seq=seq,
+        amt=str(tot),
+        tot=str(tot),
+        iat=now,
+        exp=now + 300,
+        jti=f"{sid}-{seq}",
+    )
+    claims.update(changes)
+    if bnd is not None:
+        claims["bnd"] = bnd
+    return str(GEN.token(body=claims, key=key))
+
+
+def forward(client: TestClient, receipts: list[str]) -> Any:
+    response = client.post("/trickle/receipts", json={"receipts": receipts})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def open_premium(client: TestClient) -> tuple[str, str]:
+    response = client.get(f"/articles/{PREMIUM.slug}")
+    assert response.status_code == 200
+    return response.text, binding_of(response.text)
+
+
+def access(client: TestClient) -> Any:
+    response = client.get(f"/api/access/{PREMIUM.slug}")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_premium_is_locked_without_payment(reader: TestClient) -> None:
+    html, binding = open_premium(reader)
+    assert 'id="paywall" data-state="locked"' in html
+    assert SECRET_LINE not in html
+    assert "Install Trickle to unlock" in html
+    assert re.search(r'id="supporter-badge" class="badge" hidden', html)
+    assert 'src="/static/publisher.js"' in html and f'data-binding="{binding}"' in html
+    cookie = reader.cookies.get(COOKIE_NAME)
+    assert cookie is not None and binding != cookie and cookie not in html
+    state = access(reader)
+    assert state["unlocked"] is False and state["html"] is None and state["supporter"] is False
+    assert state["paid"] == {"total": "0", "currency": "USD", "scale": 9}
+    assert state["price"]["total"] == str(PRICE)
+    # The binding is stable for the visit.
+    assert open_premium(reader)[1] == binding
+
+
+def test_free_articles_are_open(reader: TestClient) -> None:
+    response = reader.get("/articles/welcome")
+    assert response.status_code == 200
+    assert (
+        str(escape(BY_SLUG["welcome"].body[0])) in response.text
+        and 'id="paywall"' not in response.text
+    )
+    index = reader.get("/")
+    assert index.status_code == 200 and "/articles/deep-dive" in index.text
+
+
+def test_unlocks_after_the_visitors_own_receipts_reach_the_price(reader: TestClient) -> None:
+    _html, binding = open_premium(reader)
+    answer = forward(reader, [receipt("S1", 1, 400_000, binding)])
+    assert answer["results"] == [{"code": "ok", "credited": "400000"}]
+    partial = access(reader)
+    assert partial["unlocked"] is False and partial["supporter"] is True
+    html, _ = open_premium(reader)
+    assert SECRET_LINE not in html and 'id="supporter-badge" class="badge">' in html
+
+    answer = forward(
+        reader, [receipt("S1", 2, 1_000_000, binding), receipt("S1", 1, 400_000, binding)]
+    )
+    assert answer["results"] == [
+        {"code": "ok", "credited": "600000"},
+        {"code": "ok", "credited": "0"},
+    ]
+    assert answer["paid"] == {"total": "1000000", "currency": "USD", "scale": 9}
+    state = access(reader)
+    assert state["unlocked"] is True and SECRET_LINE in state["html"]
+    html, _ = open_premium(reader)
+    assert SECRET_LINE in html and 'id="paywall"' not in html
+    assert 'data-minor="1000000"' in html
+
+
+def test_a_receipt_from_another_visitors_session_does_not_unlock(app: Any) -> None:
+    with visitor(app) as alice, visitor(app) as mallory:
+        _html, alice_binding = open_premium(alice)
+        _html, mallory_binding = open_premium(mallory)
+        assert alice_binding != mallory_binding
+        alices = receipt("A1", 1, 2_000_000, alice_binding)
+        answer = forward(mallory, [alices])
+        assert answer["results"][0]["code"] == "binding_mismatch"
+        assert answer["paid"]["total"] == "0"
+        assert access(mallory)["unlocked"] is False
+        # Alice's receipt still counts for Alice.
+        assert forward(alice, [alices])["results"] == [{"code": "ok", "credited": "2000000"}]
+        assert access(alice)["unlocked"] is True
+        assert access(mallory)["unlocked"] is False
+        assert SECRET_LINE not in open_premium(mallory)[0]
+
+
+def test_forged_foreign_and_expired_receipts_do_not_unlock(reader: TestClient) -> None:
+    _html, binding = open_premium(reader)
+    now = int(time.time())
+    bad = [
+        receipt("F1", 1, PRICE, binding, key=GEN.OUTSIDER),
+        receipt("F2", 1, PRICE, binding, aud="https://other.example"),
+        receipt("F3", 1, PRICE, binding, pay="https://trickle.test/p/bob"),
+        receipt("F4", 1, PRICE, binding, iat=now - 1000, exp=now - 500),
+        receipt("F5", 1, PRICE, None),
+    ]
+    answer = forward(reader, bad)
+    assert [r["code"] for r in answer["results"]] == [
+        "bad_signature",
+        "wrong_audience",
+        "wrong_payee",
+        "expired",
+        "binding_mismatch",
+    ]
+    assert answer["paid"]["total"] == "0"
+    assert access(reader)["unlocked"] is False
+
+
+def test_receipts_need_a_session_and_json(app: Any) -> None:
+    with visitor(app) as stranger:
+        response = stranger.post("/trickle/receipts", json={"receipts": []})
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert stranger.get(f"/api/access/{PREMIUM.slug}").json()["error"]["code"] == (
+            "unauthenticated"
+        )
+        stranger.get("/")
+        bad = stranger.post(
+            "/trickle/receipts", content=b"{", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_json"
+
+
+def test_bridge_and_static_files(reader: TestClient) -> None:
+    bridge = reader.get("/sdk/bridge.js")
+    assert bridge.status_code == 200
+    assert bridge.headers["content-type"].startswith("text/javascript")
+    assert "createBridge" in bridge.text
+    for path in ("/sdk/README.md", "/sdk/..%2Fpyproject.toml", "/sdk/nope.js"):
+        assert reader.get(path).status_code == 404, path
+    script = reader.get("/static/publisher.js")
+    assert script.status_code == 200 and "from '/sdk/bridge.js'" in script.text
+    assert reader.get("/static/publisher.css").status_code == 200
+
+
+def test_unknown_pages(reader: TestClient) -> None:
+    page = reader.get("/articles/nope")
+    assert page.status_code == 404 and "Not found" in page.text
+    api = reader.get("/api/access/nope")
+    reader.get("/")
+    api = reader.get("/api/access/nope")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def test_demo_command_runs_the_publisher_on_its_own_port(tmp_path: Path) -> None:
+    from trickle.cli import build_parser
+    from trickle.publisher.server import PublisherThread, publisher_origin
+    from trickle.settings import load_settings
+
+    args = build_parser().parse_args(["demo"])
+    assert args.publisher_port == 8421
+    assert build_parser().parse_args(["demo", "--publisher-port", "0"]).publisher_port == 0
+    settings = load_settings({}, data_dir=tmp_path, port=1)  # nothing listens on port 1
+    assert publisher_origin(settings, 8421) == "http://127.0.0.1:8421"
+    assert publisher_origin(load_settings({}, host="0.0.0.0"), 9) == "http://127.0.0.1:9"
+    thread = PublisherThread(settings, "http://127.0.0.1:1/p/demo", 8421)
+    thread.start()  # waits for the service's keys ...
+    time.sleep(0.2)
+    assert thread.is_alive()
+    thread.stop()  # ... until stopped
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, stream_interval_ms=50)
+
+
+def test_real_stream_receipts_unlock_the_premium_article(
+    fast_settings: Settings, tmp_path: Path
+) -> None:
+    """The service's own stream, bound to the visitor's binding, pays the publisher."""
+    runtime = bootstrap(fast_settings)
+    try:
+        reader = create_user(runtime)
+        fund_reader(runtime, reader.id, 10**12)
+        create_payee(runtime, create_user(runtime).id, "alice")
+        verifier = Verifier(
+            issuer=fast_settings.issuer,
+            audience=ORIGIN,
+            payees=[POINTER],
+            keys=KeySet.from_jwks(runtime.key_ring.current.jwks),
+        )
+        site = SiteReceipts(
+            verifier, SQLiteSiteStore(tmp_path / "pub.sqlite3"), binding_key=b"k" * 32
+        )
+        price = 20_000  # a few receipts at 0.60 USD/h every 50 ms
+        publisher = create_publisher_app(site, PublisherConfig(POINTER, price_minor=price))
+        with TestClient(create_app(runtime)) as service, visitor(publisher) as browser:
+            _html, binding = open_premium(browser)
+            tokens: list[str] = []
+            with service.websocket_connect("/api/v1/stream") as ws:
+                ws.send_text(json.dumps({"type": "hello", "v": 1, "token": reader.token}))
+                message = {"type": "start", "ref": "r1", "origin": ORIGIN, "pointer": POINTER}
+                ws.send_text(json.dumps({**message, "binding": binding}))
+                total = 0
+                for _ in range(400):
+                    event = ws.receive_json()
+                    if event["type"] == "receipt":
+                        tokens.append(event["receipt"])
+                        total = int(event["tot"])
+                        if total >= price:
+                            break
+                assert total >= price
+            answer = forward(browser, tokens)
+            assert all(result["code"] == "ok" for result in answer["results"])
+            assert answer["paid"]["total"] == str(total)
+            assert access(browser)["unlocked"] is True
+            assert SECRET_LINE in open_premium(browser)[0]
+            # Another visitor forwarding the same receipts gains nothing.
+            with visitor(publisher) as other:
+                open_premium(other)
+                copied = forward(other, tokens)
+                assert {r["code"] for r in copied["results"]} == {"binding_mismatch"}
+                assert access(other)["unlocked"] is False
+    finally:
+        runtime.close()

@@ -1,0 +1,115 @@
+"""Starlette (ASGI) integration of ``SiteReceipts``: the endpoint a page's bridge forwards
+receipts to (sdk_js_bridge/README.md, "Forwarding protocol"). Needs Starlette;
+``import trickle_verifier`` alone never imports this module.
+
+    from trickle_verifier.asgi import receipts_route
+    app = Starlette(routes=[receipts_route("/trickle/receipts", site, session_id=read_cookie)])
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .site import DEFAULT_MAX_BODY_BYTES, SiteReceipts, error_document, refuse_request
+
+__all__ = ["SessionReader", "receipts_endpoint", "receipts_route"]
+
+SessionReader = Callable[[Request], "str | Awaitable[str | None] | None"]
+"""Reads the visitor session id from a request (e.g. a cookie); None when there is none."""
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(answer: tuple[int, dict[str, Any]]) -> Response:
+    status, document = answer
+    return JSONResponse(document, status, headers=_NO_STORE)
+
+
+async def _call(reader: SessionReader, request: Request) -> str | None:
+    value = reader(request)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+async def _read_body(request: Request, max_body_bytes: int) -> bytes | None:
+    """The body, or None once it is longer than ``max_body_bytes`` (reading stops there)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body_bytes:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def receipts_endpoint(
+    site: SiteReceipts,
+    *,
+    session_id: SessionReader,
+    binding: SessionReader | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint for ``POST {"receipts": [...]}``: verifies and credits each receipt for the
+    visitor session ``session_id(request)`` names (sync or async; None: no session), and
+    answers the wire shape of the forwarding protocol. ``binding(request)``, if given, is the
+    binding value to expect instead of ``site.binding_for(session id)``. Refusals are
+    ``{"error": {"code", "message"}}`` with their status; verification and crediting run in a
+    worker thread (the stores block)."""
+
+    async def endpoint(request: Request) -> Response:
+        visitor = await _call(session_id, request)
+        refused = refuse_request(request.method, request.headers.get("content-type"), visitor)
+        if refused is not None:
+            return _json(refused)
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
+            return _json(
+                error_document("body_too_large", f"the body is over {max_body_bytes} bytes")
+            )
+        expected = None if binding is None else await _call(binding, request)
+        answer = await run_in_threadpool(
+            site.handle_forward,
+            visitor,
+            body,
+            content_type=request.headers.get("content-type"),
+            method=request.method,
+            binding=expected,
+            max_body_bytes=max_body_bytes,
+        )
+        return _json(answer)
+
+    return endpoint
+
+
+def receipts_route(
+    path: str,
+    site: SiteReceipts,
+    *,
+    session_id: SessionReader,
+    binding: SessionReader | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    name: str = "trickle_receipts",
+) -> Route:
+    """A route at ``path`` serving ``receipts_endpoint`` (methods other than POST get the
+    typed ``method_not_allowed``)."""
+    endpoint = receipts_endpoint(
+        site, session_id=session_id, binding=binding, max_body_bytes=max_body_bytes
+    )
+    return Route(
+        path,
+        endpoint,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        name=name,
+    )

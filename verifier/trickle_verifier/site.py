@@ -1,0 +1,561 @@
+"""Receipts forwarded by a site's own pages (the page bridge, sdk_js_bridge/README.md): verify
+each, credit the visitor's session with the per-``sid`` increase rule (docs/receipts.md §4), and
+answer "has this visitor paid at least X (in the last N seconds)?". Framework-neutral: no web
+framework is imported here (see ``trickle_verifier.asgi`` for Starlette).
+
+Invariant: for every ``sid``, the sum credited equals the highest ``tot`` seen, and all of it is
+credited to the one visitor session that first forwarded a receipt of that stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import ReceiptError
+from .receipts import Receipt
+from .verifier import Verifier
+
+if TYPE_CHECKING:
+    import os
+
+    from sqlalchemy.engine import Engine
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_TABLE_PREFIX",
+    "MAX_RECEIPTS_PER_REQUEST",
+    "SITE_ERRORS",
+    "ForwardResult",
+    "MemorySiteStore",
+    "ReceiptResult",
+    "SQLAlchemySiteStore",
+    "SQLiteSiteStore",
+    "SiteReceipts",
+    "SiteStore",
+    "error_document",
+    "refuse_request",
+]
+
+MAX_RECEIPTS_PER_REQUEST = 100
+DEFAULT_MAX_BODY_BYTES = 512 * 1024  # 100 tokens of at most 4096 bytes, plus JSON
+DEFAULT_TABLE_PREFIX = "trickle_site"
+_SESSION_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")
+_TABLE_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+_MAX_ATTEMPTS = 100
+
+#: Codes this module reports besides the verifier's (docs/receipts.md §3). Per receipt (in a
+#: 200 answer): ``wrong_asset``, ``session_mismatch``. Per request: the others, with their status.
+SITE_ERRORS: Mapping[str, tuple[int, str]] = {
+    "wrong_asset": (200, "the receipt verified but is not in the asset the site counts in"),
+    "session_mismatch": (200, "the receipt's stream was credited to another visitor session"),
+    "method_not_allowed": (405, "receipts are forwarded with POST"),
+    "unsupported_media_type": (415, "the Content-Type must be application/json"),
+    "unauthenticated": (401, "the request has no visitor session"),
+    "body_too_large": (413, f"the body is over {DEFAULT_MAX_BODY_BYTES} bytes"),
+    "malformed_json": (400, "the body is not UTF-8 JSON"),
+    "validation_failed": (
+        422,
+        'expected an object with exactly "receipts", an array of 0-100 strings',
+    ),
+    "internal_error": (500, "the receipt helper failed; the site's log has the details"),
+}
+
+log = logging.getLogger("trickle_verifier")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptResult:
+    """What became of one forwarded receipt: ``code`` is ``"ok"`` (``credited_minor`` may be 0
+    for a replay or an older receipt of the stream) or an error code, which credits nothing
+    (``message`` then says why, for people)."""
+
+    code: str
+    credited_minor: int = 0
+    receipt: Receipt | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    message: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        if self.ok:
+            return {"code": "ok", "credited": str(self.credited_minor)}
+        return {"code": self.code, "message": self.message or self.code}
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardResult:
+    """The results of a batch, in the order of the receipts, and what the session has paid."""
+
+    results: tuple[ReceiptResult, ...]
+    paid_minor: int
+    currency: str
+    scale: int
+
+    @property
+    def credited_minor(self) -> int:
+        return sum(result.credited_minor for result in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire shape of sdk_js_bridge/README.md "Forwarding protocol"."""
+        return {
+            "results": [result.to_json() for result in self.results],
+            "paid": {"total": str(self.paid_minor), "currency": self.currency, "scale": self.scale},
+        }
+
+
+class SiteStore(Protocol):
+    """Keeps the highest ``tot`` per ``sid``, the visitor session that owns each stream, and
+    every credit with its time."""
+
+    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
+        """Atomically: if ``receipt.sid`` is new, give it to ``session_id``; if it belongs to
+        ``session_id``, raise its total to ``receipt.total_minor`` when that is higher and
+        record the increase at ``at_ms``. Return the increase (0 if none), or None when the
+        stream belongs to another session (nothing is credited)."""
+        ...
+
+    def paid(self, session_id: str, since_ms: int | None = None) -> int:
+        """The minor units credited to ``session_id`` at or after ``since_ms`` (all if None)."""
+        ...
+
+
+def _check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not _SESSION_ID_RE.fullmatch(session_id):
+        raise ValueError("expected a session id of 1-128 printable ASCII chars without spaces")
+    return session_id
+
+
+def _check_prefix(prefix: str) -> str:
+    if not _TABLE_PREFIX_RE.fullmatch(prefix):
+        raise ValueError(f"expected a table prefix matching [A-Za-z_][A-Za-z0-9_]*, got {prefix!r}")
+    return prefix
+
+
+class SiteReceipts:
+    """Credits forwarded receipts to visitor sessions, once per increase of a stream's ``tot``.
+
+    ``verifier`` checks every receipt (issuer, the site's origin, its payees). ``store`` keeps
+    the credits. ``binding_key`` (bytes, kept secret on the server) derives each session's
+    binding value with ``binding_for``; receipts must then carry it (rule 19). ``currency`` and
+    ``scale``: the asset amounts are counted in; receipts in another asset are refused.
+    """
+
+    __slots__ = ("_binding_key", "_clock", "currency", "scale", "store", "verifier")
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        store: SiteStore,
+        *,
+        binding_key: bytes | None = None,
+        currency: str = "USD",
+        scale: int = 9,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(verifier, Verifier):
+            raise TypeError(f"verifier must be a Verifier, got {type(verifier).__name__}")
+        if binding_key is not None and (
+            not isinstance(binding_key, bytes) or len(binding_key) < 16
+        ):
+            raise ValueError("binding_key must be at least 16 secret bytes")
+        if type(scale) is not int or not 0 <= scale <= 18:
+            raise ValueError(f"scale must be an int in 0..18, got {scale!r}")
+        self.verifier = verifier
+        self.store = store
+        self.currency = currency
+        self.scale = scale
+        self._binding_key = binding_key
+        self._clock = clock
+
+    def binding_for(self, session_id: str) -> str:
+        """The binding value of a visitor session: render it in the page's link tag as
+        ``data-trickle-binding`` (or give it to the bridge). It reveals nothing about the
+        session id. Needs ``binding_key``."""
+        if self._binding_key is None:
+            raise ValueError("binding_for needs SiteReceipts(binding_key=...)")
+        digest = hmac.new(
+            self._binding_key, _check_session_id(session_id).encode("ascii"), hashlib.sha256
+        ).digest()
+        return "b1-" + base64.urlsafe_b64encode(digest[:24]).decode("ascii")
+
+    def forward(
+        self,
+        session_id: str,
+        tokens: Iterable[object],
+        *,
+        binding: str | None = None,
+        now: float | None = None,
+    ) -> ForwardResult:
+        """Verify and credit each token for ``session_id``. ``binding``: the value the session's
+        receipts must carry; by default ``binding_for(session_id)`` when the site has a
+        ``binding_key``, else none is checked. Never raises for a bad receipt: its result
+        carries the error code and it credits nothing."""
+        _check_session_id(session_id)
+        if binding is None and self._binding_key is not None:
+            binding = self.binding_for(session_id)
+        now_s = self._clock() if now is None else now
+        at_ms = int(now_s * 1000)
+        results = tuple(self._one(session_id, token, binding, now_s, at_ms) for token in tokens)
+        return ForwardResult(results, self.store.paid(session_id), self.currency, self.scale)
+
+    def _one(
+        self, session_id: str, token: object, binding: str | None, now_s: float, at_ms: int
+    ) -> ReceiptResult:
+        try:
+            receipt = self.verifier.verify(token, binding=binding, now=now_s)  # type: ignore[arg-type]
+        except ReceiptError as exc:
+            return ReceiptResult(exc.code, message=exc.message)
+        if receipt.currency != self.currency or receipt.scale != self.scale:
+            message = (
+                f"expected {self.currency} at scale {self.scale}, "
+                f"got {receipt.currency} at scale {receipt.scale}"
+            )
+            return ReceiptResult("wrong_asset", 0, receipt, message)
+        credited = self.store.credit(session_id, receipt, at_ms)
+        if credited is None:
+            return ReceiptResult("session_mismatch", 0, receipt, SITE_ERRORS["session_mismatch"][1])
+        return ReceiptResult("ok", credited, receipt)
+
+    def paid_minor(
+        self, session_id: str, *, within_s: float | None = None, now: float | None = None
+    ) -> int:
+        """Minor units credited to the session (in the last ``within_s`` seconds, if given)."""
+        _check_session_id(session_id)
+        if within_s is None:
+            return self.store.paid(session_id)
+        now_s = self._clock() if now is None else now
+        return self.store.paid(session_id, int((now_s - within_s) * 1000))
+
+    def has_paid(
+        self,
+        session_id: str,
+        at_least_minor: int,
+        *,
+        within_s: float | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """Whether the session has paid at least ``at_least_minor`` (in the last ``within_s``
+        seconds, if given): enough to unlock premium content or hide ads."""
+        if type(at_least_minor) is not int or at_least_minor < 0:
+            raise ValueError(f"at_least_minor must be an int >= 0, got {at_least_minor!r}")
+        return self.paid_minor(session_id, within_s=within_s, now=now) >= at_least_minor
+
+    def handle_forward(
+        self,
+        session_id: str | None,
+        body: bytes,
+        *,
+        content_type: str | None,
+        method: str = "POST",
+        binding: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> tuple[int, dict[str, Any]]:
+        """The whole receipt endpoint for any framework: the request's method, ``Content-Type``
+        header, visitor session id (None if none) and raw body in; an HTTP status and a JSON
+        document out: the wire shape (200) or ``{"error": {"code", "message"}}``."""
+        refused = refuse_request(method, content_type, session_id)
+        if refused is not None:
+            return refused
+        assert session_id is not None
+        if len(body) > max_body_bytes:
+            return error_document("body_too_large", f"the body is over {max_body_bytes} bytes")
+        try:
+            document = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return error_document("malformed_json")
+        if not isinstance(document, dict) or document.keys() != {"receipts"}:
+            return error_document("validation_failed")
+        tokens = document["receipts"]
+        if (
+            not isinstance(tokens, list)
+            or len(tokens) > MAX_RECEIPTS_PER_REQUEST
+            or not all(isinstance(token, str) for token in tokens)
+        ):
+            return error_document("validation_failed")
+        try:
+            return 200, self.forward(session_id, tokens, binding=binding).to_json()
+        except Exception:  # the store failed: tell the operator's log, never the client
+            log.exception("crediting forwarded receipts failed")
+            return error_document("internal_error")
+
+
+def refuse_request(
+    method: str, content_type: str | None, session_id: str | None
+) -> tuple[int, dict[str, Any]] | None:
+    """The error answer for a request refused before its body is read, or None."""
+    if method.upper() != "POST":
+        return error_document("method_not_allowed")
+    if (content_type or "").split(";", 1)[0].strip().lower() != "application/json":
+        return error_document("unsupported_media_type")
+    if session_id is None or not _SESSION_ID_RE.fullmatch(session_id):
+        return error_document("unauthenticated")
+    return None
+
+
+def error_document(code: str, message: str = "") -> tuple[int, dict[str, Any]]:
+    """The HTTP status and ``{"error": {"code", "message"}}`` of a request-level code."""
+    status, default = SITE_ERRORS[code]
+    return status, {"error": {"code": code, "message": message or default}}
+
+
+class MemorySiteStore:
+    """A thread-safe in-process store (tests, single-process sites; lost on restart)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: dict[str, tuple[str, int]] = {}  # sid -> (session id, highest tot)
+        self._credits: dict[str, list[tuple[int, int]]] = {}  # session -> [(at_ms, minor)]
+
+    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
+        with self._lock:
+            owner, previous = self._streams.get(receipt.sid, (session_id, 0))
+            if owner != session_id:
+                return None
+            if receipt.total_minor <= previous:
+                self._streams.setdefault(receipt.sid, (session_id, previous))
+                return 0
+            self._streams[receipt.sid] = (session_id, receipt.total_minor)
+            increase = receipt.total_minor - previous
+            self._credits.setdefault(session_id, []).append((at_ms, increase))
+            return increase
+
+    def paid(self, session_id: str, since_ms: int | None = None) -> int:
+        with self._lock:
+            credits = self._credits.get(session_id, [])
+            return sum(minor for at_ms, minor in credits if since_ms is None or at_ms >= since_ms)
+
+
+class SQLiteSiteStore:
+    """A store in an SQLite file (stdlib ``sqlite3``), atomic across threads and processes
+    (``BEGIN IMMEDIATE``). Tables ``<prefix>_streams`` and ``<prefix>_credits``."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table_prefix: str = DEFAULT_TABLE_PREFIX,
+        timeout_s: float = 30.0,
+    ) -> None:
+        prefix = _check_prefix(table_prefix)  # a checked identifier: safe to interpolate
+        streams, credits = f"{prefix}_streams", f"{prefix}_credits"
+        self._select_sql = f"SELECT session_id, total_minor FROM {streams} WHERE sid = ?"  # noqa: S608
+        self._insert_sql = (
+            f"INSERT INTO {streams} (sid, session_id, aud, pay, total_minor, updated_ms)"  # noqa: S608
+            " VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self._update_sql = f"UPDATE {streams} SET total_minor = ?, updated_ms = ? WHERE sid = ?"  # noqa: S608
+        self._credit_sql = (
+            f"INSERT INTO {credits} (session_id, sid, credited_minor, credited_ms)"  # noqa: S608
+            " VALUES (?, ?, ?, ?)"
+        )
+        self._paid_sql = (
+            f"SELECT COALESCE(SUM(credited_minor), 0) FROM {credits}"  # noqa: S608
+            " WHERE session_id = ? AND credited_ms >= ?"
+        )
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(
+            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        with self._lock:
+            self._connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {streams} ("
+                " sid TEXT PRIMARY KEY NOT NULL,"
+                " session_id TEXT NOT NULL,"
+                " aud TEXT NOT NULL,"
+                " pay TEXT NOT NULL,"
+                " total_minor BIGINT NOT NULL CHECK (total_minor >= 0),"
+                " updated_ms BIGINT NOT NULL)"
+            )
+            self._connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {credits} ("
+                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " session_id TEXT NOT NULL,"
+                " sid TEXT NOT NULL,"
+                " credited_minor BIGINT NOT NULL CHECK (credited_minor > 0),"
+                " credited_ms BIGINT NOT NULL)"
+            )
+            self._connection.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_{credits}_session"
+                f" ON {credits} (session_id, credited_ms)"
+            )
+
+    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
+        with self._lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                row = cursor.execute(self._select_sql, (receipt.sid,)).fetchone()
+                if row is None:
+                    cursor.execute(
+                        self._insert_sql,
+                        (
+                            receipt.sid,
+                            session_id,
+                            receipt.aud,
+                            receipt.pay,
+                            receipt.total_minor,
+                            at_ms,
+                        ),
+                    )
+                    increase: int | None = receipt.total_minor
+                elif row[0] != session_id:
+                    increase = None
+                elif receipt.total_minor > int(row[1]):
+                    cursor.execute(self._update_sql, (receipt.total_minor, at_ms, receipt.sid))
+                    increase = receipt.total_minor - int(row[1])
+                else:
+                    increase = 0
+                if increase:
+                    cursor.execute(self._credit_sql, (session_id, receipt.sid, increase, at_ms))
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+            return increase
+
+    def paid(self, session_id: str, since_ms: int | None = None) -> int:
+        since = -(2**62) if since_ms is None else since_ms
+        with self._lock:
+            row = self._connection.execute(self._paid_sql, (session_id, since)).fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._connection.close()
+
+
+class SQLAlchemySiteStore:
+    """A store in any SQLAlchemy database (tested on SQLite and PostgreSQL). Each credit is a
+    compare-and-set on the stream's total, and its credit row is written in the same
+    transaction, so no lock is held across statements. SQLAlchemy is imported lazily."""
+
+    def __init__(self, engine: Engine, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
+        import sqlalchemy as sa
+
+        prefix = _check_prefix(table_prefix)
+        self._engine = engine
+        self._metadata = metadata = sa.MetaData()
+        self._streams = sa.Table(
+            f"{prefix}_streams",
+            metadata,
+            sa.Column("sid", sa.String(64), primary_key=True),
+            sa.Column("session_id", sa.String(128), nullable=False),
+            sa.Column("aud", sa.Text, nullable=False),
+            sa.Column("pay", sa.Text, nullable=False),
+            sa.Column("total_minor", sa.BigInteger, nullable=False),
+            sa.Column("updated_ms", sa.BigInteger, nullable=False),
+            sa.CheckConstraint("total_minor >= 0", name=f"ck_{prefix}_streams_total"),
+        )
+        self._credits = sa.Table(
+            f"{prefix}_credits",
+            metadata,
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+            sa.Column("session_id", sa.String(128), nullable=False),
+            sa.Column("sid", sa.String(64), nullable=False),
+            sa.Column("credited_minor", sa.BigInteger, nullable=False),
+            sa.Column("credited_ms", sa.BigInteger, nullable=False),
+            sa.CheckConstraint("credited_minor > 0", name=f"ck_{prefix}_credits_positive"),
+            sa.Index(f"ix_{prefix}_credits_session", "session_id", "credited_ms"),
+        )
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self._metadata.create_all(self._engine, checkfirst=True)
+        except DBAPIError:
+            # Two processes creating the tables at once: losing the race is fine.
+            inspector = sa.inspect(self._engine)
+            if not all(inspector.has_table(t.name) for t in (self._streams, self._credits)):
+                raise
+
+    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
+        import sqlalchemy as sa
+        from sqlalchemy.exc import IntegrityError
+
+        streams, sid = self._streams, receipt.sid
+        total = receipt.total_minor
+        for _ in range(_MAX_ATTEMPTS):
+            with self._engine.begin() as connection:
+                row = connection.execute(
+                    sa.select(streams.c.session_id, streams.c.total_minor).where(
+                        streams.c.sid == sid
+                    )
+                ).first()
+                if row is not None:
+                    owner, previous = str(row[0]), int(row[1])
+                    if owner != session_id:
+                        return None
+                    if total <= previous:
+                        return 0
+                    updated = connection.execute(
+                        sa.update(streams)
+                        .where(streams.c.sid == sid, streams.c.total_minor == previous)
+                        .values(total_minor=total, updated_ms=at_ms)
+                    )
+                    if updated.rowcount == 1:
+                        self._record(connection, session_id, sid, total - previous, at_ms)
+                        return total - previous
+                    continue  # another writer raised it first: read again
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(
+                        sa.insert(streams).values(
+                            sid=sid,
+                            session_id=session_id,
+                            aud=receipt.aud,
+                            pay=receipt.pay,
+                            total_minor=total,
+                            updated_ms=at_ms,
+                        )
+                    )
+                    if total:
+                        self._record(connection, session_id, sid, total, at_ms)
+                return total
+            except IntegrityError:
+                continue  # another writer inserted the stream first: read again
+        raise RuntimeError(f"could not credit stream {sid!r} after {_MAX_ATTEMPTS} attempts")
+
+    def _record(
+        self, connection: Any, session_id: str, sid: str, credited_minor: int, at_ms: int
+    ) -> None:
+        import sqlalchemy as sa
+
+        connection.execute(
+            sa.insert(self._credits).values(
+                session_id=session_id, sid=sid, credited_minor=credited_minor, credited_ms=at_ms
+            )
+        )
+
+    def paid(self, session_id: str, since_ms: int | None = None) -> int:
+        import sqlalchemy as sa
+
+        credits = self._credits
+        query = sa.select(sa.func.coalesce(sa.func.sum(credits.c.credited_minor), 0)).where(
+            credits.c.session_id == session_id
+        )
+        if since_ms is not None:
+            query = query.where(credits.c.credited_ms >= since_ms)
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def drop_tables(self) -> None:
+        """Drop both tables (for tests and teardown)."""
+        self._metadata.drop_all(self._engine, checkfirst=True)
