@@ -109,6 +109,8 @@ class Harness:
             if done % flush_every == 0 or done == intervals:
                 await self.engine.flush()
         await self.drain()
+        for reader in self.engine.readers.values():  # the engine counts; recount by hand
+            assert reader.active_count == sum(s.state == "active" for s in reader.streams)
 
     async def refresh(self) -> None:
         await self.engine.refresh_readers()
@@ -715,3 +717,51 @@ def test_no_payee_account_leaks_money_without_a_receipt(runtime: Runtime, world:
             select(Transfer.idempotency_key, Transfer.amount_minor).where(Transfer.kind == "stream")
         ).all()
     assert {key: str(amount) for key, amount in rows} == sent
+
+
+# --- funding sources -----------------------------------------------------------------------
+
+
+class PoolSource:
+    """A second funding source, as anonymous prepaid tokens will be: every reader's increments
+    debit one shared pool account, never the reader's own balance."""
+
+    def __init__(self, pool_asset: ledger.Asset) -> None:
+        self.asset = pool_asset
+
+    def account_for(self, session: Any, user_id: int, now: Any) -> int:
+        return ledger.account(session, AccountKind.READER, "pool:test", self.asset, now).id
+
+    def balances(self, session: Any, account_ids: Any) -> dict[int, int]:
+        return {account_id: ledger.balance(session, account_id) for account_id in account_ids}
+
+
+def test_the_engine_debits_the_account_its_funding_source_names(
+    runtime: Runtime, world: World
+) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)  # the reader's own balance: never touched
+    five_seconds = 600_000_000 * 5 // 3600  # what the default rate accrues in 5 s, exactly
+    with transaction(runtime.sessions) as session:
+        now = runtime.clock()
+        funds = ledger.account(session, AccountKind.FUNDING, "test", asset(runtime), now)
+        pool = ledger.account(session, AccountKind.READER, "pool:test", asset(runtime), now)
+        ledger.post_transfer(
+            session,
+            ledger.TransferRequest(
+                funds.id, pool.id, five_seconds, "USD", ledger.TransferKind.TOPUP, "pool-1"
+            ),
+            now,
+        )
+
+    async def body(h: Harness) -> None:
+        h.engine.funding = PoolSource(asset(runtime))
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(8)
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == five_seconds
+        assert tab.states(sid)[-1] == "insufficient_funds"
+
+    run_engine(runtime, body)
+    assert balance_of(runtime, AccountKind.READER, "pool:test") == 0
+    assert payee_balance(runtime, world.payees["alice"]) == five_seconds
+    assert reader_balance(runtime, world.reader.id) == 10**12

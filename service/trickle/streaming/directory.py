@@ -10,10 +10,11 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from trickle import funding, ledger, spending
+from trickle import ledger, spending
 from trickle.ledger import AccountKind, Asset
-from trickle.models import LedgerAccount, MonthlySpend, Payee, ReaderSettings, SiteOverride
+from trickle.models import MonthlySpend, Payee, ReaderSettings, SiteOverride
 from trickle.settings import Settings
+from trickle.streaming.sources import FundingSource, ReaderBalance
 
 _POINTER_PATH = re.compile(r"^/p/([a-z0-9][a-z0-9-]{0,63})$")
 
@@ -52,8 +53,8 @@ def asset_of(settings: Settings) -> Asset:
 
 
 def reader_account(session: Session, user_id: int, settings: Settings, now: dt.datetime) -> int:
-    owner = funding.reader_account_owner(user_id)
-    return ledger.account(session, AccountKind.READER, owner, asset_of(settings), now).id
+    """The reader's own balance account (the ``ReaderBalance`` funding source)."""
+    return ReaderBalance(settings).account_for(session, user_id, now)
 
 
 def reader_policy(session: Session, user_id: int, settings: Settings) -> ReaderPolicy:
@@ -91,17 +92,24 @@ def payee_by_pointer(
     return PayeeInfo(payee.id, pointer, account.id, fees.id)
 
 
-def funds(session: Session, user_id: int, account_id: int, month: str) -> tuple[int, int]:
+def funds(
+    session: Session, source: FundingSource, user_id: int, account_id: int, month: str
+) -> tuple[int, int]:
     """(balance, spent this month) for a reader."""
     spending.ensure_month(session, user_id, month)
-    return ledger.balance(session, account_id), spending.spent(session, user_id, month)
+    balance = source.balances(session, [account_id]).get(account_id, 0)
+    return balance, spending.spent(session, user_id, month)
 
 
 def bulk_refresh(
-    session: Session, readers: list[tuple[int, int]], settings: Settings, month: str
+    session: Session,
+    source: FundingSource,
+    readers: list[tuple[int, int]],
+    settings: Settings,
+    month: str,
 ) -> dict[int, tuple[ReaderPolicy, int, int]]:
     """Policies, balances and month spend of many readers in four queries, not four per reader.
-    ``readers`` holds (user id, reader account id) pairs."""
+    ``readers`` holds (user id, funding account id) pairs."""
     user_ids = [user_id for user_id, _ in readers]
     rows = {
         r.user_id: r
@@ -110,13 +118,7 @@ def bulk_refresh(
     overrides: dict[int, dict[str, tuple[int | None, bool]]] = {u: {} for u in user_ids}
     for o in session.scalars(select(SiteOverride).where(SiteOverride.user_id.in_(user_ids))):
         overrides[o.user_id][o.origin] = (o.rate_per_hour_minor, o.disabled)
-    balances = dict(
-        session.execute(
-            select(LedgerAccount.id, LedgerAccount.balance_minor).where(
-                LedgerAccount.id.in_([account_id for _, account_id in readers])
-            )
-        ).all()
-    )
+    balances = source.balances(session, [account_id for _, account_id in readers])
     spent = dict(
         session.execute(
             select(MonthlySpend.user_id, MonthlySpend.spent_minor).where(

@@ -31,6 +31,7 @@ from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
 from trickle.streaming.accrual import HOUR_MS, Accrual
 from trickle.streaming.directory import PayeeInfo, ReaderPolicy
+from trickle.streaming.sources import FundingSource, ReaderBalance
 
 log = logging.getLogger("trickle.streaming")
 T = TypeVar("T")
@@ -151,9 +152,11 @@ class StreamEngine:
         runtime: Runtime,
         limits: EngineLimits | None = None,
         clock_ms: MonotonicMs = monotonic_ms,
+        funding: FundingSource | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
+        self.funding: FundingSource = funding or ReaderBalance(runtime.settings)
         self.limits = limits or EngineLimits()
         self.clock_ms = clock_ms
         self.readers: dict[int, Reader] = {}
@@ -249,10 +252,10 @@ class StreamEngine:
         now = self.runtime.clock()
         with transaction(self.runtime.sessions) as session:
             user, _ = sessions.authenticate(session, token, now)
-            account_id = directory.reader_account(session, user.id, self.settings, now)
+            account_id = self.funding.account_for(session, user.id, now)
             policy = directory.reader_policy(session, user.id, self.settings)
             month = spending.month_of(now)
-            balance, spent = directory.funds(session, user.id, account_id, month)
+            balance, spent = directory.funds(session, self.funding, user.id, account_id, month)
         return user.id, account_id, policy, balance, spent, month
 
     def disconnect(self, connection: Connection) -> None:
@@ -729,7 +732,7 @@ class StreamEngine:
         now = self.runtime.clock()
         month = spending.month_of(now)
         with transaction(self.runtime.sessions) as session:
-            fresh = directory.bulk_refresh(session, readers, self.settings, month)
+            fresh = directory.bulk_refresh(session, self.funding, readers, self.settings, month)
         return {user_id: (*values, month) for user_id, values in fresh.items()}
 
     def expire_orphans(self, now: int) -> None:
