@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api
+from trickle import api, dashboard
 from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
@@ -116,6 +116,7 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     for router in api.routers():
         routes.extend(router.routes())
+    routes.extend(dashboard.routes())  # the creator dashboard: /dashboard (and / redirects)
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -1,0 +1,328 @@
+"""The dashboard's request plumbing: HTML forms in, Jinja2 pages out, the cookie session with a
+CSRF token in every form, a transaction each request owns, errors as friendly pages with their
+stable code, and the security headers every dashboard response carries.
+
+Views are plain functions ``(ctx) -> Response`` that call domain functions and render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import importlib.resources
+import secrets
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jinja2
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from trickle import money, sessions
+from trickle.api.accounts import _cookie_is_secure as cookie_is_secure
+from trickle.api.base import SESSION_COOKIE
+from trickle.db import transaction
+from trickle.errors import (
+    BodyTooLarge,
+    CsrfFailed,
+    NotFound,
+    TrickleError,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from trickle.models import AuthSession, User
+from trickle.runtime import Runtime
+from trickle.settings import Settings
+
+PREFIX = "/dashboard"
+HOME = f"{PREFIX}/"
+SIGN_IN_PATH = f"{PREFIX}/sign-in"
+# The CSRF token of the dashboard's session, for the server to put into forms. HttpOnly: page
+# scripts never read it (they read the form field, as a form submit would).
+CSRF_COOKIE = "trickle_dashboard_csrf"
+# Sign-in has no session yet: a random value in a cookie and in the form proves that the form
+# came from our page (login CSRF).
+LOGIN_COOKIE = "trickle_dashboard_login"
+LOGIN_COOKIE_MAX_AGE_S = 3600
+MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 50
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+
+templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("trickle.dashboard", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclasses.dataclass
+class Ctx:
+    """What a view gets: the request's database session (its transaction), the runtime, the
+    clock reading, the form and query fields, and the signed-in user (None on public pages)."""
+
+    session: Session
+    runtime: Runtime
+    now: dt.datetime
+    client_ip: str
+    method: str
+    form: dict[str, str]
+    query: dict[str, str]
+    path: dict[str, str]
+    cookies: dict[str, str]
+    user: User | None = None
+    auth_session: AuthSession | None = None
+    csrf_token: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def user_id(self) -> int:
+        if self.user is None:
+            raise Unauthenticated("sign in first")
+        return self.user.id
+
+    def field(self, name: str, *, required: bool = True) -> str:
+        value = self.form.get(name, "").strip()
+        if required and not value:
+            raise ValidationFailed(f"the field {name!r} is required")
+        return value
+
+
+View = Callable[[Ctx], Response]
+ErrorView = Callable[[Ctx, TrickleError], Response]
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def render(ctx: Ctx | None, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
+    settings = ctx.settings if ctx is not None else None
+    scale = settings.asset_scale if settings is not None else 0
+    values.setdefault("error", None)
+    values.setdefault("notice", None)
+    values.setdefault("nav", "")
+    page = templates.get_template(template).render(
+        prefix=PREFIX,
+        home=HOME,
+        user=ctx.user if ctx is not None else None,
+        csrf_token=ctx.csrf_token if ctx is not None else None,
+        currency=settings.currency if settings is not None else "",
+        money=functools.partial(money.format_minor, scale=scale),
+        **values,
+    )
+    return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(error: TrickleError, ctx: Ctx | None = None) -> HTMLResponse:
+    return render(ctx, "error.html", status=error.status, error=error)
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers[name] = value
+    return response
+
+
+def set_cookie(
+    response: Response, settings: Settings, name: str, value: str, *, path: str, max_age: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        secure=cookie_is_secure(settings),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def delete_cookie(response: Response, settings: Settings, name: str, *, path: str) -> None:
+    response.delete_cookie(
+        name, path=path, secure=cookie_is_secure(settings), httponly=True, samesite="strict"
+    )
+
+
+def login_nonce(ctx: Ctx) -> str:
+    """The sign-in form's anti-forgery value: the browser's current one, or a new one."""
+    current = ctx.cookies.get(LOGIN_COOKIE, "")
+    return current if 20 <= len(current) <= 64 else secrets.token_urlsafe(24)
+
+
+def check_login_nonce(ctx: Ctx) -> None:
+    cookie = ctx.cookies.get(LOGIN_COOKIE, "")
+    sent = ctx.form.get("login_nonce", "")
+    if not cookie or not secrets.compare_digest(cookie.encode(), sent.encode()):
+        raise CsrfFailed("the sign-in form expired or came from another site; reload and retry")
+
+
+# --- running a request ----------------------------------------------------------------------
+
+
+def page(
+    view: View, *, auth: bool = True, on_error: ErrorView | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint for a view. ``on_error``: a failed change rolls back, then the page
+    is shown again with the error (otherwise an error page says what went wrong)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            form = await _read_form(request) if request.method == "POST" else {}
+        except TrickleError as error:
+            return secured(error_page(error))
+        response = await run_in_threadpool(_run, request, view, form, auth, on_error)
+        return secured(response)
+
+    return endpoint
+
+
+def _run(
+    request: Request, view: View, form: dict[str, str], auth: bool, on_error: ErrorView | None
+) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    try:
+        with transaction(runtime.sessions) as session:
+            ctx = _context(session, runtime, request, form)
+            if auth:
+                _authenticate(ctx)
+            return view(ctx)
+    except Unauthenticated:
+        return redirect(SIGN_IN_PATH)
+    except TrickleError as error:
+        if on_error is None or isinstance(error, CsrfFailed):
+            return error_page(error)
+        return _show_error(request, runtime, form, auth=auth, on_error=on_error, error=error)
+
+
+def _show_error(
+    request: Request,
+    runtime: Runtime,
+    form: dict[str, str],
+    *,
+    auth: bool,
+    on_error: ErrorView,
+    error: TrickleError,
+) -> Response:
+    """The page again with the error, in a fresh transaction (the failed one rolled back)."""
+    try:
+        with transaction(runtime.sessions) as session:
+            ctx = _context(session, runtime, request, form)
+            if auth:
+                _authenticate(ctx)
+            response = on_error(ctx, error)
+    except Unauthenticated:
+        return redirect(SIGN_IN_PATH)
+    except TrickleError:  # the page itself cannot be shown (e.g. no such payee): say why
+        return error_page(error)
+    response.status_code = error.status
+    return response
+
+
+def _context(session: Session, runtime: Runtime, request: Request, form: dict[str, str]) -> Ctx:
+    return Ctx(
+        session=session,
+        runtime=runtime,
+        now=runtime.clock(),
+        client_ip=request.client.host if request.client else "unknown",
+        method=request.method,
+        form=form,
+        query=dict(request.query_params),
+        path={k: str(v) for k, v in request.path_params.items()},
+        cookies=dict(request.cookies),
+    )
+
+
+def _authenticate(ctx: Ctx) -> None:
+    token = ctx.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise Unauthenticated("sign in first")
+    user, row = sessions.authenticate(ctx.session, token, ctx.now)
+    csrf_token = ctx.cookies.get(CSRF_COOKIE)
+    if not sessions.csrf_matches(row, csrf_token):
+        # A session opened elsewhere (the extension, the API): its CSRF token was shown to that
+        # client only, so the dashboard cannot build forms with it. Sign in here instead.
+        raise Unauthenticated("sign in to the dashboard")
+    if ctx.method not in ("GET", "HEAD") and not sessions.csrf_matches(
+        row, ctx.form.get("csrf_token")
+    ):
+        raise CsrfFailed("the form's security token is missing or wrong; reload the page")
+    ctx.user, ctx.auth_session, ctx.csrf_token = user, row, csrf_token
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise BodyTooLarge(f"a form may be at most {MAX_FORM_BYTES} bytes")
+        chunks.append(chunk)
+    if media_type != FORM_TYPE and (media_type or size):  # no body at all: an empty form
+        raise UnsupportedMediaType(f"expected a form ({FORM_TYPE}), got {media_type or 'nothing'}")
+    try:
+        pairs = urllib.parse.parse_qsl(
+            b"".join(chunks).decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise ValidationFailed("the form is not valid UTF-8 form data") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise ValidationFailed(f"the field {name[:40]!r} was sent twice")
+        form[name] = value
+    return form
+
+
+# --- static files ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The static files (name -> content, type), read once: only these are served."""
+    folder = importlib.resources.files("trickle.dashboard") / "static"
+    found = {}
+    for entry in folder.iterdir():
+        suffix = entry.name[entry.name.rfind(".") :]
+        if suffix in STATIC_TYPES:
+            found[entry.name] = (entry.read_bytes(), STATIC_TYPES[suffix])
+    return found
+
+
+async def static_file(request: Request) -> Response:
+    found = _static_files().get(str(request.path_params["name"]))
+    if found is None:
+        return secured(error_page(NotFound("no such file")))
+    content, media_type = found
+    response = Response(
+        content, media_type=media_type, headers={"Cache-Control": "public, max-age=300"}
+    )
+    return secured(response)
