@@ -257,3 +257,20 @@ class TooManySiteOverrides(TrickleError):
 
     code = "too_many_site_overrides"
     status = 422
+
+
+# --- one-time payments --------------------------------------------------------------------
+
+
+class BudgetExhausted(TrickleError):
+    """The payment would take the reader past their monthly budget."""
+
+    code = "budget_exhausted"
+    status = 409
+
+
+class SiteDisabled(TrickleError):
+    """The reader turned this site off (a per-site override): it gets no payments."""
+
+    code = "site_disabled"
+    status = 409

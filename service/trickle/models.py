@@ -301,3 +301,39 @@ class MonthlySpend(Base):
     spent_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (CheckConstraint("spent_minor >= 0", name="spent_non_negative"),)
+
+
+# --- one-time payments --------------------------------------------------------------------
+
+
+class Payment(Base):
+    """A one-time payment (a purchase or a tip): what its receipt says, kept so a retry with the
+    same idempotency key re-signs the same receipt, and so the reader can list their purchases.
+    The money is the ``payment`` transfer (and its ``fee``) keyed ``payment:<idempotency key>``."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    payee_id: Mapped[int] = mapped_column(ForeignKey("payees.id"), index=True)
+    payment_pointer: Mapped[str] = mapped_column(String(300))
+    origin: Mapped[str] = mapped_column(String(300))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    scale: Mapped[int] = mapped_column(Integer)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    jti: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(128))
+    binding: Mapped[str | None] = mapped_column(String(256), default=None)
+    description: Mapped[str | None] = mapped_column(String(200), default=None)
+    issued_at_s: Mapped[int] = mapped_column(BigInteger)
+    expires_at_s: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_payments_idempotency"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("fee_minor >= 0 AND fee_minor <= amount_minor", name="fee_in_range"),
+    )

@@ -17,6 +17,7 @@ from trickle.keys import SigningKeyPair
 RECEIPT_TYPE = "trickle-receipt+jwt"
 MAX_AMOUNT = 2**63 - 1
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ORDER_REF_PATTERN = re.compile(r"^[\x20-\x7e]{1,128}$")  # the ``ord`` claim: printable ASCII
 
 
 def _b64url(data: bytes) -> bytes:
@@ -45,6 +46,8 @@ class ReceiptClaims:
     expires_at: int
     binding: str | None = None
     one_time: bool = False
+    order_ref: str | None = None  # ``ord``: the site's order reference (one-time payments)
+    jti: str | None = None  # None: the signer makes one; a stored one re-signs identically
 
     def __post_init__(self) -> None:
         if not 0 <= self.amount_minor <= self.total_minor <= MAX_AMOUNT:
@@ -55,6 +58,12 @@ class ReceiptClaims:
             raise ValueError(f"stream id must match {_TOKEN_CHARS.pattern}, got {self.sid!r}")
         if self.seq < 1 or self.expires_at <= self.issued_at:
             raise ValueError("seq must be >= 1 and expires_at after issued_at")
+        if self.one_time and (self.seq != 1 or self.amount_minor != self.total_minor):
+            raise ValueError("a one-time receipt has seq 1 and amount == total")
+        if self.order_ref is not None and not ORDER_REF_PATTERN.match(self.order_ref):
+            raise ValueError(f"order_ref must be 1-128 printable ASCII, got {self.order_ref!r}")
+        if self.jti is not None and not _TOKEN_CHARS.match(self.jti):
+            raise ValueError(f"jti must match {_TOKEN_CHARS.pattern}, got {self.jti!r}")
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -83,17 +92,20 @@ class ReceiptSigner:
         self._jti_counter = itertools.count(1)
 
     def sign(self, claims: ReceiptClaims) -> str:
+        jti = claims.jti or f"{self._jti_prefix}{next(self._jti_counter):x}"
         payload = (
             f"{_stream_prefix(claims.iss, claims.aud, claims.pay, claims.sid)}"
             f'"seq":{claims.seq:d},"amt":"{claims.amount_minor:d}","tot":"{claims.total_minor:d}",'
             f'"cur":{_json(claims.currency)},"scale":{claims.scale:d},'
             f'"iat":{claims.issued_at:d},"exp":{claims.expires_at:d},'
-            f'"jti":"{self._jti_prefix}{next(self._jti_counter):x}"'
+            f'"jti":"{jti}"'
         )
         if claims.binding is not None:
             payload += f',"bnd":{_json(claims.binding)}'
         if claims.one_time:
             payload += ',"otp":true'
+        if claims.order_ref is not None:
+            payload += f',"ord":{_json(claims.order_ref)}'
         signing_input = self._header_b64 + _b64url((payload + "}").encode())
         signature = crypto_sign(signing_input, self._secret_key)[:64]
         return (signing_input + b"." + _b64url(signature)).decode("ascii")

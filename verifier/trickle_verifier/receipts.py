@@ -40,6 +40,9 @@ class Receipt:
     """``bnd``, the site's binding value, if the receipt carries one."""
     one_time: bool
     """``otp``: a one-time payment (``seq == 1`` and ``amount_minor == total_minor``)."""
+    order_ref: str | None
+    """``ord``: the site's order reference of a one-time payment (1-128 printable ASCII), if
+    the receipt carries one. A site selling an item checks ``one_time``, this, and the amount."""
     kid: str
     """The kid of the key that signed the receipt."""
     token: str

@@ -74,6 +74,7 @@ _COMPACT_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CURRENCY_RE = re.compile(r"[A-Z0-9]{3,12}")
 _BINDING_RE = re.compile(r"[\x20-\x7e]{1,256}")
+_ORDER_REF_RE = re.compile(r"[\x20-\x7e]{1,128}")
 _AMOUNT_RE = re.compile(r"0|[1-9][0-9]{0,18}")
 _MAX_AMOUNT = 2**63 - 1
 _MAX_SAFE_INTEGER = 2**53 - 1  # times and seq must survive a JavaScript verifier unchanged
@@ -296,6 +297,7 @@ class Verifier:
             claims["jti"],
             bound,
             claims.get("otp", False),
+            claims.get("ord"),
             kid,
             token,
         )
@@ -361,6 +363,12 @@ class Verifier:
             if type(bound) is not str or not _BINDING_RE.fullmatch(bound):
                 raise InvalidClaim(
                     f"expected bnd to be 1-256 printable ASCII chars, got {describe(bound)}"
+                )
+        if "ord" in claims:
+            order_ref = claims["ord"]
+            if type(order_ref) is not str or not _ORDER_REF_RE.fullmatch(order_ref):
+                raise InvalidClaim(
+                    f"expected ord to be 1-128 printable ASCII chars, got {describe(order_ref)}"
                 )
         if "otp" in claims:
             one_time = claims["otp"]

@@ -96,6 +96,9 @@ class Context:
 
 
 Handler = Callable[[Context, Any], Schema | Response]
+# Runs after the request's transaction committed, on the first response and on replays alike
+# (e.g. signing a receipt only once the money it proves has durably moved).
+AfterCommit = Callable[[Runtime, Response], Response]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +113,7 @@ class Endpoint:
     status: int
     summary: str
     tag: str
+    after_commit: AfterCommit | None = None
 
 
 class ApiRouter:
@@ -128,12 +132,23 @@ class ApiRouter:
         idempotent: bool = False,
         status: int = 200,
         summary: str = "",
+        after_commit: AfterCommit | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
             self.endpoints.append(
                 Endpoint(
-                    method, path, handler, body, response, auth, idempotent, status, doc, self.tag
+                    method,
+                    path,
+                    handler,
+                    body,
+                    response,
+                    auth,
+                    idempotent,
+                    status,
+                    doc,
+                    self.tag,
+                    after_commit,
                 )
             )
             return handler
@@ -229,9 +244,12 @@ def _run(
     endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None, changed: set[int]
 ) -> Response:
     try:
-        return _run_once(endpoint, request, raw, body, changed)
+        response = _run_once(endpoint, request, raw, body, changed)
     except _KeyTakenByRacer:
-        return _run_once(endpoint, request, raw, body, changed)
+        response = _run_once(endpoint, request, raw, body, changed)
+    if endpoint.after_commit is not None:
+        response = endpoint.after_commit(request.app.state.runtime, response)
+    return response
 
 
 def _run_once(
