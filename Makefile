@@ -31,7 +31,7 @@ typecheck:
 	npx --no-install tsc -p tsconfig.json
 
 test-js:
-	node --test sdk_js_bridge/test/
+	node --test sdk_js_bridge/test/ extension/test/
 
 test-py:
 	$(BIN)/pytest

@@ -1,0 +1,70 @@
+// The service's HTTP API (docs/api.md), called only from the background with the bearer token.
+
+export class ApiError extends Error {
+  /**
+   * @param {string} code  the service's error code, or service_unreachable / bad_response
+   * @param {string} message
+   * @param {number} status  the HTTP status, 0 when no answer came
+   */
+  constructor(code, message, status) {
+    super(message);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/**
+ * @typedef {object} CallOptions
+ * @property {string} [method]
+ * @property {string | null} [token]
+ * @property {unknown} [body]
+ * @property {string} [idempotencyKey]
+ */
+
+/**
+ * Call the API; resolve with the JSON body, or reject with an ApiError carrying the service's code.
+ * @param {string} base  the service's base URL, without a trailing slash
+ * @param {string} path  "/api/v1/..."
+ * @param {CallOptions} [options]
+ * @returns {Promise<any>}
+ */
+export async function callApi(base, path, options = {}) {
+  /** @type {Record<string, string>} */
+  const headers = { Accept: 'application/json' };
+  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (options.idempotencyKey) headers['Idempotency-Key'] = options.idempotencyKey;
+  /** @type {Response} */
+  let response;
+  try {
+    response = await fetch(`${base}${path}`, {
+      method: options.method ?? 'GET',
+      headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: 'omit',
+      cache: 'no-store',
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch {
+    throw new ApiError('service_unreachable', `The Trickle service at ${base} cannot be reached.`, 0);
+  }
+  /** @type {any} */
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data && typeof data === 'object' ? data.error : null;
+    if (error && typeof error.code === 'string') {
+      throw new ApiError(error.code, typeof error.message === 'string' ? error.message : error.code, response.status);
+    }
+    throw new ApiError('bad_response', `The service answered HTTP ${response.status}.`, response.status);
+  }
+  if (data === null || typeof data !== 'object') {
+    throw new ApiError('bad_response', 'The service answered something that is not JSON.', response.status);
+  }
+  return data;
+}

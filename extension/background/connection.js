@@ -1,0 +1,160 @@
+// The one WebSocket from the service worker to the service: hello first, ping to stay alive,
+// reconnect with backoff and jitter after a drop (never after "unauthenticated").
+
+import { backoffDelay } from '../shared/backoff.js';
+import { CLOSE_UNAUTHENTICATED, CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, parseServerMessage } from './protocol.js';
+
+/** How often a quiet connection pings (the service closes one silent for 60 s). */
+export const PING_MS = 20_000;
+
+/**
+ * @typedef {import('./protocol.js').ServerMessage} ServerMessage
+ * @typedef {import('./protocol.js').Welcome} Welcome
+ * @typedef {object} SocketHandlers
+ * @property {(welcome: Welcome) => void} onWelcome
+ * @property {(message: ServerMessage) => void} onMessage
+ * @property {(code: number, willRetry: boolean) => void} onDown
+ */
+
+export class StreamSocket {
+  /** @param {SocketHandlers} handlers */
+  constructor(handlers) {
+    this.handlers = handlers;
+    /** @type {WebSocket | null} */
+    this.ws = null;
+    this.url = '';
+    this.token = '';
+    this.welcomed = false;
+    this.wanted = false;
+    this.attempt = 0;
+    /** @type {ReturnType<typeof setTimeout> | null} */
+    this.retryTimer = null;
+    /** @type {ReturnType<typeof setInterval> | null} */
+    this.pingTimer = null;
+    /** The close code of the last drop, 0 while none. */
+    this.lastCloseCode = 0;
+  }
+
+  /**
+   * Be connected to `url` with `token` (reconnects when either changed).
+   * @param {string} url
+   * @param {string} token
+   */
+  ensure(url, token) {
+    const same = this.url === url && this.token === token;
+    this.wanted = true;
+    if (same && (this.ws || this.retryTimer)) return;
+    this.url = url;
+    this.token = token;
+    this.attempt = 0;
+    this.teardown();
+    this.open();
+  }
+
+  /** Reconnect now if a retry is waiting (an alarm woke the worker). */
+  poke() {
+    if (!this.wanted || this.ws) return;
+    this.teardown();
+    this.open();
+  }
+
+  /** Close for good (signed out). */
+  stop() {
+    this.wanted = false;
+    this.teardown();
+  }
+
+  get connected() {
+    return this.welcomed && this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * Send a client message; false when the socket is not welcomed yet.
+   * @param {Record<string, unknown>} message
+   */
+  send(message) {
+    if (!this.connected || !this.ws) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** @private */
+  teardown() {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.retryTimer = null;
+    this.pingTimer = null;
+    const ws = this.ws;
+    this.ws = null;
+    this.welcomed = false;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  /** @private */
+  open() {
+    /** @type {WebSocket} */
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.dropped(1006);
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.token }));
+    };
+    ws.onmessage = (event) => {
+      if (this.ws !== ws || typeof event.data !== 'string') return;
+      const message = parseServerMessage(event.data);
+      if (!message) return;
+      if (message.type === 'welcome') {
+        this.welcomed = true;
+        this.attempt = 0;
+        this.lastCloseCode = 0;
+        this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_MS);
+        this.handlers.onWelcome(message);
+        return;
+      }
+      if (this.welcomed) this.handlers.onMessage(message);
+    };
+    ws.onerror = () => {
+      // onclose follows with the code
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.dropped(event.code);
+    };
+  }
+
+  /**
+   * @private
+   * @param {number} code
+   */
+  dropped(code) {
+    this.welcomed = false;
+    this.lastCloseCode = code;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    this.pingTimer = null;
+    const retry = this.wanted && code !== CLOSE_UNAUTHENTICATED && code !== CLOSE_UNSUPPORTED_VERSION;
+    if (retry) {
+      const delay = backoffDelay(this.attempt);
+      this.attempt += 1;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        this.open();
+      }, delay);
+    } else {
+      this.wanted = false;
+    }
+    this.handlers.onDown(code, retry);
+  }
+}

@@ -1,0 +1,232 @@
+// The runtime messages between the extension's parts: one map per direction, one validator per
+// map, one reply shape. Everything that arrives is validated field by field (unknown fields are
+// refused) and its sender checked before the background acts on it.
+//
+//   content script → background : PageMessage   (sender: this extension, with sender.tab)
+//   extension page → background : UiMessage     (sender: this extension, from an extension URL)
+//   background → content script : ReceiptMessage / PokeMessage (checked in content.js)
+
+/**
+ * @typedef {{ok: true, value: any}} OkReply
+ * @typedef {{ok: false, error: {code: string, message: string}}} ErrorReply
+ * @typedef {OkReply | ErrorReply} Reply
+ */
+
+/** @typedef {{id: string, href: string, binding: string | null}} PageLink */
+/**
+ * @typedef {{type: 'page/update', page: string, links: PageLink[], visible: boolean, focused: boolean,
+ *   frozen: boolean}} PageUpdate
+ * @typedef {{type: 'page/leave', page: string}} PageLeave
+ * @typedef {PageUpdate | PageLeave} PageMessage
+ */
+/**
+ * @typedef {{type: 'ui/state', tabId: number | null}} UiState
+ * @typedef {{type: 'ui/sign-in', email: string, password: string}} UiSignIn
+ * @typedef {{type: 'ui/sign-up', email: string, password: string}} UiSignUp
+ * @typedef {{type: 'ui/sign-out'}} UiSignOut
+ * @typedef {{type: 'ui/redeem', code: string}} UiRedeem
+ * @typedef {{type: 'ui/pause', paused: boolean}} UiPause
+ * @typedef {{type: 'ui/site', tabId: number, enabled: boolean, rate: string | null}} UiSite
+ * @typedef {{type: 'ui/options'}} UiOptions
+ * @typedef {{type: 'ui/service-url', url: string}} UiServiceUrl
+ * @typedef {{type: 'ui/limits', rate: string, budget: string}} UiLimits
+ * @typedef {UiState | UiSignIn | UiSignUp | UiSignOut | UiRedeem | UiPause | UiSite | UiOptions |
+ *   UiServiceUrl | UiLimits} UiMessage
+ */
+
+export class MessageError extends Error {
+  /** @param {string} message */
+  constructor(message) {
+    super(message);
+    this.name = 'MessageError';
+    this.code = 'invalid_message';
+  }
+}
+
+/**
+ * @param {any} value
+ * @returns {OkReply}
+ */
+export function ok(value) {
+  return { ok: true, value };
+}
+
+/**
+ * @param {string} code
+ * @param {string} message
+ * @returns {ErrorReply}
+ */
+export function fail(code, message) {
+  return { ok: false, error: { code, message } };
+}
+
+/** @param {unknown} value @returns {value is Record<string, unknown>} */
+function isObject(value) {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * @param {Record<string, unknown>} raw
+ * @param {readonly string[]} fields
+ */
+function exactFields(raw, fields) {
+  for (const key of Object.keys(raw)) {
+    if (!fields.includes(key)) throw new MessageError(`unknown field ${JSON.stringify(key.slice(0, 40))}`);
+  }
+  for (const key of fields) {
+    if (!(key in raw)) throw new MessageError(`missing field ${key}`);
+  }
+}
+
+/**
+ * @param {unknown} value
+ * @param {string} name
+ * @param {number} max
+ * @param {RegExp} [pattern]
+ * @returns {string}
+ */
+function str(value, name, max, pattern) {
+  if (typeof value !== 'string') throw new MessageError(`${name} must be a string`);
+  if (value.length > max) throw new MessageError(`${name} is longer than ${max}`);
+  if (pattern && !pattern.test(value)) throw new MessageError(`${name} has the wrong form`);
+  return value;
+}
+
+/** @param {unknown} value @param {string} name @returns {boolean} */
+function bool(value, name) {
+  if (typeof value !== 'boolean') throw new MessageError(`${name} must be a boolean`);
+  return value;
+}
+
+/** @param {unknown} value @param {string} name @returns {number} */
+function tabId(value, name) {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new MessageError(`${name} must be a tab id`);
+  }
+  return value;
+}
+
+const PAGE_ID = /^[A-Za-z0-9-]{8,64}$/;
+const LINK_ID = /^[A-Za-z0-9]{1,16}$/;
+/** The most links of one page the background looks at. */
+export const MAX_LINKS = 50;
+
+/**
+ * Validate a message from a content script.
+ * @param {unknown} raw
+ * @returns {PageMessage}
+ */
+export function parsePageMessage(raw) {
+  if (!isObject(raw) || typeof raw.type !== 'string') throw new MessageError('a message must be an object with a type');
+  switch (raw.type) {
+    case 'page/update': {
+      exactFields(raw, ['type', 'page', 'links', 'visible', 'focused', 'frozen']);
+      if (!Array.isArray(raw.links)) throw new MessageError('links must be an array');
+      if (raw.links.length > MAX_LINKS) throw new MessageError(`at most ${MAX_LINKS} links`);
+      const links = raw.links.map((link, i) => {
+        if (!isObject(link)) throw new MessageError(`links[${i}] must be an object`);
+        exactFields(link, ['id', 'href', 'binding']);
+        const binding = link.binding === null ? null : str(link.binding, `links[${i}].binding`, 4096);
+        return { id: str(link.id, `links[${i}].id`, 16, LINK_ID), href: str(link.href, `links[${i}].href`, 4096), binding };
+      });
+      return {
+        type: 'page/update',
+        page: str(raw.page, 'page', 64, PAGE_ID),
+        links,
+        visible: bool(raw.visible, 'visible'),
+        focused: bool(raw.focused, 'focused'),
+        frozen: bool(raw.frozen, 'frozen'),
+      };
+    }
+    case 'page/leave':
+      exactFields(raw, ['type', 'page']);
+      return { type: 'page/leave', page: str(raw.page, 'page', 64, PAGE_ID) };
+    default:
+      throw new MessageError(`unknown message type ${JSON.stringify(raw.type.slice(0, 40))}`);
+  }
+}
+
+/**
+ * Validate a message from an extension page (popup, options).
+ * @param {unknown} raw
+ * @returns {UiMessage}
+ */
+export function parseUiMessage(raw) {
+  if (!isObject(raw) || typeof raw.type !== 'string') throw new MessageError('a message must be an object with a type');
+  switch (raw.type) {
+    case 'ui/state':
+      exactFields(raw, ['type', 'tabId']);
+      return { type: 'ui/state', tabId: raw.tabId === null ? null : tabId(raw.tabId, 'tabId') };
+    case 'ui/sign-in':
+    case 'ui/sign-up':
+      exactFields(raw, ['type', 'email', 'password']);
+      return { type: raw.type, email: str(raw.email, 'email', 320), password: str(raw.password, 'password', 1000) };
+    case 'ui/sign-out':
+      exactFields(raw, ['type']);
+      return { type: 'ui/sign-out' };
+    case 'ui/redeem':
+      exactFields(raw, ['type', 'code']);
+      return { type: 'ui/redeem', code: str(raw.code, 'code', 200) };
+    case 'ui/pause':
+      exactFields(raw, ['type', 'paused']);
+      return { type: 'ui/pause', paused: bool(raw.paused, 'paused') };
+    case 'ui/site':
+      exactFields(raw, ['type', 'tabId', 'enabled', 'rate']);
+      return {
+        type: 'ui/site',
+        tabId: tabId(raw.tabId, 'tabId'),
+        enabled: bool(raw.enabled, 'enabled'),
+        rate: raw.rate === null ? null : str(raw.rate, 'rate', 40),
+      };
+    case 'ui/options':
+      exactFields(raw, ['type']);
+      return { type: 'ui/options' };
+    case 'ui/service-url':
+      exactFields(raw, ['type', 'url']);
+      return { type: 'ui/service-url', url: str(raw.url, 'url', 2000) };
+    case 'ui/limits':
+      exactFields(raw, ['type', 'rate', 'budget']);
+      return { type: 'ui/limits', rate: str(raw.rate, 'rate', 40), budget: str(raw.budget, 'budget', 40) };
+    default:
+      throw new MessageError(`unknown message type ${JSON.stringify(raw.type.slice(0, 40))}`);
+  }
+}
+
+/**
+ * @typedef {object} SenderLike  the parts of chrome.runtime.MessageSender the checks read
+ * @property {string} [id]
+ * @property {string} [url]
+ * @property {string} [origin]
+ * @property {{id?: number}} [tab]
+ * @property {number} [frameId]
+ */
+
+/**
+ * Whether a message comes from this extension's own pages (popup, options): our id, and a URL
+ * inside the extension. (A popup opened as a tab has sender.tab too; its URL still tells.)
+ * @param {SenderLike} sender
+ * @param {string} extensionId  chrome.runtime.id
+ * @param {string} extensionBase  chrome.runtime.getURL('') — "chrome-extension://ID/"
+ */
+export function isFromExtensionPage(sender, extensionId, extensionBase) {
+  return sender.id === extensionId && typeof sender.url === 'string' && sender.url.startsWith(extensionBase);
+}
+
+/**
+ * Whether a message comes from this extension's content script in a web page tab: our id,
+ * a tab with an id, a frame id, and a page URL that is not an extension URL.
+ * @param {SenderLike} sender
+ * @param {string} extensionId
+ * @param {string} extensionBase
+ */
+export function isFromContentScript(sender, extensionId, extensionBase) {
+  return (
+    sender.id === extensionId &&
+    sender.tab !== undefined &&
+    typeof sender.tab.id === 'number' &&
+    sender.tab.id >= 0 &&
+    typeof sender.frameId === 'number' &&
+    typeof sender.url === 'string' &&
+    !sender.url.startsWith(extensionBase)
+  );
+}
