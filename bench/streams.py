@@ -82,7 +82,7 @@ def scenarios(quick: bool) -> list[Scenario]:
 async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
     server_pid = spec["server_pid"]
     interval_ms = spec["interval_ms"]
-    rss_before_kb = rss_kb(server_pid)
+    rss_before_kb = _rss_kb(server_pid)
     stop = asyncio.Event()
     clients = [
         StreamClient(
@@ -108,7 +108,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     open_s = time.monotonic() - opened
     active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
-    rss_after_kb = rss_kb(server_pid)
+    rss_after_kb = _rss_kb(server_pid)
     await asyncio.sleep(spec["warmup_s"])
     for client in clients:
         client.record_latency = True
@@ -153,10 +153,26 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _family(pid: int) -> list[int]:
+    """A process and all its descendants (``trickle serve --workers N`` forks N workers)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            pids.extend(_family(int(child)))
+    return pids
+
+
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its descendants, from /proc/<pid>/stat."""
+    total = 0
+    for member in _family(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    return sum(rss_kb(member) for member in _family(pid))
 
 
 def _percentile(values: list[float], percent: float) -> float | None:
@@ -189,6 +205,7 @@ class Run:
     result: dict[str, Any]
     verified: int
     ledger: str
+    workers: int = 1
 
     @property
     def receipts_per_s(self) -> float:
@@ -237,7 +254,7 @@ class Database:
 
 
 def run_scenario(
-    backend: str, scenario: Scenario, profile: str | None, compression: str | None
+    backend: str, scenario: Scenario, profile: str | None, compression: str | None, workers: int
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="trickle-bench-") as tmp:
         workdir = Path(tmp)
@@ -256,6 +273,7 @@ def run_scenario(
                 scenario.interval_ms,
                 stream_max_streams_per_connection=max(64, scenario.streams_per_connection),
                 stream_max_connections_per_reader=READERS_PER_CONNECTIONS * 4,
+                workers=workers,
             )
             server = ServerProcess(env, workdir / "logs")
             server.start()
@@ -285,7 +303,7 @@ def run_scenario(
             ledger = (check.stdout.strip().splitlines() or ["?"])[-1]
             if check.returncode != 0:
                 ledger = "FAILED: " + (check.stdout + check.stderr)[-500:]
-            return Run(backend, scenario, result, verified, ledger)
+            return Run(backend, scenario, result, verified, ledger, workers)
         finally:
             if server is not None:
                 server.stop()
@@ -381,7 +399,7 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     print()
     print(f"raw Ed25519 sign (PyNaCl SigningKey.sign, 360 B): {sign_rate:,.0f}/s on one core")
     header = (
-        f"{'backend':<9}{'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
+        f"{'backend':<9}{'procs':>5} {'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
         f"{'receipts/s':>11}{'demand/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'KiB/conn':>9}"
         f"{'server cpu':>11}{'client cpu':>11}{'verified':>10}  ledger check"
     )
@@ -392,7 +410,8 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
         demand = s.streams * 1000 / s.interval_ms
         verified = f"{run.verified}/{run.verified}" if run.verified else "0"
         print(
-            f"{run.backend:<9}{s.name:<11}{r['active_streams']:>8,}{s.connections:>7}"
+            f"{run.backend:<9}{run.workers:>5} {s.name:<11}"
+            f"{r['active_streams']:>8,}{s.connections:>7}"
             f"{s.interval_ms:>7}ms{run.receipts_per_s:>11,.0f}{demand:>10,.0f}"
             f"{ms(r['latency_ms_p50'] if s.name == 'latency' else None):>8}"
             f"{ms(r['latency_ms_p99'] if s.name == 'latency' else None):>8}"
@@ -415,8 +434,9 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     for run in runs:
         if run.scenario.name == "latency":
             p99 = run.result["latency_ms_p99"]
-            ok = p99 is not None and p99 < 250
-            print(f"  {run.backend} latency p99 {ms(p99)} ms: {'met' if ok else 'MISSED'}")
+            ok = p99 is not None and p99 < 250 and run.workers == 1
+            note = "" if run.workers == 1 else f" ({run.workers} processes; the target is for one)"
+            print(f"  {run.backend} latency p99 {ms(p99)} ms: {'met' if ok else 'MISSED'}{note}")
         else:
             target = 10_000 if run.backend == "sqlite" else 5_000
             ok = run.receipts_per_s >= target
@@ -438,6 +458,12 @@ def main() -> None:
         default="deflate",
         help="offer permessage-deflate like browsers do (default), or not",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (trickle serve --workers); the latency target is for one",
+    )
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client is not None:
@@ -457,7 +483,7 @@ def main() -> None:
                 flush=True,
             )
             compression = None if args.compression == "none" else args.compression
-            runs.append(run_scenario(backend, scenario, args.profile, compression))
+            runs.append(run_scenario(backend, scenario, args.profile, compression, args.workers))
     print_table(runs, sign_rate)
 
 

@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trickle import cli_payouts, funding, keys, ledger, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
-from trickle.settings import Settings, load_settings
+from trickle.settings import Settings, load_settings, to_environment
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -28,6 +32,7 @@ def _add_serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (TRICKLE_HOST)")
     parser.add_argument("--port", type=int, help="port to listen on (TRICKLE_PORT)")
     parser.add_argument("--public-url", help="the service's public URL (TRICKLE_PUBLIC_URL)")
+    parser.add_argument("--workers", type=int, help="processes on the port (TRICKLE_WORKERS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,33 +96,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The event loop and the committer thread hand the GIL to each other on every database step; at
+# the default 5 ms switch interval the loop waits behind the committer (and vice versa) and the
+# process idles at ~60 % of a core while streams fall behind. 0.5 ms keeps both busy.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "ws": "websockets-sansio",
+        "ws_max_size": 65_536,
+        # Receipts are mostly base64 of random bytes: compressing them costs a fifth of the event
+        # loop's time and ~60 KiB per connection, and saves little.
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "proxy_headers": False,
+    }
+
+
+def app_from_environment() -> Starlette:
+    """The app of one worker process of ``trickle serve --workers N``: the parent migrated the
+    database and made the first key; each worker builds its own runtime from the environment."""
+    from trickle.app import create_app
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    return create_app(bootstrap(load_settings()))
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from trickle.app import create_app
 
-    runtime = bootstrap(settings)
-    # The event loop and the committer thread hand the GIL to each other on every database step;
-    # at the default 5 ms switch interval the loop waits behind the committer (and vice versa)
-    # and the process idles at ~60 % of a core while streams fall behind. 0.5 ms keeps both busy.
-    sys.setswitchinterval(0.0005)
+    runtime = bootstrap(settings)  # migrate and make the first key once, before any worker
     print(f"trickle: serving on http://{settings.host}:{settings.port} as {settings.issuer}")
     print(f"trickle: database {_redacted(settings.resolved_database_url)}")
     print(f"trickle: signing key {runtime.key_ring.current.active.kid}")
-    uvicorn.run(
-        create_app(runtime),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        ws="websockets-sansio",
-        ws_max_size=65_536,
-        # Receipts are mostly base64 of random bytes: compressing them costs a fifth of the event
-        # loop's time and ~60 KiB per connection, and saves little.
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        proxy_headers=False,
-    )
+    if settings.workers > 1:
+        runtime.close()
+        print(f"trickle: {settings.workers} worker processes")
+        os.environ.update(to_environment(settings))  # the workers rebuild the same settings
+        uvicorn.run(
+            "trickle.cli:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **_uvicorn_options(settings),
+        )
+        return 0
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    uvicorn.run(create_app(runtime), **_uvicorn_options(settings))
     runtime.close()
     return 0
 
@@ -260,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     overrides = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "data_dir", "database_url", "public_url")
+        for name in ("host", "port", "workers", "data_dir", "database_url", "public_url")
     }
     handler: Command = args.handler
     try:

@@ -24,6 +24,7 @@ class Settings:
     env: str = "development"
     host: str = "127.0.0.1"
     port: int = 8420
+    workers: int = 1  # service processes `trickle serve` runs on one port (one database)
     data_dir: Path = Path("data")
     database_url: str = ""  # empty: a SQLite file in data_dir
     public_url: str = ""  # empty: http://{host}:{port}; the receipts' `iss`
@@ -74,6 +75,8 @@ class Settings:
             raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")
         if not 0 <= self.fee_bps <= 10_000:
             raise ConfigError(f"TRICKLE_FEE_BPS must be 0..10000, got {self.fee_bps}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"TRICKLE_WORKERS must be 1..64, got {self.workers}")
         if not 10 <= self.stream_interval_ms <= 60_000:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
@@ -130,3 +133,14 @@ def _convert(name: str, raw: str) -> Any:
         except ValueError:
             raise ConfigError(f"{env_name(name)} must be an integer, got {raw!r}") from None
     return kind(raw)
+
+
+def to_environment(settings: Settings) -> dict[str, str]:
+    """The ``TRICKLE_*`` variables that rebuild these settings in another process (workers)."""
+    environ = {}
+    for field in dataclasses.fields(Settings):
+        value = getattr(settings, field.name)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        environ[env_name(field.name)] = str(value)
+    return environ

@@ -111,3 +111,24 @@ def test_demo_seeds_a_funded_reader_and_a_payee_once(
     assert 'href="http://127.0.0.1:8420/p/demo"' in out
     assert main(["ledger", "check", *common]) == 0
     assert "1 transfers" in capsys.readouterr().out
+
+
+def test_trickle_serve_with_workers_shares_one_database_and_key_set(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trickle.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        key_sets = [_get_json(f"http://127.0.0.1:{port}/.well-known/jwks.json") for _ in range(20)]
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+    assert output.count("Started server process") == 2, output
+    assert all(key_set == key_sets[0] for key_set in key_sets)  # whichever worker answered
+    assert len(key_sets[0]["keys"]) == 1  # type: ignore[index]
+    assert list((tmp_path / "data").glob("*.db")) == [tmp_path / "data" / "trickle.db"]
