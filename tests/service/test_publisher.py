@@ -1,5 +1,6 @@
 """The demo publisher: premium articles stay locked until the visitor's own verified receipts
-reach the price; receipts of another visitor, site or payee unlock nothing."""
+reach the price; receipts of another visitor, site or payee unlock nothing. The article for sale
+opens only for the visitor session that bought it with a one-time receipt, which buys once."""
 
 from __future__ import annotations
 
@@ -18,12 +19,23 @@ from markupsafe import escape
 from starlette.testclient import TestClient
 
 from tests.factories import create_payee, create_user, fund_reader
+from trickle import payments
 from trickle.app import create_app
+from trickle.db import transaction
+from trickle.models import Payment
 from trickle.publisher.app import COOKIE_NAME, PublisherConfig, create_publisher_app
 from trickle.publisher.articles import BY_SLUG
-from trickle.runtime import bootstrap
+from trickle.receipts import ReceiptSigner
+from trickle.runtime import Runtime, bootstrap
 from trickle.settings import Settings
-from trickle_verifier import KeySet, MemorySiteStore, SiteReceipts, SQLiteSiteStore, Verifier
+from trickle_verifier import (
+    KeySet,
+    MemorySiteStore,
+    SiteReceipts,
+    SQLitePurchaseStore,
+    SQLiteSiteStore,
+    Verifier,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ISSUER = "https://trickle.test"
@@ -32,6 +44,9 @@ POINTER = "https://trickle.test/p/alice"
 PRICE = 1_000_000  # 0.001 USD at scale 9
 PREMIUM = BY_SLUG["deep-dive"]
 SECRET_LINE = str(escape(PREMIUM.body[0]))
+FOR_SALE = BY_SLUG["field-guide"]
+SOLD_LINE = str(escape(FOR_SALE.body[0]))
+SALE_PRICE = 50_000_000  # 0.05 USD at scale 9
 
 
 def _generator() -> ModuleType:
@@ -319,3 +334,167 @@ def test_real_stream_receipts_unlock_the_premium_article(
                 assert access(other)["unlocked"] is False
     finally:
         runtime.close()
+
+
+# --- the article sold for a one-time payment ------------------------------------------------
+
+
+def open_for_sale(client: TestClient) -> tuple[str, str]:
+    response = client.get(f"/articles/{FOR_SALE.slug}")
+    assert response.status_code == 200
+    return response.text, binding_of(response.text)
+
+
+def sale_access(client: TestClient) -> Any:
+    response = client.get(f"/api/access/{FOR_SALE.slug}")
+    assert response.status_code == 200
+    return response.json()
+
+
+def buy(client: TestClient, token: str, order_ref: str = FOR_SALE.order_ref) -> Any:
+    return client.post("/trickle/purchase", json={"receipt": token, "order_ref": order_ref})
+
+
+def one_time(sid: str, amount: int, bnd: str | None, order_ref: str = FOR_SALE.order_ref) -> str:
+    return receipt(sid, 1, amount, bnd, otp=True, ord=order_ref)
+
+
+def test_the_article_for_sale_is_locked_and_offers_to_buy(reader: TestClient) -> None:
+    html, binding = open_for_sale(reader)
+    assert 'id="purchase" data-state="locked"' in html and 'id="paywall"' not in html
+    assert SOLD_LINE not in html and 'id="article-body" data-state="locked" hidden' in html
+    assert re.search(r'<button type="button" id="buy-button"[^>]*>Buy for 0.05 USD</button>', html)
+    assert f'data-order-ref="{FOR_SALE.order_ref}"' in html
+    assert 'data-sale-amount="0.05"' in html and 'data-purchase-url="/trickle/purchase"' in html
+    assert "Buying needs the Trickle extension" in html
+    state = sale_access(reader)
+    assert state["unlocked"] is False and state["html"] is None
+    assert state["sale"] == {
+        "order_ref": FOR_SALE.order_ref,
+        "price": {"total": str(SALE_PRICE), "currency": "USD", "scale": 9},
+        "purchased": False,
+    }
+    assert access(reader)["sale"] is None
+    assert "For sale · 0.05 USD" in reader.get("/").text
+    # Streaming opens the premium articles, not the one for sale.
+    forward(reader, [receipt("S9", 1, 10 * SALE_PRICE, binding)])
+    assert access(reader)["unlocked"] is True
+    assert sale_access(reader)["unlocked"] is False and SOLD_LINE not in open_for_sale(reader)[0]
+    script = reader.get("/static/publisher.js").text
+    assert "requestPayment" in script and "no_extension" in script
+
+
+def test_a_test_signed_one_time_receipt_buys_the_article_once(app: Any) -> None:
+    with visitor(app) as alice, visitor(app) as mallory:
+        _html, binding = open_for_sale(alice)
+        token = one_time("P1", SALE_PRICE, binding)
+        bought = buy(alice, token)
+        assert bought.status_code == 200, bought.text
+        assert bought.json() == {
+            "code": "ok",
+            "order_ref": FOR_SALE.order_ref,
+            "amount_minor": str(SALE_PRICE),
+            "currency": "USD",
+            "scale": 9,
+        }
+        assert sale_access(alice)["unlocked"] is True and SOLD_LINE in sale_access(alice)["html"]
+        html, _ = open_for_sale(alice)
+        assert SOLD_LINE in html and 'id="purchase"' not in html
+        assert buy(alice, token).status_code == 200  # a retry: the same purchase
+        open_for_sale(mallory)
+        replay = buy(mallory, token)
+        assert replay.status_code == 409 and replay.json()["error"]["code"] == "already_used"
+        assert sale_access(mallory)["unlocked"] is False
+        # A streamed receipt, a forged one, and no session buy nothing.
+        _html, mallorys = open_for_sale(mallory)
+        streamed = receipt("P2", 1, SALE_PRICE, mallorys)
+        assert buy(mallory, streamed).json()["error"]["code"] == "not_one_time"
+        forged = receipt(
+            "P3", 1, SALE_PRICE, mallorys, otp=True, ord=FOR_SALE.order_ref, key=GEN.OUTSIDER
+        )
+        assert buy(mallory, forged).json()["error"]["code"] == "bad_signature"
+        assert sale_access(mallory)["unlocked"] is False
+    with visitor(app) as stranger:
+        refused = buy(stranger, token)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthenticated"
+
+
+def pay_once(
+    runtime: Runtime, reader_id: int, key: str, amount_minor: int, order_ref: str, binding: str
+) -> str:
+    """A real one-time payment through the service's domain function, and its signed receipt."""
+    with transaction(runtime.sessions) as session:
+        paid = payments.pay(
+            session,
+            payments.PaymentRequest(
+                user_id=reader_id,
+                idempotency_key=key,
+                payment_pointer=POINTER,
+                origin=ORIGIN,
+                amount_minor=amount_minor,
+                currency="USD",
+                order_ref=order_ref,
+                binding=binding,
+                description=FOR_SALE.title,
+            ),
+            runtime.settings,
+            runtime.clock(),
+        )
+        payment_id = paid.payment.id
+    with transaction(runtime.sessions) as session:  # signed only after the payment committed
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        signer = ReceiptSigner(runtime.key_ring.current.active)
+        return payments.sign_receipt(payment, runtime.settings, signer)
+
+
+def test_a_real_one_time_payment_buys_the_article(runtime: Runtime, tmp_path: Path) -> None:
+    reader_user = create_user(runtime)
+    fund_reader(runtime, reader_user.id, 10**10)
+    create_payee(runtime, create_user(runtime).id, "alice")
+    verifier = Verifier(
+        issuer=runtime.settings.issuer,
+        audience=ORIGIN,
+        payees=[POINTER],
+        keys=KeySet.from_jwks(runtime.key_ring.current.jwks),
+    )
+    path = tmp_path / "publisher.sqlite3"  # credits and purchases share the file, as in the demo
+    site = SiteReceipts(verifier, SQLiteSiteStore(path), binding_key=b"k" * 32)
+    publisher = create_publisher_app(
+        site, PublisherConfig(POINTER, price_minor=PRICE), purchase_store=SQLitePurchaseStore(path)
+    )
+    with visitor(publisher) as alice, visitor(publisher) as mallory:
+        _html, binding = open_for_sale(alice)
+        _html, mallorys = open_for_sale(mallory)
+
+        token = pay_once(runtime, reader_user.id, "buy-1", SALE_PRICE, FOR_SALE.order_ref, binding)
+        bought = buy(alice, token)
+        assert bought.status_code == 200, bought.text
+        assert bought.json()["amount_minor"] == str(SALE_PRICE)
+        assert sale_access(alice)["sale"]["purchased"] is True
+        assert SOLD_LINE in open_for_sale(alice)[0]
+        # The service replays the same key with the same receipt: still one purchase.
+        again = pay_once(runtime, reader_user.id, "buy-1", SALE_PRICE, FOR_SALE.order_ref, binding)
+        assert again == token and buy(alice, again).status_code == 200
+
+        # Mallory replays Alice's receipt from her own session: it is spent.
+        replay = buy(mallory, token)
+        assert replay.status_code == 409 and replay.json()["error"]["code"] == "already_used"
+        assert sale_access(mallory)["unlocked"] is False
+        assert SOLD_LINE not in open_for_sale(mallory)[0]
+
+        # Mallory's own payments that do not pay for this order at its price.
+        other_order = pay_once(
+            runtime, reader_user.id, "buy-2", SALE_PRICE, "article:deep-dive", mallorys
+        )
+        wrong = buy(mallory, other_order)
+        assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "order_mismatch"
+        too_low = pay_once(
+            runtime, reader_user.id, "buy-3", SALE_PRICE - 1, FOR_SALE.order_ref, mallorys
+        )
+        low = buy(mallory, too_low)
+        assert low.status_code == 422 and low.json()["error"]["code"] == "amount_too_low"
+        unknown = buy(mallory, other_order, "article:deep-dive")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_order"
+        assert sale_access(mallory)["unlocked"] is False
+        assert sale_access(mallory)["sale"]["purchased"] is False

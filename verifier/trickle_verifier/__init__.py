@@ -1,5 +1,6 @@
 """Verify Trickle web-monetization receipts offline (docs/receipts.md) and credit each stream's
-money once; ``SiteReceipts`` credits receipts forwarded by a site's pages to visitor sessions.
+money once; ``SiteReceipts`` credits receipts forwarded by a site's pages to visitor sessions,
+and ``Purchases`` sells items for one-time receipts.
 Only PyNaCl is required; the SQLAlchemy stores import SQLAlchemy when built, and
 ``trickle_verifier.asgi`` (Starlette) is imported only if you import it."""
 
@@ -42,6 +43,17 @@ from .errors import (
     error_for_code,
 )
 from .keys import KeySet, PublicKey
+from .purchases import (
+    PURCHASE_ERRORS,
+    MemoryPurchaseStore,
+    Purchase,
+    PurchaseRefused,
+    PurchaseResult,
+    Purchases,
+    PurchaseStore,
+    SQLAlchemyPurchaseStore,
+    SQLitePurchaseStore,
+)
 from .receipts import Receipt
 from .site import (
     SITE_ERRORS,
@@ -59,6 +71,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MAX_TOKEN_BYTES",
+    "PURCHASE_ERRORS",
     "RECEIPT_ERRORS",
     "RECEIPT_TYPE",
     "SITE_ERRORS",
@@ -81,16 +94,24 @@ __all__ = [
     "MalformedJWS",
     "MalformedPayload",
     "MemoryCreditStore",
+    "MemoryPurchaseStore",
     "MemorySiteStore",
     "MissingClaim",
     "NotYetValid",
     "PublicKey",
+    "Purchase",
+    "PurchaseRefused",
+    "PurchaseResult",
+    "PurchaseStore",
+    "Purchases",
     "Receipt",
     "ReceiptError",
     "ReceiptResult",
     "SQLAlchemyCreditStore",
+    "SQLAlchemyPurchaseStore",
     "SQLAlchemySiteStore",
     "SQLiteCreditStore",
+    "SQLitePurchaseStore",
     "SQLiteSiteStore",
     "SiteReceipts",
     "SiteStore",

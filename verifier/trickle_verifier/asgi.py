@@ -1,9 +1,13 @@
-"""Starlette (ASGI) integration of ``SiteReceipts``: the endpoint a page's bridge forwards
-receipts to (sdk_js_bridge/README.md, "Forwarding protocol"). Needs Starlette;
-``import trickle_verifier`` alone never imports this module.
+"""Starlette (ASGI) integration of ``SiteReceipts`` and ``Purchases``: the endpoint a page's
+bridge forwards receipts to (sdk_js_bridge/README.md, "Forwarding protocol"), and the one it sends
+a one-time receipt to when the reader buys an item. Needs Starlette; ``import trickle_verifier``
+alone never imports this module.
 
-    from trickle_verifier.asgi import receipts_route
-    app = Starlette(routes=[receipts_route("/trickle/receipts", site, session_id=read_cookie)])
+    from trickle_verifier.asgi import purchase_route, receipts_route
+    app = Starlette(routes=[
+        receipts_route("/trickle/receipts", site, session_id=read_cookie),
+        purchase_route("/trickle/purchase", purchases, session_id=read_cookie),
+    ])
 """
 
 from __future__ import annotations
@@ -17,9 +21,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .purchases import DEFAULT_PURCHASE_MAX_BODY_BYTES, PURCHASE_ERRORS, Purchases
 from .site import DEFAULT_MAX_BODY_BYTES, SiteReceipts, error_document, refuse_request
 
-__all__ = ["SessionReader", "receipts_endpoint", "receipts_route"]
+__all__ = [
+    "SessionReader",
+    "purchase_endpoint",
+    "purchase_route",
+    "receipts_endpoint",
+    "receipts_route",
+]
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 SessionReader = Callable[[Request], "str | Awaitable[str | None] | None"]
 """Reads the visitor session id from a request (e.g. a cookie); None when there is none."""
@@ -107,9 +120,65 @@ def receipts_route(
     endpoint = receipts_endpoint(
         site, session_id=session_id, binding=binding, max_body_bytes=max_body_bytes
     )
-    return Route(
-        path,
-        endpoint,
-        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        name=name,
+    return Route(path, endpoint, methods=_ALL_METHODS, name=name)
+
+
+def purchase_endpoint(
+    purchases: Purchases,
+    *,
+    session_id: SessionReader,
+    binding: SessionReader | None = None,
+    max_body_bytes: int = DEFAULT_PURCHASE_MAX_BODY_BYTES,
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint for ``POST {"receipt": "<jws>", "order_ref": "<ref>"}``: buys the order for
+    the visitor session ``session_id(request)`` names with the one-time receipt, and answers
+    ``{"code": "ok", "order_ref", "amount_minor", "currency", "scale"}`` or
+    ``{"error": {"code", "message"}}`` with its status (``Purchases.handle_purchase``).
+    ``binding(request)``, if given, is the binding value to expect instead of the session's.
+    Verification and recording run in a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        visitor = await _call(session_id, request)
+        content_type = request.headers.get("content-type")
+        refused = refuse_request(request.method, content_type, visitor, errors=PURCHASE_ERRORS)
+        if refused is not None:
+            return _json(refused)
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
+            return _json(
+                error_document(
+                    "body_too_large",
+                    f"the body is over {max_body_bytes} bytes",
+                    errors=PURCHASE_ERRORS,
+                )
+            )
+        expected = None if binding is None else await _call(binding, request)
+        answer = await run_in_threadpool(
+            purchases.handle_purchase,
+            visitor,
+            body,
+            content_type=content_type,
+            method=request.method,
+            binding=expected,
+            max_body_bytes=max_body_bytes,
+        )
+        return _json(answer)
+
+    return endpoint
+
+
+def purchase_route(
+    path: str,
+    purchases: Purchases,
+    *,
+    session_id: SessionReader,
+    binding: SessionReader | None = None,
+    max_body_bytes: int = DEFAULT_PURCHASE_MAX_BODY_BYTES,
+    name: str = "trickle_purchases",
+) -> Route:
+    """A route at ``path`` serving ``purchase_endpoint`` (methods other than POST get the
+    typed ``method_not_allowed``)."""
+    endpoint = purchase_endpoint(
+        purchases, session_id=session_id, binding=binding, max_body_bytes=max_body_bytes
     )
+    return Route(path, endpoint, methods=_ALL_METHODS, name=name)

@@ -181,6 +181,17 @@ class SiteReceipts:
         self._binding_key = binding_key
         self._clock = clock
 
+    def now(self) -> float:
+        """The site's clock: seconds since the epoch."""
+        return self._clock()
+
+    def expected_binding(self, session_id: str, binding: str | None = None) -> str | None:
+        """The binding value a receipt of ``session_id`` must carry: ``binding`` if given,
+        else ``binding_for(session_id)`` when the site has a ``binding_key``, else None."""
+        if binding is None and self._binding_key is not None:
+            return self.binding_for(session_id)
+        return binding
+
     def binding_for(self, session_id: str) -> str:
         """The binding value of a visitor session: render it in the page's link tag as
         ``data-trickle-binding`` (or give it to the bridge). It reveals nothing about the
@@ -205,8 +216,7 @@ class SiteReceipts:
         ``binding_key``, else none is checked. Never raises for a bad receipt: its result
         carries the error code and it credits nothing."""
         _check_session_id(session_id)
-        if binding is None and self._binding_key is not None:
-            binding = self.binding_for(session_id)
+        binding = self.expected_binding(session_id, binding)
         now_s = self._clock() if now is None else now
         at_ms = int(now_s * 1000)
         results = tuple(self._one(session_id, token, binding, now_s, at_ms) for token in tokens)
@@ -294,21 +304,28 @@ class SiteReceipts:
 
 
 def refuse_request(
-    method: str, content_type: str | None, session_id: str | None
+    method: str,
+    content_type: str | None,
+    session_id: str | None,
+    *,
+    errors: Mapping[str, tuple[int, str]] = SITE_ERRORS,
 ) -> tuple[int, dict[str, Any]] | None:
-    """The error answer for a request refused before its body is read, or None."""
+    """The error answer for a request refused before its body is read, or None. ``errors``:
+    the table of statuses and messages (``SITE_ERRORS``, or the purchases' table)."""
     if method.upper() != "POST":
-        return error_document("method_not_allowed")
+        return error_document("method_not_allowed", errors=errors)
     if (content_type or "").split(";", 1)[0].strip().lower() != "application/json":
-        return error_document("unsupported_media_type")
+        return error_document("unsupported_media_type", errors=errors)
     if session_id is None or not _SESSION_ID_RE.fullmatch(session_id):
-        return error_document("unauthenticated")
+        return error_document("unauthenticated", errors=errors)
     return None
 
 
-def error_document(code: str, message: str = "") -> tuple[int, dict[str, Any]]:
+def error_document(
+    code: str, message: str = "", *, errors: Mapping[str, tuple[int, str]] = SITE_ERRORS
+) -> tuple[int, dict[str, Any]]:
     """The HTTP status and ``{"error": {"code", "message"}}`` of a request-level code."""
-    status, default = SITE_ERRORS[code]
+    status, default = errors[code]
     return status, {"error": {"code": code, "message": message or default}}
 
 

@@ -1,7 +1,8 @@
 """The demo publisher's Starlette app: pages with the monetization link tag and the visitor's
-binding value, the receipt endpoint (``trickle_verifier.asgi``), and an access endpoint the page
-asks once receipts were credited. The server alone decides what unlocks: premium bodies are sent
-only to sessions whose verified receipts reached the price."""
+binding value, the receipt and purchase endpoints (``trickle_verifier.asgi``), and an access
+endpoint the page asks once receipts were credited or a purchase made. The server alone decides
+what unlocks: premium bodies are sent only to sessions whose verified receipts reached the price,
+and the article for sale only to sessions that bought it with a one-time receipt."""
 
 from __future__ import annotations
 
@@ -19,16 +20,17 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from trickle.money import format_minor
+from trickle.money import format_minor, parse_decimal
 from trickle.publisher.articles import ARTICLES, BY_SLUG, Article
-from trickle_verifier import SiteReceipts
-from trickle_verifier.asgi import receipts_route
+from trickle_verifier import MemoryPurchaseStore, Purchases, PurchaseStore, SiteReceipts
+from trickle_verifier.asgi import purchase_route, receipts_route
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SDK_DIR = PACKAGE_DIR.parents[2] / "sdk_js_bridge"  # the checkout's page bridge
 COOKIE_NAME = "trickle_publisher_visitor"
 COOKIE_MAX_AGE_S = 30 * 86_400
 RECEIPTS_PATH = "/trickle/receipts"
+PURCHASES_PATH = "/trickle/purchase"
 _VISITOR_RE = re.compile(r"[A-Za-z0-9_-]{32}")
 _SDK_FILE_RE = re.compile(r"[a-z0-9-]+\.js")
 SECURITY_HEADERS = {
@@ -68,12 +70,25 @@ def visitor_of(request: Request) -> str | None:
 class Publisher:
     """The views, bound to one site helper and configuration."""
 
-    def __init__(self, site: SiteReceipts, config: PublisherConfig) -> None:
+    def __init__(self, site: SiteReceipts, purchases: Purchases, config: PublisherConfig) -> None:
         self.site = site
+        self.purchases = purchases
         self.config = config
+
+    def _sale_price(self, article: Article) -> int | None:
+        return None if article.sale_price is None else self.purchases.price_of(article.order_ref)
+
+    def _unlocked(self, article: Article, visitor: str) -> bool:
+        """The server's decision: bought (an article for sale), paid (premium), or free."""
+        if article.sale_price is not None:
+            return self.purchases.has_purchased(visitor, article.order_ref)
+        return not article.premium or self.site.has_paid(visitor, self.config.price_minor)
 
     def _money(self, minor: int) -> str:
         return f"{format_minor(minor, self.site.scale)} {self.site.currency}"
+
+    def _amount(self, minor: int) -> dict[str, Any]:
+        return {"total": str(minor), "currency": self.site.currency, "scale": self.site.scale}
 
     def _render(
         self, request: Request, template: str, visitor: str, new: bool, **context: Any
@@ -84,6 +99,7 @@ class Publisher:
             pointer=self.config.payment_pointer,
             binding=self.site.binding_for(visitor),
             receipts_path=RECEIPTS_PATH,
+            purchases_path=PURCHASES_PATH,
             paid_minor=paid,
             paid_text=self._money(paid),
             price_minor=self.config.price_minor,
@@ -91,7 +107,7 @@ class Publisher:
             currency=self.site.currency,
             scale=self.site.scale,
             supporter=paid > 0,
-            unlocked=paid >= self.config.price_minor,
+            money=self._money,
             **context,
         )
         response = HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
@@ -122,11 +138,22 @@ class Publisher:
         if found is None:
             raise HTTPException(404)
         visitor, new = self._visitor(request)
-        return self._render(request, "article.html", visitor, new, article=found)
+        sale_minor = self._sale_price(found)
+        return self._render(
+            request,
+            "article.html",
+            visitor,
+            new,
+            article=found,
+            unlocked=self._unlocked(found, visitor),
+            sale_minor=sale_minor,
+            sale_amount="" if sale_minor is None else format_minor(sale_minor, self.site.scale),
+        )
 
     async def access(self, request: Request) -> Response:
         """``GET /api/access/<slug>``: whether this visit may read the article, what it paid,
-        and the premium body's HTML when (and only when) it may."""
+        what the article sells for (``sale``, null unless it is sold for a one-time payment),
+        and the body's HTML when (and only when) it may."""
         found = BY_SLUG.get(str(request.path_params["slug"]))
         if found is None:
             return _error(404, "not_found", "no such article")
@@ -134,24 +161,25 @@ class Publisher:
         if visitor is None:
             return _error(401, "unauthenticated", "no visitor session; load a page first")
         paid = self.site.paid_minor(visitor)
-        unlocked = not found.premium or self.site.has_paid(visitor, self.config.price_minor)
+        unlocked = self._unlocked(found, visitor)
         body = _body_html(found) if unlocked else None
+        sale_minor = self._sale_price(found)
+        sale = None
+        if sale_minor is not None:
+            sale = {
+                "order_ref": found.order_ref,
+                "price": self._amount(sale_minor),
+                "purchased": unlocked,
+            }
         return JSONResponse(
             {
                 "article": found.slug,
                 "premium": found.premium,
                 "unlocked": unlocked,
                 "supporter": paid > 0,
-                "paid": {
-                    "total": str(paid),
-                    "currency": self.site.currency,
-                    "scale": self.site.scale,
-                },
-                "price": {
-                    "total": str(self.config.price_minor),
-                    "currency": self.site.currency,
-                    "scale": self.site.scale,
-                },
+                "paid": self._amount(paid),
+                "price": self._amount(self.config.price_minor),
+                "sale": sale,
                 "html": body,
             },
             headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
@@ -186,17 +214,35 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return HTMLResponse(html, status_code=exc.status_code, headers=SECURITY_HEADERS)
 
 
-def create_publisher_app(site: SiteReceipts, config: PublisherConfig) -> Starlette:
+def catalogue(scale: int) -> dict[str, int]:
+    """The publisher's prices for one-time payments: order_ref -> minor units at ``scale``."""
+    return {
+        article.order_ref: parse_decimal(article.sale_price, scale)
+        for article in ARTICLES
+        if article.sale_price is not None
+    }
+
+
+def create_publisher_app(
+    site: SiteReceipts,
+    config: PublisherConfig,
+    *,
+    purchase_store: PurchaseStore | None = None,
+) -> Starlette:
     """The publisher app. ``site`` verifies receipts for the publisher's own origin and the
-    payee of ``config.payment_pointer``, and needs a ``binding_key``."""
+    payee of ``config.payment_pointer``, and needs a ``binding_key``. ``purchase_store`` keeps
+    the one-time purchases (default: in memory)."""
     site.binding_for("a" * 32)  # fail now, not on the first page, if there is no binding key
-    views = Publisher(site, config)
+    store = MemoryPurchaseStore() if purchase_store is None else purchase_store
+    purchases = Purchases(site, store, catalogue(site.scale))
+    views = Publisher(site, purchases, config)
     app = Starlette(
         routes=[
             Route("/", views.index, methods=["GET"]),
             Route("/articles/{slug}", views.article, methods=["GET"]),
             Route("/api/access/{slug}", views.access, methods=["GET"]),
             receipts_route(RECEIPTS_PATH, site, session_id=visitor_of),
+            purchase_route(PURCHASES_PATH, purchases, session_id=visitor_of),
             Route("/sdk/{name}", views.sdk, methods=["GET"]),
             Route("/favicon.ico", lambda _request: Response(status_code=204), methods=["GET"]),
             Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),

@@ -1,5 +1,6 @@
-"""The demo publisher's articles: a few free ones and premium ones whose body is sent only to
-visitors whose session has paid the price."""
+"""The demo publisher's articles: a few free ones, premium ones whose body is sent only to
+visitors whose session has streamed the price, and one sold for a one-time payment whose body is
+sent only to visitors whose session bought it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ class Article:
     teaser: tuple[str, ...]
     body: tuple[str, ...]
     premium: bool
+    sale_price: str | None = None
+    """Sold for a one-time payment of this many major units of the site's currency ("0.05"),
+    instead of opening with streamed payments."""
+
+    @property
+    def order_ref(self) -> str:
+        """The order reference a one-time payment for this article carries (``ord``)."""
+        return f"article:{self.slug}"
 
 
 ARTICLES: tuple[Article, ...] = (
@@ -78,6 +87,27 @@ ARTICLES: tuple[Article, ...] = (
             "article opens for it. Nothing is stored about you but a random session cookie.",
         ),
         premium=True,
+    ),
+    Article(
+        slug="field-guide",
+        title="For sale: a field guide to one-time payments",
+        summary="Buy this one article for 0.05 USD, once: no subscription, no card number.",
+        teaser=(
+            "Streaming pays for time. Some things are better sold once: one article, one "
+            "download, one tip. This guide shows how a single click pays for it…",
+        ),
+        body=(
+            "When you pressed Buy, this page asked the Trickle extension for a one-time payment. "
+            "The extension, not the page, asked for your approval, paid the writer, and handed "
+            "the page a signed one-time receipt naming this order.",
+            "This site's server verified that receipt offline: a one-time payment, for this "
+            "order, of at least the price, in the site's currency. It recorded the purchase "
+            "for your visit, and the receipt can never buy anything again.",
+            "Thank you for buying this guide: this paragraph was sent to you by the server "
+            "because your visit bought it.",
+        ),
+        premium=False,
+        sale_price="0.05",
     ),
 )
 

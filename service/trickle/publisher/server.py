@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from trickle.publisher.app import PublisherConfig, create_publisher_app
 from trickle.settings import Settings
-from trickle_verifier import KeySet, KeySetError, SiteReceipts, SQLiteSiteStore, Verifier
+from trickle_verifier import (
+    KeySet,
+    KeySetError,
+    SiteReceipts,
+    SQLitePurchaseStore,
+    SQLiteSiteStore,
+    Verifier,
+)
 
 if TYPE_CHECKING:
     import uvicorn
@@ -76,7 +83,11 @@ class PublisherThread(threading.Thread):
             currency=self.settings.currency,
             scale=self.settings.asset_scale,
         )
-        app = create_publisher_app(site, PublisherConfig(payment_pointer=self.payment_pointer))
+        app = create_publisher_app(
+            site,
+            PublisherConfig(payment_pointer=self.payment_pointer),
+            purchase_store=SQLitePurchaseStore(self.store_path),  # the credits' file
+        )
         host = self.origin.split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
         server = uvicorn.Server(
             uvicorn.Config(

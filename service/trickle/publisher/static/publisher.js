@@ -1,6 +1,7 @@
 // The demo publisher's page script: the page bridge set up exactly as sdk_js_bridge/README.md
-// tells site owners, plus the paywall. The server decides what unlocks: this script only shows
-// what the server reports (the verified total) and asks it for the premium body.
+// tells site owners, plus the paywall and the "Buy" button of the article sold for a one-time
+// payment. The server decides what unlocks: this script only shows what the server reports (the
+// verified total, the recorded purchase) and asks it for the body.
 import { createBridge, formatMinor } from '/sdk/bridge.js';
 
 const data = document.body.dataset;
@@ -55,7 +56,7 @@ let asking = false;
 async function checkAccess() {
   const url = data.accessUrl;
   const body = document.getElementById('article-body');
-  if (!url || asking || body === null || body.dataset.state === 'unlocked') return;
+  if (!url || asking || body === null || body.dataset.state === 'unlocked') return false;
   asking = true;
   try {
     const response = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
@@ -66,16 +67,104 @@ async function checkAccess() {
       body.innerHTML = access.html; // rendered (and escaped) by our own server
       body.dataset.state = 'unlocked';
       body.hidden = false;
-      const paywall = document.getElementById('paywall');
-      if (paywall !== null) {
-        paywall.dataset.state = 'unlocked';
-        paywall.hidden = true;
+      for (const id of ['paywall', 'purchase']) {
+        const gate = document.getElementById(id);
+        if (gate !== null) {
+          gate.dataset.state = 'unlocked';
+          gate.hidden = true;
+        }
       }
+      return true;
     }
   } catch {
     // offline or the server is restarting: the next forwarded batch asks again
   } finally {
     asking = false;
+  }
+  return false;
+}
+
+/** What the reader is told when a purchase fails, by the bridge's error code. */
+/** @type {Record<string, string>} */
+const PURCHASE_FAILED = {
+  no_extension: 'Buying needs the Trickle extension, and it is not in this browser. Install '
+    + 'Trickle and sign in, then press Buy again. Nothing was charged.',
+  declined: 'You declined the payment in Trickle. Nothing was charged.',
+  insufficient_funds: 'Your Trickle balance is too low for this purchase. Nothing was charged.',
+  budget_exhausted: 'This purchase would pass your monthly Trickle budget. Nothing was charged.',
+  site_disabled: 'You turned off payments to this site in Trickle. Nothing was charged.',
+  signed_out: 'Sign in to the Trickle extension, then press Buy again.',
+  timeout: 'No answer from Trickle in time; the article stays locked. Press Buy to try again.',
+  busy: 'Trickle is already asking you about another payment from this page.',
+  service_unreachable: 'The Trickle service could not be reached. Nothing was charged.',
+  payee_not_found: "Trickle does not know this site's payee. Nothing was charged.",
+  invalid_request: 'Trickle refused the payment request as invalid. Nothing was charged.',
+};
+
+/**
+ * @param {string} state
+ * @param {string} message
+ */
+function showPurchase(state, message) {
+  const status = document.getElementById('purchase-status');
+  if (status === null) return;
+  status.dataset.state = state;
+  status.textContent = message;
+}
+
+/** @param {unknown} error */
+function purchaseFailure(error) {
+  const code = error instanceof Error && 'code' in error && typeof error.code === 'string'
+    ? error.code : 'failed';
+  if (code === 'site_rejected') {
+    const detail = error instanceof Error && 'detail' in error ? String(error.detail) : '';
+    return {
+      code,
+      message: `This site's server refused the payment receipt${detail ? ` (${detail})` : ''}; `
+        + 'the article stays locked.',
+    };
+  }
+  return { code, message: PURCHASE_FAILED[code] ?? 'The purchase failed; the article stays locked.' };
+}
+
+/** Buy the article for sale: the extension asks the reader, the bridge sends the one-time
+ * receipt to our server, and the server's recorded purchase is what unlocks the body. */
+async function buy() {
+  const button = /** @type {HTMLButtonElement | null} */ (document.getElementById('buy-button'));
+  if (button === null || !data.orderRef || !data.saleAmount) return;
+  const requestPayment = /** @type {any} */ (bridge).requestPayment;
+  if (typeof requestPayment !== 'function') {
+    showPurchase('unavailable', 'This page cannot ask for one-time payments (its bridge is too old).');
+    return;
+  }
+  button.disabled = true;
+  showPurchase('waiting', 'Waiting for your approval in Trickle…');
+  try {
+    await requestPayment.call(bridge, {
+      amount: data.saleAmount,
+      currency,
+      description: data.saleDescription ?? 'Article',
+      orderRef: data.orderRef,
+      purchaseUrl: data.purchaseUrl,
+    });
+    showPurchase('purchased', 'Paid. Thank you! Opening the article…');
+    if (!(await checkAccess())) {
+      showPurchase('purchased', 'Paid. Reload the page to read the article.');
+    }
+  } catch (error) {
+    const failure = purchaseFailure(error);
+    showPurchase(failure.code, failure.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+const buyButton = document.getElementById('buy-button');
+if (buyButton !== null) {
+  buyButton.addEventListener('click', () => void buy());
+  if (bridge.state === 'unsupported') {
+    showPurchase('unsupported', 'Buying needs the Trickle extension, which this browser does not '
+      + 'seem to have: pressing Buy tells you for sure. Nothing is charged without your approval.');
   }
 }
 
