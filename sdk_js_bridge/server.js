@@ -9,6 +9,12 @@
 import { RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
 import { CreditTracker } from './credits.js';
 import { createVerifier } from './verifier.js';
+import { mediaTypeOf, readBody, sendError, sendJson } from './http.js';
+
+// The purchase endpoint of one-time payments lives in purchases.js; Node sites import both from here.
+export {
+  MAX_PURCHASE_BODY_BYTES, MemoryPurchaseStore, PURCHASE_ERROR_CODES, PurchaseError, createPurchaseHandler,
+} from './purchases.js';
 
 /** Most receipts in one request. */
 export const MAX_RECEIPTS_PER_REQUEST = 100;
@@ -283,7 +289,7 @@ export function createReceiptHandler(options) {
         res.setHeader('Allow', 'POST');
         return sendError(res, 405, 'method_not_allowed', `expected POST, got ${req.method}`);
       }
-      const mediaType = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      const mediaType = mediaTypeOf(req);
       if (mediaType !== 'application/json') {
         return sendError(res, 415, 'unsupported_media_type', `expected Content-Type application/json, got ${JSON.stringify(mediaType)}`);
       }
@@ -334,63 +340,6 @@ function validate(value) {
   const index = receipts.findIndex((item) => typeof item !== 'string');
   if (index >= 0) return `receipts[${index}]: expected a string, got ${receipts[index] === null ? 'null' : typeof receipts[index]}`;
   return null;
-}
-
-/**
- * The body, or null when it is larger than `limit` (the rest is then drained and discarded).
- * @param {import('node:http').IncomingMessage} req
- * @param {number} limit
- * @returns {Promise<Uint8Array | null>}
- */
-async function readBody(req, limit) {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    return null;
-  }
-  /** @type {Uint8Array[]} */
-  const chunks = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += chunk.length;
-    if (size > limit) {
-      req.resume();
-      return null;
-    }
-    chunks.push(chunk);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
-}
-
-/**
- * @param {import('node:http').ServerResponse} res
- * @param {number} status
- * @param {unknown} value
- */
-function sendJson(res, status, value) {
-  const text = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json',
-    'Cache-Control': 'no-store',
-    'Content-Length': new TextEncoder().encode(text).length,
-  });
-  res.end(text);
-}
-
-/**
- * @param {import('node:http').ServerResponse} res
- * @param {number} status
- * @param {string} code
- * @param {string} message
- */
-function sendError(res, status, code, message) {
-  sendJson(res, status, { error: { code, message } });
 }
 
 /** @param {unknown} session */

@@ -17,9 +17,12 @@ import { parseStrictJson } from './strict-json.js';
  * @typedef {Readonly<{
  *   iss: string, aud: string, pay: string, sid: string, seq: number,
  *   amt: bigint, tot: bigint, cur: string, scale: number, iat: number, exp: number, jti: string,
- *   bnd: string | null, otp: boolean, token: string,
+ *   bnd: string | null, otp: boolean, ord: string | null, oneTime: boolean, orderRef: string | null,
+ *   token: string,
  * }>} Receipt
- *   `bnd` is null and `otp` false when the receipt does not carry them.
+ *   `bnd` and `ord` are null and `otp` false when the receipt does not carry them. `oneTime` and
+ *   `orderRef` are `otp` and `ord` under the names of the Python verifier's `one_time` and
+ *   `order_ref`: a site selling an item checks them (docs/receipts.md §4 "Selling an item").
  */
 
 /**
@@ -46,6 +49,7 @@ const REQUIRED_CLAIMS = /** @type {const} */ (['iss', 'aud', 'pay', 'sid', 'seq'
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const CURRENCY_PATTERN = /^[A-Z0-9]{3,12}$/;
 const BINDING_PATTERN = /^[\x20-\x7e]{1,256}$/;
+const ORDER_REF_PATTERN = /^[\x20-\x7e]{1,128}$/;
 const AMOUNT_PATTERN = /^(0|[1-9][0-9]*)$/;
 // Integers must survive a JavaScript `number` unchanged (the Python verifier applies the same bounds).
 const MAX_SAFE_INTEGER = BigInt(Number.MAX_SAFE_INTEGER);
@@ -108,7 +112,8 @@ export function createVerifier({ issuer, audience, payees, keys, leewayS = 60, c
       const receipt = Object.freeze({
         iss: shaped.iss, aud: shaped.aud, pay: shaped.pay, sid: shaped.sid, seq: Number(shaped.seq),
         amt, tot, cur: shaped.cur, scale: Number(shaped.scale), iat: Number(shaped.iat), exp: Number(shaped.exp),
-        jti: shaped.jti, bnd: shaped.bnd, otp: shaped.otp, token: /** @type {string} */ (token),
+        jti: shaped.jti, bnd: shaped.bnd, otp: shaped.otp, ord: shaped.ord,
+        oneTime: shaped.otp, orderRef: shaped.ord, token: /** @type {string} */ (token),
       });
       verifiedReceipts.add(receipt);
       return receipt;
@@ -196,7 +201,8 @@ function parseJsonObject(bytes, code, name) {
 }
 
 /**
- * Rules 10–11: every required claim present, every claim but amt/tot well-shaped, exp > iat.
+ * Rules 10–11: every required claim present, every claim but amt/tot well-shaped (the optional
+ * `bnd`, `ord` and `otp` when present), exp > iat, and a one-time receipt has seq 1 and amt == tot.
  * @param {JsonObject} claims
  */
 function checkClaimShapes(claims) {
@@ -215,6 +221,7 @@ function checkClaimShapes(claims) {
     exp: integerClaim(claims, 'exp', -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
     jti: stringClaim(claims, 'jti', ID_PATTERN),
     bnd: Object.hasOwn(claims, 'bnd') ? stringClaim(claims, 'bnd', BINDING_PATTERN) : null,
+    ord: Object.hasOwn(claims, 'ord') ? stringClaim(claims, 'ord', ORDER_REF_PATTERN) : null,
     otp: Object.hasOwn(claims, 'otp') ? booleanClaim(claims, 'otp') : false,
   };
   if (shaped.exp <= shaped.iat) fail('invalid_claim', `expected exp > iat, got exp ${shaped.exp} and iat ${shaped.iat}`);

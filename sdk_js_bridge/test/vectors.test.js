@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { CreditTracker, KeySet, RECEIPT_ERROR_CODES, ReceiptError, createVerifier } from '../index.js';
 import { VECTORS_URL, loadVectors } from '../testing/vectors.js';
 
-const CLAIM_NAMES = ['iss', 'aud', 'pay', 'sid', 'seq', 'amt', 'tot', 'cur', 'scale', 'iat', 'exp', 'jti', 'bnd', 'otp'];
+const CLAIM_NAMES = ['iss', 'aud', 'pay', 'sid', 'seq', 'amt', 'tot', 'cur', 'scale', 'iat', 'exp', 'jti', 'bnd', 'otp', 'ord'];
 
 /** @type {import('../testing/vectors.js').VectorFile | null} */
 let vectors = null;
@@ -43,8 +43,11 @@ if (vectors !== null) {
         for (const name of CLAIM_NAMES) {
           const value = /** @type {Record<string, unknown>} */ (receipt)[name];
           got[name] = typeof value === 'bigint' ? value.toString() : value;
-          expected[name] = Object.hasOwn(vector.claims, name) ? vector.claims[name] : { bnd: null, otp: false }[name];
+          expected[name] = Object.hasOwn(vector.claims, name) ? vector.claims[name] : { bnd: null, otp: false, ord: null }[name];
         }
+        // The Python verifier's names (one_time, order_ref) for the same claims.
+        assert.equal(receipt.oneTime, expected.otp);
+        assert.equal(receipt.orderRef, expected.ord);
         assert.equal(typeof receipt.amt, 'bigint');
         assert.equal(typeof receipt.tot, 'bigint');
         assert.deepEqual(got, expected);

@@ -44,7 +44,7 @@ describe('a valid receipt', () => {
     assert.deepEqual({ ...receipt }, {
       iss: CONTEXT.issuer, aud: CONTEXT.audience, pay: CONTEXT.payees[0], sid: 'p3Kq9vX2c0S7bW1mN8aYzA',
       seq: 3, amt: 333333n, tot: 1000000n, cur: 'USD', scale: 9, iat: 1795000000, exp: 1795000300,
-      jti: 'rK2m0qv9X1Q7s8pA', bnd: null, otp: false, token: validToken,
+      jti: 'rK2m0qv9X1Q7s8pA', bnd: null, otp: false, ord: null, oneTime: false, orderRef: null, token: validToken,
     });
     assert.ok(Object.isFrozen(receipt));
   });
@@ -55,6 +55,15 @@ describe('a valid receipt', () => {
     assert.equal(receipt.bnd, 'session 42');
     assert.equal(receipt.otp, true);
     assert.equal(receipt.amt, 5n);
+  });
+
+  test('a one-time receipt exposes oneTime and orderRef (ord as given, not interpreted)', async () => {
+    const token = issuer.sign(claims({ otp: true, seq: 1, amt: '250', tot: '250', ord: ' article 42/"x"~' }));
+    const receipt = await verifier.verify(token);
+    assert.equal(receipt.oneTime, true);
+    assert.equal(receipt.otp, true);
+    assert.equal(receipt.orderRef, ' article 42/"x"~');
+    assert.equal(receipt.ord, ' article 42/"x"~');
   });
 
   test('accepts the largest amount, 2^63 - 1', async () => {
@@ -197,6 +206,12 @@ describe('rule 11: claim shapes', () => {
     ['otp with seq 2', { otp: true, seq: 2, amt: '5', tot: '5' }],
     ['otp with amt below tot', { otp: true, seq: 1, amt: '4', tot: '5' }],
     ['otp with amt a string and tot a number (rule 11 comes before rule 17)', { otp: true, seq: 1, amt: '5', tot: 5 }],
+    ['ord as a number', { ord: 42 }],
+    ['ord null', { ord: null }],
+    ['an empty ord', { ord: '' }],
+    ['a 129-char ord', { ord: 'o'.repeat(129) }],
+    ['an ord with a newline', { ord: 'a\nb' }],
+    ['a non-ASCII ord', { ord: 'café' }],
     ['iat beyond 2^53 - 1', { iat: '<9007199254740992>' }],
     ['exp below -(2^53 - 1)', { exp: '<-9007199254740992>' }],
   ]);

@@ -159,6 +159,28 @@ def valid_vectors() -> list[dict[str, Any]]:
     )
     add("one-time payment (otp)", claims(otp=True, amt="5000", tot="5000", sid="oneTime0001"))
     add("otp false", claims(otp=False))
+    add(
+        "one-time payment with ord and bnd, binding expected",
+        claims(
+            otp=True,
+            amt="250000000",
+            tot="250000000",
+            sid="Yp0v3mXq8kR2sT1uW9aBcQ",
+            jti="f2Kq9vX1c0S7bW1mN8aYzA",
+            bnd="visitor-session-7",
+            ord="article-42",
+        ),
+        binding="visitor-session-7",
+    )
+    add(
+        "ord of 128 printable ASCII chars",
+        claims(
+            otp=True,
+            ord=("~ !\"#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}" * 3)[:128],
+        ),
+    )
+    add("ord of 1 char, a space", claims(otp=True, ord=" "))
+    add("ord without otp (the verifier does not interpret it)", claims(ord="order-7"))
     add("amount 0", claims(amt="0", tot="0"))
     add("amount 0 with a positive total", claims(seq=2, amt="0", tot="500"))
     add("amount at 2^63-1", claims(amt=str(MAX_AMOUNT), tot=str(MAX_AMOUNT)))
@@ -441,6 +463,19 @@ def invalid_vectors() -> list[dict[str, Any]]:
         ("otp a number", {"otp": 1}),
         ("otp true with amt != tot", {"otp": True, "amt": "100", "tot": "200"}),
         ("otp true with seq 2", {"otp": True, "seq": 2}),
+        ("otp null", {"otp": None}),
+        ("otp true with amt a number equal to tot", {"otp": True, "amt": 100, "tot": "100"}),
+        ("otp true with seq 2 and ord", {"otp": True, "seq": 2, "ord": "article-42"}),
+        ("ord a number", {"otp": True, "ord": 42}),
+        ("ord null", {"otp": True, "ord": None}),
+        ("ord an array", {"otp": True, "ord": ["article-42"]}),
+        ("ord empty", {"otp": True, "ord": ""}),
+        ("ord of 129 chars", {"otp": True, "ord": "o" * 129}),
+        ("ord with a newline", {"otp": True, "ord": "article\n42"}),
+        ("ord with a tab", {"otp": True, "ord": "article\t42"}),
+        ("ord with DEL", {"otp": True, "ord": "article\x7f42"}),
+        ("ord with a non-ASCII char", {"otp": True, "ord": "artic\u00e9-42"}),
+        ("ord with a NUL", {"otp": True, "ord": "article\u000042"}),
     ]
     for name, changes in bad_claims:
         add(name, token(body=claims(**changes)), "invalid_claim")
@@ -563,6 +598,16 @@ def invalid_vectors() -> list[dict[str, Any]]:
         "invalid_claim",
     )
     add(
+        "order: an invalid ord beats a wrong audience",
+        token(body=claims(aud="https://other.example", otp=True, ord="")),
+        "invalid_claim",
+    )
+    add(
+        "order: otp with equal amounts as JSON numbers passes rule 11, then invalid amount",
+        token(body=claims(otp=True, amt=100, tot=100, ord="article-42")),
+        "invalid_amount",
+    )
+    add(
         "order: wrong issuer beats a wrong audience",
         token(body=claims(iss="x", aud="y")),
         "wrong_issuer",
@@ -663,6 +708,14 @@ def credit_vectors() -> list[dict[str, Any]]:
             "steps": [
                 step("otpStream1", 1, 5000, 5000, amt=5000, otp=True),
                 step("otpStream1", 1, 5000, 0, amt=5000, otp=True),
+            ],
+        },
+        {
+            "name": "one-time payments with ord: each sid credited once",
+            "steps": [
+                step("otpOrderA", 1, 250, 250, amt=250, otp=True, ord="article-42"),
+                step("otpOrderB", 1, 250, 250, amt=250, otp=True, ord="article-42"),
+                step("otpOrderA", 1, 250, 0, amt=250, otp=True, ord="article-42"),
             ],
         },
         {

@@ -44,6 +44,7 @@ def _expected_fields(claims: dict[str, Any]) -> dict[str, Any]:
         "jti": claims["jti"],
         "binding": claims.get("bnd"),
         "one_time": claims.get("otp", False),
+        "order_ref": claims.get("ord"),
     }
 
 
