@@ -1,0 +1,511 @@
+"""The end-to-end harness: a real ``trickle`` service in a subprocess (SQLite in a temp folder),
+a small test site on another port, and the unpacked extension in a real headless Chromium
+(launch options from ``/work/shared/BROWSER-TESTING.md``). The fixtures are in conftest.py.
+
+The service runs with ``TRICKLE_STREAM_INTERVAL_MS=250`` and ``TRICKLE_FEE_BPS=0``: with no fee,
+a payee's earnings are exactly the sum of the receipts' ``amt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import BrowserContext, Page, Playwright, Worker, expect
+
+from trickle_verifier import KeySet, Receipt, Verifier
+
+REPO = Path(__file__).resolve().parents[2]
+EXTENSION_DIR = REPO / "extension"
+SITE_DIR = Path(__file__).resolve().parent / "site"
+OUTPUT_ROOT = REPO / "test-output" / "e2e"
+
+STREAM_INTERVAL_MS = 250
+PASSWORD = "e2e-reader-password"
+FUNDING_MAJOR = "5.00"
+FUNDING_MINOR = 5_000_000_000  # 5.00 at scale 9
+SMALL_FUNDING_MAJOR = "0.000200000"  # a handful of 250 ms increments at the default rate
+SMALL_FUNDING_MINOR = 200_000
+
+# Collects every `monetization` event that reaches the window (so: one that bubbled from the
+# <link>), in the page's own world, from before any page script runs.
+EVENT_COLLECTOR = """
+(() => {
+  window.__trickleEvents = [];
+  window.addEventListener("monetization", (event) => {
+    const amountSent = event.amountSent || null;
+    window.__trickleEvents.push({
+      at: Date.now(),
+      isMonetizationEvent:
+        typeof MonetizationEvent === "function" && event instanceof MonetizationEvent,
+      bubbles: event.bubbles,
+      targetIsLink: event.target instanceof HTMLLinkElement,
+      targetHref: event.target instanceof HTMLLinkElement ? event.target.href : null,
+      currency: amountSent ? amountSent.currency : null,
+      value: amountSent ? amountSent.value : null,
+      paymentPointer: event.paymentPointer,
+      incomingPayment: event.incomingPayment,
+      receipt: event.receipt,
+      amountMinor: event.amountMinor,
+      scale: event.scale,
+    });
+  });
+})();
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def format_minor(amount_minor: int, scale: int) -> str:
+    """Integer minor units as a decimal string with exactly ``scale`` fraction digits."""
+    if scale == 0:
+        return str(amount_minor)
+    whole, fraction = divmod(amount_minor, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}"
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+class ApiError(AssertionError):
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        super().__init__(f"{method} {path} -> {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class TrickleService:
+    """A real ``trickle serve`` subprocess on SQLite in ``root``; restartable on the same port."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._vouchers: dict[str, list[str]] = {}
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+        env.update(
+            TRICKLE_ENV="development",
+            TRICKLE_STREAM_INTERVAL_MS=str(STREAM_INTERVAL_MS),
+            TRICKLE_FEE_BPS="0",
+            TRICKLE_LOG_LEVEL="warning",
+        )
+        return env
+
+    def cli(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "trickle.cli", *args, "--data-dir", str(self.data_dir)],
+            env=self._env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def mint_vouchers(self, amount: str, count: int, *, wait: bool = True) -> subprocess.Popen[str]:
+        """``trickle vouchers create``; with ``wait=False`` call ``collect_vouchers`` later."""
+        process = self.cli("vouchers", "create", "--amount", amount, "--count", str(count))
+        if wait:
+            self.collect_vouchers(amount, process)
+        return process
+
+    def collect_vouchers(self, amount: str, process: subprocess.Popen[str]) -> None:
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, f"trickle vouchers create failed:\n{err}"
+        codes = [line.strip() for line in out.splitlines() if line.strip()]
+        self._vouchers.setdefault(amount, []).extend(codes)
+
+    def voucher(self, amount: str) -> str:
+        pool = self._vouchers.get(amount)
+        if not pool:
+            self.mint_vouchers(amount, 4)
+            pool = self._vouchers[amount]
+        return pool.pop()
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "service.log"
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "trickle.cli",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                ],
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+            )
+        finally:
+            log.close()
+        self.starts += 1
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"trickle serve exited:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"trickle serve never became healthy:\n{self.log()}")
+            time.sleep(0.05)  # outside any Playwright flow
+
+    def kill(self) -> None:
+        """Stop the process at once (SIGKILL): no goodbye to the clients, as in a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=20)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=20)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- the public HTTP API --
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        idempotent: bool = False,
+        expect_status: int | tuple[int, ...] = (200, 201),
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if idempotent:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, raw = error.code, error.read()
+        payload = json.loads(raw) if raw else None
+        wanted = (expect_status,) if isinstance(expect_status, int) else expect_status
+        if status not in wanted:
+            raise ApiError(method, path, status, payload)
+        return payload
+
+    def sign_up(self, email: str, password: str = PASSWORD) -> str:
+        created = self.api("POST", "/api/v1/accounts", {"email": email, "password": password})
+        token: str = created["token"]
+        return token
+
+    def jwks(self) -> KeySet:
+        with urllib.request.urlopen(f"{self.url}/.well-known/jwks.json", timeout=5) as response:
+            return KeySet.from_jwks(response.read())
+
+
+@dataclasses.dataclass
+class Reader:
+    email: str
+    password: str
+    token: str
+
+    def balance_minor(self, service: TrickleService) -> int:
+        return int(service.api("GET", "/api/v1/balance", token=self.token)["balance_minor"])
+
+    def settings(self, service: TrickleService) -> dict[str, Any]:
+        result: dict[str, Any] = service.api("GET", "/api/v1/me/settings", token=self.token)
+        return result
+
+
+@dataclasses.dataclass
+class Payee:
+    name: str
+    pointer: str
+    creator_token: str
+
+    def earnings_minor(self, service: TrickleService) -> int:
+        earnings = service.api("GET", "/api/v1/earnings", token=self.creator_token)
+        (mine,) = [p for p in earnings["payees"] if p["payee"] == self.name]
+        return int(mine["balance_minor"])
+
+
+def make_reader(service: TrickleService, amount: str | None = FUNDING_MAJOR) -> Reader:
+    email = f"reader-{secrets.token_hex(5)}@e2e.trickle.test"
+    token = service.sign_up(email)
+    if amount is not None:
+        service.api(
+            "POST",
+            "/api/v1/vouchers/redeem",
+            {"code": service.voucher(amount)},
+            token=token,
+            idempotent=True,
+        )
+    return Reader(email, PASSWORD, token)
+
+
+def make_payee(service: TrickleService, creator_token: str) -> Payee:
+    name = f"site-{secrets.token_hex(4)}"
+    created = service.api("POST", "/api/v1/payees", {"name": name}, token=creator_token)
+    assert created["payment_pointer"] == f"{service.url}/p/{name}"
+    return Payee(name, created["payment_pointer"], creator_token)
+
+
+def start_service(root: Path) -> TrickleService:
+    service = TrickleService(root)
+    service.data_dir.mkdir(parents=True)
+    # The first command creates and migrates the database; then the second mint and the server
+    # start side by side (each Python start-up costs seconds on this machine).
+    service.mint_vouchers(FUNDING_MAJOR, 16)
+    small = service.mint_vouchers(SMALL_FUNDING_MAJOR, 4, wait=False)
+    service.start()
+    service.collect_vouchers(SMALL_FUNDING_MAJOR, small)
+    return service
+
+
+# --- the test site -------------------------------------------------------------------------------
+
+
+class _SiteHandler(http.server.BaseHTTPRequestHandler):
+    """Serves site/*.html, filling in the payment pointer and binding given in the query."""
+
+    def do_GET(self) -> None:
+        parsed = urllib.parse.urlsplit(self.path)
+        name = parsed.path.lstrip("/") or "plain.html"
+        if not re.fullmatch(r"[a-z-]+\.html", name) or not (SITE_DIR / name).is_file():
+            self.send_error(404)
+            return
+        query = dict(urllib.parse.parse_qsl(parsed.query))
+        pointer = query.get("pointer", "")
+        binding = query.get("binding", "")
+        text = (SITE_DIR / name).read_text()
+        text = text.replace("__POINTER_JSON__", json.dumps(pointer).replace("<", "\\u003c"))
+        text = text.replace("__BINDING_JSON__", json.dumps(binding).replace("<", "\\u003c"))
+        text = text.replace("__POINTER__", html.escape(pointer))
+        text = text.replace("__BINDING__", html.escape(binding))
+        body = text.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+class TestSite:
+    """A local site at ``origin`` (another port than the service's)."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SiteHandler)
+        self.server.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, page: str, pointer: str = "", binding: str = "") -> str:
+        # A fresh `visit` parameter makes every URL unique, so a test can find its tab by URL.
+        query = urllib.parse.urlencode(
+            {"pointer": pointer, "binding": binding, "visit": secrets.token_hex(4)}
+        )
+        return f"{self.origin}/{page}?{query}"
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+
+class ExtensionBrowser:
+    """A Chromium profile with the unpacked extension loaded, and helpers to drive it."""
+
+    def __init__(
+        self, context: BrowserContext, worker: Worker, output_dir: Path, service: TrickleService
+    ) -> None:
+        self.context = context
+        self.worker = worker
+        self.extension_id = worker.url.split("/")[2]
+        self.output_dir = output_dir
+        self.service = service
+
+    # -- extension state --
+
+    def use_service(self, url: str) -> None:
+        self.worker.evaluate("(url) => chrome.storage.local.set({serviceUrl: url})", url)
+
+    def tab_id(self, page: Page) -> int:
+        ids: list[int] = self.worker.evaluate(
+            "async (url) => (await chrome.tabs.query({})).filter((t) => t.url === url)"
+            ".map((t) => t.id)",
+            page.url,
+        )
+        assert len(ids) == 1, f"expected one tab at {page.url}, found {ids}"
+        return ids[0]
+
+    def popup(self, tab: Page | None = None) -> Page:
+        """The popup, opened as an ordinary page; about ``tab`` when given."""
+        url = f"chrome-extension://{self.extension_id}/pages/popup.html"
+        if tab is not None:
+            url += f"?tab={self.tab_id(tab)}"
+        page = self.context.new_page()
+        page.goto(url)
+        return page
+
+    def screenshot(self, page: Page, name: str) -> Path:
+        path = self.output_dir / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def sign_in(self, reader: Reader) -> Page:
+        """Sign in through the popup, as a reader does; returns the popup."""
+        popup = self.popup()
+        popup.fill("#email", reader.email)
+        popup.fill("#password", reader.password)
+        popup.click("#sign-in")
+        expect(popup.locator("#account-email")).to_have_text(reader.email, timeout=10_000)
+        return popup
+
+    # -- pages --
+
+    def open(self, url: str) -> Page:
+        page = self.context.new_page()
+        page.goto(url)
+        return page
+
+
+def launch_browser(
+    driver: Playwright, executable: str, service: TrickleService, output_dir: Path
+) -> Iterator[ExtensionBrowser]:
+    # A short path: Chromium's singleton socket path must stay below 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="trickle-e2e-"))
+    for sub in ("config", "cache", "tmp", "profile"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    env: dict[str, str | float | bool] = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "TMPDIR": str(root / "tmp"),
+    }
+    try:
+        context = driver.chromium.launch_persistent_context(
+            str(root / "profile"),
+            executable_path=executable,
+            headless=True,
+            env=env,
+            args=[
+                f"--disable-extensions-except={EXTENSION_DIR}",
+                f"--load-extension={EXTENSION_DIR}",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+                "--disable-quic",
+            ],
+        )
+        try:
+            context.set_default_timeout(10_000)
+            context.add_init_script(EVENT_COLLECTOR)
+            workers = [
+                w for w in context.service_workers if w.url.startswith("chrome-extension://")
+            ]
+            worker = workers[0] if workers else context.wait_for_event("serviceworker")
+            extension = ExtensionBrowser(context, worker, output_dir, service)
+            extension.use_service(service.url)
+            yield extension
+        finally:
+            context.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- receipts --------------------------------------------------------------------------------
+
+
+def events(page: Page) -> list[dict[str, Any]]:
+    collected: list[dict[str, Any]] = page.evaluate("window.__trickleEvents")
+    return collected
+
+
+def wait_for_events(page: Page, count: int, timeout_ms: int = 10_000) -> list[dict[str, Any]]:
+    page.wait_for_function(
+        "(n) => window.__trickleEvents.length >= n", arg=count, timeout=timeout_ms, polling=50
+    )
+    return events(page)
+
+
+def verify_events(
+    collected: list[dict[str, Any]],
+    *,
+    service: TrickleService,
+    audience: str,
+    pointer: str,
+    binding: str | None = None,
+) -> list[Receipt]:
+    """Verify every event's receipt, and that the event's fields agree with it."""
+    verifier = Verifier(
+        issuer=service.url, audience=audience, payees=[pointer], keys=service.jwks()
+    )
+    receipts = []
+    for event in collected:
+        receipt = verifier.verify(event["receipt"], binding=binding)
+        assert event["isMonetizationEvent"] and event["bubbles"] and event["targetIsLink"], event
+        assert event["paymentPointer"] == pointer
+        assert event["incomingPayment"] is None
+        assert event["currency"] == receipt.currency == "USD"
+        assert event["scale"] == receipt.scale
+        assert event["amountMinor"] == str(receipt.amount_minor)
+        assert event["value"] == format_minor(receipt.amount_minor, receipt.scale)
+        receipts.append(receipt)
+    return receipts
