@@ -4,7 +4,7 @@
 // kept in chrome.storage.session (token, streams, pages) and chrome.storage.local (service URL,
 // payment history); see docs/extension.md.
 
-import { addMinor, formatMinor, majorToMinor, minorToDecimal } from '../shared/amounts.js';
+import { addMinor, formatMinor, isMinor, majorToMinor, minorToDecimal } from '../shared/amounts.js';
 import { isAttentive, pageStatus, statusText } from '../shared/attention.js';
 import { chooseLink, httpOrigin, serviceUrls, validPointer } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
@@ -46,7 +46,7 @@ export const DEFAULT_SERVICE_URL = 'http://127.0.0.1:8420';
  */
 /** @typedef {{paused: boolean, rate: string, budget: string, currency: string, scale: number}} Settings */
 /** @typedef {{rate: string | null, disabled: boolean}} Override */
-/** @typedef {{minor: string, updated: number}} HistoryEntry */
+/** @typedef {{minor: string, updated: number, oneTime?: string, oneTimeCount?: number}} HistoryEntry */
 
 export const state = {
   serviceUrl: DEFAULT_SERVICE_URL,
@@ -317,7 +317,7 @@ export function removeTab(tabId) {
 
 /**
  * A content script reported its document.
- * @param {import('../shared/messages.js').PageMessage} message
+ * @param {import('../shared/messages.js').PageUpdate | import('../shared/messages.js').PageLeave} message
  * @param {chrome.runtime.MessageSender} sender  already checked to be our content script
  */
 export function pageMessage(message, sender) {
@@ -524,7 +524,7 @@ function docStatus(doc) {
  * top frame, else the first frame).
  * @param {number} tabId
  */
-function tabDocs(tabId) {
+export function tabDocs(tabId) {
   const docs = Object.values(state.docs).filter((d) => d.tabId === tabId);
   docs.sort((a, b) => Number(b.sid !== null) - Number(a.sid !== null) || a.frameId - b.frameId);
   return docs;
@@ -674,7 +674,7 @@ async function signOutLocally() {
   changed();
 }
 
-function requireToken() {
+export function requireToken() {
   if (!state.token) throw new ApiError('signed_out', 'You are signed out: sign in first.', 401);
   return state.token;
 }
@@ -714,7 +714,7 @@ export async function setPaused(paused) {
   return putSettings({ paused });
 }
 
-async function currentScale() {
+export async function currentScale() {
   if (!state.settings) await refreshAccount();
   if (!state.settings) throw new ApiError('signed_out', 'You are signed out: sign in first.', 401);
   return state.settings.scale;
@@ -765,6 +765,35 @@ export async function setSite(tabId, enabled, rate) {
   return tabSummary(tabId);
 }
 
+/**
+ * A one-time payment (purchase or tip) went through: count it in the site's history (its total
+ * and its one-time part) and take the service's new balance and month figures.
+ * @param {string} origin
+ * @param {string} amountMinor
+ * @param {{balance_minor?: unknown, month_spent_minor?: unknown, month_budget_minor?: unknown}} answer
+ */
+export function recordOneTime(origin, amountMinor, answer) {
+  const entry = state.history[origin] ?? { minor: '0', updated: 0 };
+  state.history[origin] = {
+    ...entry,
+    minor: addMinor(entry.minor, amountMinor),
+    oneTime: addMinor(entry.oneTime ?? '0', amountMinor),
+    oneTimeCount: (entry.oneTimeCount ?? 0) + 1,
+    updated: Date.now(),
+  };
+  saveHistorySoon();
+  if (state.money && isMinor(answer.balance_minor) && isMinor(answer.month_spent_minor) && isMinor(answer.month_budget_minor)) {
+    state.money = {
+      ...state.money,
+      balance: answer.balance_minor,
+      monthSpent: answer.month_spent_minor,
+      monthBudget: answer.month_budget_minor,
+    };
+  }
+  socket.send({ type: 'balance' });
+  changed();
+}
+
 /** Everything the popup shows. @param {number | null} tabId */
 export function popupState(tabId) {
   if (state.token && Date.now() - state.settingsFetchedAt > 10_000) {
@@ -772,7 +801,7 @@ export function popupState(tabId) {
     void refreshAccount();
   }
   const history = Object.entries(state.history)
-    .map(([origin, entry]) => ({ origin, minor: entry.minor, updated: entry.updated }))
+    .map(([origin, entry]) => ({ origin, minor: entry.minor, oneTime: entry.oneTime ?? '0', updated: entry.updated }))
     .sort((a, b) => b.updated - a.updated);
   return {
     signedIn: state.token !== null,

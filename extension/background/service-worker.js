@@ -4,13 +4,14 @@
 // engine. One dispatcher, one reply shape: {ok: true, value} / {ok: false, error: {code, message}}.
 
 import { AmountError } from '../shared/amounts.js';
-import { serviceUrls } from '../shared/links.js';
+import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { MessageError, fail, isFromContentScript, isFromExtensionPage, ok, parsePageMessage, parseUiMessage } from '../shared/messages.js';
 import { ApiError } from './api.js';
 import * as engine from './engine.js';
+import * as payments from './payments.js';
 
 const EXTENSION_BASE = chrome.runtime.getURL('');
-const ready = engine.load().catch((error) => {
+const ready = Promise.all([engine.load(), payments.load()]).catch((error) => {
   console.error('Trickle: could not load its state', error);
 });
 
@@ -20,8 +21,10 @@ const ready = engine.load().catch((error) => {
  */
 async function uiDispatch(message) {
   switch (message.type) {
-    case 'ui/state':
-      return engine.popupState(message.tabId);
+    case 'ui/state': {
+      const s = engine.popupState(message.tabId);
+      return { ...s, tab: { ...s.tab, autoApprove: payments.autoApproveFor(s.tab.origin) }, payments: payments.recent() };
+    }
     case 'ui/sign-in':
       return engine.signIn('sign-in', message.email, message.password);
     case 'ui/sign-up':
@@ -35,7 +38,7 @@ async function uiDispatch(message) {
     case 'ui/site':
       return engine.setSite(message.tabId, message.enabled, message.rate);
     case 'ui/options':
-      return engine.optionsState();
+      return { ...engine.optionsState(), ...payments.optionsState() };
     case 'ui/service-url': {
       const base = serviceUrls(message.url).base;
       await chrome.storage.local.set({ serviceUrl: base }); // storage.onChanged reconnects
@@ -44,6 +47,18 @@ async function uiDispatch(message) {
     }
     case 'ui/limits':
       return engine.setLimits(message.rate, message.budget);
+    case 'ui/payment-get':
+      return payments.details(message.request);
+    case 'ui/payment-decide':
+      return payments.decide(message.request, message.approve);
+    case 'ui/tip':
+      return payments.tip(message.tabId, message.amount);
+    case 'ui/auto-approve':
+      return payments.setAutoApprove(message.tabId, message.limit);
+    case 'ui/auto-approve-clear':
+      return payments.clearAutoApprove(message.origin);
+    case 'ui/daily-cap':
+      return payments.setDailyCap(message.cap);
   }
 }
 
@@ -69,7 +84,14 @@ chrome.runtime.onMessage.addListener((raw, sender, sendResponse) => {
   if (isFromContentScript(sender, chrome.runtime.id, EXTENSION_BASE)) {
     (async () => {
       await ready;
-      engine.pageMessage(parsePageMessage(raw), sender);
+      const message = parsePageMessage(raw);
+      if (message.type === 'page/payment') {
+        const origin = httpOrigin(sender.origin && sender.origin !== 'null' ? sender.origin : sender.url);
+        void payments.request(message, sender, origin).catch((error) => console.error('Trickle: payment request', error));
+        return ok(null);
+      }
+      if (message.type === 'page/leave') payments.pageLeft(/** @type {number} */ (sender.tab?.id), sender.frameId ?? 0, message.page);
+      engine.pageMessage(message, sender);
       return ok(null);
     })().then(sendResponse, (error) => sendResponse(toReply(error)));
     return true;
@@ -84,7 +106,15 @@ chrome.storage.onChanged.addListener((changes, area) => {
 });
 
 chrome.tabs.onRemoved.addListener((tabId) => {
-  void ready.then(() => engine.removeTab(tabId));
+  void ready.then(() => {
+    payments.tabClosed(tabId);
+    engine.removeTab(tabId);
+  });
+});
+
+// Closing an approval window declines its request.
+chrome.windows.onRemoved.addListener((windowId) => {
+  void ready.then(() => payments.windowClosed(windowId));
 });
 
 chrome.idle.setDetectionInterval(60);

@@ -174,6 +174,95 @@
     link.dispatchEvent(new CustomEvent(RECEIPT_EVENT, { detail: JSON.stringify(message.event) }));
   });
 
+  // One-time payments (PAYMENT-CONTRACT): the page posts {source: "trickle-page", type:
+  // "payment-request", …} to its own window. Only this window's own posts, from its own origin,
+  // count; every field is checked (shared/payments.js holds the same rules, which the background
+  // applies again); the answer is an immediate `payment-ack`, then one `payment-result`, both
+  // posted to this window at location.origin only (never "*").
+  const PAY_ID = /^[A-Za-z0-9_-]{1,64}$/;
+  const PAY_AMOUNT = /^(0|[1-9][0-9]*)(\.[0-9]{1,18})?$/;
+  const PAY_CURRENCY = /^[A-Z0-9]{3,12}$/;
+  const PAY_ASCII_128 = /^[\x20-\x7e]{1,128}$/;
+  const PAY_ASCII_256 = /^[\x20-\x7e]{1,256}$/;
+  const PAY_FIELDS = ['source', 'type', 'id', 'amount', 'currency', 'description', 'orderRef', 'paymentPointer', 'binding'];
+  const PAY_CODES = ['declined', 'insufficient_funds', 'budget_exhausted', 'site_disabled', 'signed_out', 'invalid_request', 'service_unreachable', 'payee_not_found', 'busy'];
+
+  /** @param {Record<string, unknown>} message */
+  function postToPage(message) {
+    window.postMessage({ source: 'trickle-extension', ...message }, location.origin);
+  }
+
+  /**
+   * The request's fields, or a sentence saying what is wrong with them.
+   * @param {Record<string, unknown>} d
+   * @returns {{request: Record<string, unknown>} | {problem: string}}
+   */
+  function checkPayment(d) {
+    for (const key of Object.keys(d)) if (!PAY_FIELDS.includes(key)) return { problem: `unknown field ${key.slice(0, 40)}` };
+    const { id, amount, currency, description, orderRef, paymentPointer, binding } = d;
+    if (typeof amount !== 'string' || amount.length > 40 || !PAY_AMOUNT.test(amount) || !/[1-9]/.test(amount)) {
+      return { problem: 'amount: a positive decimal string in major units, like "0.25"' };
+    }
+    if (typeof currency !== 'string' || !PAY_CURRENCY.test(currency)) return { problem: 'currency: an asset code like "USD"' };
+    if (description !== undefined && (typeof description !== 'string' || [...description].length > 200)) {
+      return { problem: 'description: a string of at most 200 characters' };
+    }
+    if (typeof orderRef !== 'string' || !PAY_ASCII_128.test(orderRef)) return { problem: 'orderRef: 1-128 printable ASCII characters' };
+    if (typeof paymentPointer !== 'string' || paymentPointer.length > 300 || !/^https?:\/\/[^/?#]+/i.test(paymentPointer)) {
+      return { problem: 'paymentPointer: an absolute http(s) URL' };
+    }
+    if (binding !== undefined && binding !== null && (typeof binding !== 'string' || !PAY_ASCII_256.test(binding))) {
+      return { problem: 'binding: 1-256 printable ASCII characters' };
+    }
+    return { request: { id, amount, currency, description: description ?? '', orderRef, paymentPointer, binding: binding ?? null } };
+  }
+
+  window.addEventListener('message', (event) => {
+    if (event.source !== window || event.origin !== location.origin || event.origin === 'null') return;
+    const data = event.data;
+    if (!data || typeof data !== 'object' || Array.isArray(data)) return;
+    if (data.source !== 'trickle-page' || data.type !== 'payment-request') return;
+    const id = data.id;
+    if (typeof id !== 'string' || !PAY_ID.test(id)) return; // nothing to answer to
+    postToPage({ type: 'payment-ack', id });
+    const checked = checkPayment(data);
+    if ('problem' in checked) {
+      postToPage({ type: 'payment-result', id, ok: false, code: 'invalid_request', message: checked.problem });
+      return;
+    }
+    if (!allowed) {
+      postToPage({ type: 'payment-result', id, ok: false, code: 'declined', message: 'payments are allowed from the top page and from frames with allow="monetization" only' });
+      return;
+    }
+    const fail = () => postToPage({ type: 'payment-result', id, ok: false, code: 'service_unreachable', message: 'the Trickle extension is not available' });
+    try {
+      if (!chrome.runtime?.id) throw new Error('extension reloaded');
+      chrome.runtime.sendMessage({ type: 'page/payment', page, request: checked.request }).then(
+        (/** @type {any} */ reply) => {
+          if (reply && reply.ok === false) {
+            postToPage({ type: 'payment-result', id, ok: false, code: 'invalid_request', message: String(reply.error?.message ?? 'invalid request') });
+          }
+        },
+        fail,
+      );
+    } catch {
+      fail();
+    }
+  });
+
+  // Results of this document's payment requests, from the background only.
+  chrome.runtime.onMessage.addListener((message, sender) => {
+    if (sender.id !== chrome.runtime.id || sender.tab) return;
+    if (!message || message.type !== 'trickle/payment-result' || message.page !== page) return;
+    const r = message.result;
+    if (!r || typeof r !== 'object' || typeof r.id !== 'string' || !PAY_ID.test(r.id)) return;
+    if (r.ok === true && typeof r.receipt === 'string' && typeof r.amountMinor === 'string' && typeof r.currency === 'string' && typeof r.scale === 'number') {
+      postToPage({ type: 'payment-result', id: r.id, ok: true, receipt: r.receipt, amountMinor: r.amountMinor, currency: r.currency, scale: r.scale });
+    } else if (r.ok === false && PAY_CODES.includes(r.code)) {
+      postToPage({ type: 'payment-result', id: r.id, ok: false, code: r.code, message: typeof r.message === 'string' ? r.message : r.code });
+    }
+  });
+
   // Frames: a frame monetizes only when its <iframe> element says allow="monetization" and its
   // parent may monetize. The frame asks its parent (postMessage to the parent's own origin, never
   // "*"); the parent's content script answers only a window that is one of its allowed iframes.

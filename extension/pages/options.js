@@ -11,6 +11,10 @@ const budget = byId('budget', HTMLInputElement);
 const saveLimits = byId('save-limits', HTMLButtonElement);
 const saved = byId('saved', HTMLElement);
 const note = byId('limits-note', HTMLElement);
+const dailyCap = byId('daily-cap', HTMLInputElement);
+const saveDailyCap = byId('save-daily-cap', HTMLButtonElement);
+const autoSpentToday = byId('auto-spent-today', HTMLElement);
+const autoApproveSites = byId('auto-approve-sites', HTMLUListElement);
 
 /** @param {string} text @param {string} [code] */
 function say(text, code = '') {
@@ -24,8 +28,46 @@ async function load() {
   rate.value = o.rate;
   budget.value = o.budget;
   for (const c of document.querySelectorAll('.currency')) c.textContent = o.currency ?? 'USD';
+  showOneTime(o);
   note.textContent = o.signedIn ? '' : 'Sign in from the toolbar popup to change your limits.';
 }
+
+/** @param {any} o */
+function showOneTime(o) {
+  dailyCap.value = o.dailyCap;
+  autoSpentToday.textContent = o.autoSpentToday ? `${o.autoSpentToday} ${o.currency ?? 'USD'}` : '—';
+  const rows = o.autoApprove.map((/** @type {{origin: string, minor: string, limit: string}} */ site) => {
+    const li = document.createElement('li');
+    li.dataset.origin = site.origin;
+    li.dataset.minor = site.minor;
+    li.textContent = `${site.origin}: up to ${site.limit} ${o.currency ?? ''} without asking `;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'link';
+    remove.textContent = 'Ask every time';
+    remove.addEventListener('click', async () => {
+      try {
+        showOneTime({ ...o, ...(await ask({ type: 'ui/auto-approve-clear', origin: site.origin })) });
+        say(`Saved: ${site.origin} asks every time.`);
+      } catch (error) {
+        say(`Not saved: ${explain(error)}`, codeOf(error));
+      }
+    });
+    li.append(remove);
+    return li;
+  });
+  autoApproveSites.replaceChildren(...rows);
+}
+
+saveDailyCap.addEventListener('click', async () => {
+  try {
+    await ask({ type: 'ui/daily-cap', cap: dailyCap.value });
+    await load();
+    say(`Saved: at most ${dailyCap.value} a day is approved without asking.`);
+  } catch (error) {
+    say(`Not saved: ${explain(error)}`, codeOf(error));
+  }
+});
 
 saveServiceUrl.addEventListener('click', async () => {
   try {

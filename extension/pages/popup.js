@@ -32,6 +32,13 @@ const el = {
   voucherCode: byId('voucher-code', HTMLInputElement),
   voucherResult: byId('voucher-result', HTMLElement),
   history: byId('history', HTMLUListElement),
+  oneTimeControls: byId('one-time-controls', HTMLFieldSetElement),
+  tipForm: byId('tip-form', HTMLFormElement),
+  tipAmount: byId('tip-amount', HTMLInputElement),
+  tipResult: byId('tip-result', HTMLElement),
+  autoApprove: byId('site-auto-approve', HTMLInputElement),
+  autoApproveSave: byId('site-auto-approve-save', HTMLButtonElement),
+  autoApproveResult: byId('auto-approve-result', HTMLElement),
 };
 
 /** @type {number | null} */
@@ -91,15 +98,24 @@ function render(s) {
   el.siteOrigin.textContent = tab.origin ?? 'No monetized site';
   if (!busy) el.siteEnabled.checked = tab.siteEnabled;
   if (!busy && document.activeElement !== el.siteRate) el.siteRate.value = tab.siteRate;
+  el.oneTimeControls.disabled = !tab.origin || !s.signedIn;
+  if (!busy && document.activeElement !== el.autoApprove) el.autoApprove.value = tab.autoApprove ?? '';
 
-  const rows = s.history.map((/** @type {{origin: string, minor: string}} */ entry) => {
+  const rows = s.history.map((/** @type {{origin: string, minor: string, oneTime?: string}} */ entry) => {
     const li = document.createElement('li');
     li.dataset.origin = entry.origin;
     li.dataset.minor = entry.minor;
+    li.dataset.oneTimeMinor = entry.oneTime ?? '0';
     const name = document.createElement('span');
     name.textContent = entry.origin;
     const amount = document.createElement('span');
     amount.textContent = asset ? money(entry.minor, asset) : entry.minor;
+    if (entry.oneTime && entry.oneTime !== '0') {
+      const part = document.createElement('span');
+      part.className = 'one-time';
+      part.textContent = ` (one-time ${asset ? money(entry.oneTime, asset) : entry.oneTime})`;
+      amount.append(part);
+    }
     li.append(name, amount);
     return li;
   });
@@ -193,6 +209,41 @@ el.voucherForm.addEventListener('submit', (event) => {
     }
   });
 });
+
+el.tipForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void act(async () => {
+    el.tipResult.textContent = '';
+    el.tipResult.dataset.code = '';
+    if (tabId === null) return;
+    el.tipResult.textContent = 'Sending…';
+    try {
+      const r = await ask({ type: 'ui/tip', tabId, amount: el.tipAmount.value });
+      el.tipResult.textContent = `Tipped ${money(r.amount, r)} to ${r.origin}. Thank you!`;
+      el.tipAmount.value = '';
+    } catch (error) {
+      el.tipResult.dataset.code = codeOf(error);
+      el.tipResult.textContent = `No tip sent: ${explain(error)}`;
+    }
+  });
+});
+
+el.autoApproveSave.addEventListener('click', () =>
+  act(async () => {
+    el.autoApproveResult.textContent = '';
+    el.autoApproveResult.dataset.code = '';
+    if (tabId === null) return;
+    try {
+      const r = await ask({ type: 'ui/auto-approve', tabId, limit: el.autoApprove.value });
+      el.autoApproveResult.textContent = r.limit
+        ? `Payments of up to ${r.limit} to ${r.origin} are approved without asking (within your daily cap).`
+        : `Every payment to ${r.origin} asks you first.`;
+    } catch (error) {
+      el.autoApproveResult.dataset.code = codeOf(error);
+      el.autoApproveResult.textContent = `Not saved: ${explain(error)}`;
+    }
+  }),
+);
 
 tabId = await findTab();
 await refresh();

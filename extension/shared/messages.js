@@ -4,7 +4,9 @@
 //
 //   content script → background : PageMessage   (sender: this extension, with sender.tab)
 //   extension page → background : UiMessage     (sender: this extension, from an extension URL)
-//   background → content script : ReceiptMessage / PokeMessage (checked in content.js)
+//   background → content script : trickle/receipt, trickle/payment-result (checked in content.js)
+
+import { parsePaymentRequest } from './payments.js';
 
 /**
  * @typedef {{ok: true, value: any}} OkReply
@@ -17,7 +19,8 @@
  * @typedef {{type: 'page/update', page: string, links: PageLink[], visible: boolean, focused: boolean,
  *   frozen: boolean}} PageUpdate
  * @typedef {{type: 'page/leave', page: string}} PageLeave
- * @typedef {PageUpdate | PageLeave} PageMessage
+ * @typedef {{type: 'page/payment', page: string, request: import('./payments.js').PaymentRequest}} PagePayment
+ * @typedef {PageUpdate | PageLeave | PagePayment} PageMessage
  */
 /**
  * @typedef {{type: 'ui/state', tabId: number | null}} UiState
@@ -30,8 +33,15 @@
  * @typedef {{type: 'ui/options'}} UiOptions
  * @typedef {{type: 'ui/service-url', url: string}} UiServiceUrl
  * @typedef {{type: 'ui/limits', rate: string, budget: string}} UiLimits
+ * @typedef {{type: 'ui/payment-get', request: string}} UiPaymentGet
+ * @typedef {{type: 'ui/payment-decide', request: string, approve: boolean}} UiPaymentDecide
+ * @typedef {{type: 'ui/tip', tabId: number, amount: string}} UiTip
+ * @typedef {{type: 'ui/auto-approve', tabId: number, limit: string}} UiAutoApprove
+ * @typedef {{type: 'ui/auto-approve-clear', origin: string}} UiAutoApproveClear
+ * @typedef {{type: 'ui/daily-cap', cap: string}} UiDailyCap
  * @typedef {UiState | UiSignIn | UiSignUp | UiSignOut | UiRedeem | UiPause | UiSite | UiOptions |
- *   UiServiceUrl | UiLimits} UiMessage
+ *   UiServiceUrl | UiLimits | UiPaymentGet | UiPaymentDecide | UiTip | UiAutoApprove | UiAutoApproveClear |
+ *   UiDailyCap} UiMessage
  */
 
 export class MessageError extends Error {
@@ -107,6 +117,8 @@ function tabId(value, name) {
 }
 
 const PAGE_ID = /^[A-Za-z0-9-]{8,64}$/;
+/** The extension's own key of a pending payment (the approval window's `?request=`). */
+export const PENDING_ID = /^[A-Za-z0-9-]{8,64}$/;
 const LINK_ID = /^[A-Za-z0-9]{1,16}$/;
 /** The most links of one page the background looks at. */
 export const MAX_LINKS = 50;
@@ -141,6 +153,17 @@ export function parsePageMessage(raw) {
     case 'page/leave':
       exactFields(raw, ['type', 'page']);
       return { type: 'page/leave', page: str(raw.page, 'page', 64, PAGE_ID) };
+    case 'page/payment': {
+      exactFields(raw, ['type', 'page', 'request']);
+      /** @type {import('./payments.js').PaymentRequest} */
+      let request;
+      try {
+        request = parsePaymentRequest(raw.request);
+      } catch (error) {
+        throw new MessageError(`request: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      return { type: 'page/payment', page: str(raw.page, 'page', 64, PAGE_ID), request };
+    }
     default:
       throw new MessageError(`unknown message type ${JSON.stringify(raw.type.slice(0, 40))}`);
   }
@@ -187,6 +210,24 @@ export function parseUiMessage(raw) {
     case 'ui/limits':
       exactFields(raw, ['type', 'rate', 'budget']);
       return { type: 'ui/limits', rate: str(raw.rate, 'rate', 40), budget: str(raw.budget, 'budget', 40) };
+    case 'ui/payment-get':
+      exactFields(raw, ['type', 'request']);
+      return { type: 'ui/payment-get', request: str(raw.request, 'request', 64, PENDING_ID) };
+    case 'ui/payment-decide':
+      exactFields(raw, ['type', 'request', 'approve']);
+      return { type: 'ui/payment-decide', request: str(raw.request, 'request', 64, PENDING_ID), approve: bool(raw.approve, 'approve') };
+    case 'ui/tip':
+      exactFields(raw, ['type', 'tabId', 'amount']);
+      return { type: 'ui/tip', tabId: tabId(raw.tabId, 'tabId'), amount: str(raw.amount, 'amount', 40) };
+    case 'ui/auto-approve':
+      exactFields(raw, ['type', 'tabId', 'limit']);
+      return { type: 'ui/auto-approve', tabId: tabId(raw.tabId, 'tabId'), limit: str(raw.limit, 'limit', 40) };
+    case 'ui/auto-approve-clear':
+      exactFields(raw, ['type', 'origin']);
+      return { type: 'ui/auto-approve-clear', origin: str(raw.origin, 'origin', 300) };
+    case 'ui/daily-cap':
+      exactFields(raw, ['type', 'cap']);
+      return { type: 'ui/daily-cap', cap: str(raw.cap, 'cap', 40) };
     default:
       throw new MessageError(`unknown message type ${JSON.stringify(raw.type.slice(0, 40))}`);
   }

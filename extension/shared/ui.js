@@ -42,6 +42,11 @@ const FRIENDLY = {
   site_disabled: 'Payments to this site are off.',
   not_monetized: 'This tab has no monetized page.',
   invalid_amount: 'Write amounts like 0.60.',
+  payee_not_found: 'The service does not know this site’s payee.',
+  declined: 'Declined.',
+  invalid_request: 'The page asked for a payment the extension cannot make.',
+  not_found: 'This payment request is no longer waiting.',
+  busy: 'Another payment request is waiting for an answer.',
 };
 
 /** @param {unknown} error */
