@@ -177,7 +177,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         from trickle.publisher.server import start_publisher
 
         publisher = start_publisher(settings, seeded.payment_pointer, args.publisher_port)
-        print(f"trickle demo: publisher site on {publisher.origin} (premium articles, one for sale)")
+        print(f"trickle demo: publisher site on {publisher.origin} (premium and for-sale articles)")
         try:
             return cmd_serve(args, settings)
         finally:
