@@ -5,8 +5,7 @@
  */
 
 import { RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
-import { mediaTypeOf, readBody, sendError, sendJson } from './http.js';
-import { createVerifier } from './verifier.js';
+import { handleJsonPost, requireSession, siteVerifier } from './http.js';
 
 /** Largest purchase request body in bytes: one receipt (at most 4096 bytes) and an order reference. */
 export const MAX_PURCHASE_BODY_BYTES = 16384;
@@ -179,14 +178,7 @@ export function createPurchaseHandler(options) {
   if (bindingOf !== undefined && typeof bindingOf !== 'function') throw new TypeError('createPurchaseHandler: bindingOf must be a function (session) => binding | null');
   if (!isScale(defaultScale)) throw new TypeError(`createPurchaseHandler: scale must be an integer 0..18, got ${defaultScale}`);
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new TypeError(`createPurchaseHandler: maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
-  const verifier = options.verifier ?? createVerifier({
-    issuer: /** @type {string} */ (options.issuer),
-    audience: /** @type {string} */ (options.origin),
-    payees: /** @type {string[]} */ (options.payees),
-    keys: /** @type {import('./keys.js').KeySet} */ (options.keys),
-    leewayS: options.leewayS,
-    clock,
-  });
+  const verifier = siteVerifier(options, clock);
 
   /**
    * @param {string} session
@@ -249,46 +241,15 @@ export function createPurchaseHandler(options) {
    * @param {import('node:http').ServerResponse} res
    */
   async function handler(req, res) {
-    try {
-      if (req.method !== 'POST') {
-        res.setHeader('Allow', 'POST');
-        return sendError(res, 405, 'method_not_allowed', `expected POST, got ${req.method}`);
-      }
-      const mediaType = mediaTypeOf(req);
-      if (mediaType !== 'application/json') {
-        return sendError(res, 415, 'unsupported_media_type', `expected Content-Type application/json, got ${JSON.stringify(mediaType)}`);
-      }
-      const session = await sessionOf(req);
-      if (typeof session !== 'string' || session === '') {
-        req.resume();
-        return sendError(res, 401, 'unauthenticated', 'no visitor session for this request');
-      }
-      const body = await readBody(req, maxBodyBytes);
-      if (body === null) {
-        res.setHeader('Connection', 'close');
-        return sendError(res, 413, 'body_too_large', `expected at most ${maxBodyBytes} bytes`);
-      }
-      /** @type {unknown} */
-      let parsed;
+    const endpoint = { sessionOf, maxBodyBytes, validate, onError, failure: 'the purchase handler failed' };
+    await handleJsonPost(req, res, endpoint, async (session, /** @type {{receipt: string, order_ref: string}} */ body) => {
       try {
-        parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
-      } catch {
-        return sendError(res, 400, 'malformed_json', 'the body is not UTF-8 JSON');
-      }
-      const problem = validate(parsed);
-      if (problem !== null) return sendError(res, 422, 'validation_failed', problem);
-      const { receipt, order_ref: orderRef } = /** @type {{receipt: string, order_ref: string}} */ (parsed);
-      try {
-        return sendJson(res, 200, await purchase(session, receipt, orderRef));
+        return { status: 200, value: await purchase(session, body.receipt, body.order_ref) };
       } catch (error) {
-        if (error instanceof PurchaseError) return sendError(res, error.status, error.code, error.message);
+        if (error instanceof PurchaseError) return { status: error.status, value: { error: { code: error.code, message: error.message } } };
         throw error;
       }
-    } catch (error) {
-      onError(error);
-      if (!res.headersSent) sendError(res, 500, 'internal_error', 'the purchase handler failed');
-      else res.destroy();
-    }
+    });
   }
 
   return Object.assign(handler, { purchase, hasPurchased, store });
@@ -337,11 +298,4 @@ function checkPrice(value, defaultScale) {
  */
 function isScale(value) {
   return Number.isSafeInteger(value) && /** @type {number} */ (value) >= 0 && /** @type {number} */ (value) <= 18;
-}
-
-/** @param {unknown} session */
-function requireSession(session) {
-  if (typeof session !== 'string' || session === '') {
-    throw new TypeError(`expected a visitor session id (a non-empty string), got ${JSON.stringify(session)}`);
-  }
 }

@@ -8,8 +8,7 @@
 
 import { RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
 import { CreditTracker } from './credits.js';
-import { createVerifier } from './verifier.js';
-import { mediaTypeOf, readBody, sendError, sendJson } from './http.js';
+import { handleJsonPost, requireSession, siteVerifier } from './http.js';
 
 // The purchase endpoint of one-time payments lives in purchases.js; Node sites import both from here.
 export {
@@ -185,14 +184,7 @@ export function createReceiptHandler(options) {
   if (typeof currency !== 'string' || currency === '') throw new TypeError(`createReceiptHandler: currency must be an asset code, got ${JSON.stringify(currency)}`);
   if (!Number.isSafeInteger(scale) || scale < 0 || scale > 18) throw new TypeError(`createReceiptHandler: scale must be an integer 0..18, got ${scale}`);
   if (!Number.isSafeInteger(maxBodyBytes) || maxBodyBytes < 1) throw new TypeError(`createReceiptHandler: maxBodyBytes must be a positive integer, got ${maxBodyBytes}`);
-  const verifier = options.verifier ?? createVerifier({
-    issuer: /** @type {string} */ (options.issuer),
-    audience: /** @type {string} */ (options.origin),
-    payees: /** @type {string[]} */ (options.payees),
-    keys: /** @type {import('./keys.js').KeySet} */ (options.keys),
-    leewayS: options.leewayS,
-    clock,
-  });
+  const verifier = siteVerifier(options, clock);
 
   /** @param {string} session */
   async function bindingFor(session) {
@@ -284,42 +276,10 @@ export function createReceiptHandler(options) {
    * @param {import('node:http').ServerResponse} res
    */
   async function handler(req, res) {
-    try {
-      if (req.method !== 'POST') {
-        res.setHeader('Allow', 'POST');
-        return sendError(res, 405, 'method_not_allowed', `expected POST, got ${req.method}`);
-      }
-      const mediaType = mediaTypeOf(req);
-      if (mediaType !== 'application/json') {
-        return sendError(res, 415, 'unsupported_media_type', `expected Content-Type application/json, got ${JSON.stringify(mediaType)}`);
-      }
-      // Checked in the order of the Python helper: method, media type, session, then the body.
-      const session = await sessionOf(req);
-      if (typeof session !== 'string' || session === '') {
-        req.resume();
-        return sendError(res, 401, 'unauthenticated', 'no visitor session for this request');
-      }
-      const body = await readBody(req, maxBodyBytes);
-      if (body === null) {
-        res.setHeader('Connection', 'close');
-        return sendError(res, 413, 'body_too_large', `expected at most ${maxBodyBytes} bytes`);
-      }
-      /** @type {unknown} */
-      let parsed;
-      try {
-        parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
-      } catch {
-        return sendError(res, 400, 'malformed_json', 'the body is not UTF-8 JSON');
-      }
-      const problem = validate(parsed);
-      if (problem !== null) return sendError(res, 422, 'validation_failed', problem);
-      const answer = await accept(session, /** @type {{receipts: string[]}} */ (parsed).receipts);
-      return sendJson(res, 200, answer);
-    } catch (error) {
-      onError(error);
-      if (!res.headersSent) sendError(res, 500, 'internal_error', 'the receipt handler failed');
-      else res.destroy();
-    }
+    const endpoint = { sessionOf, maxBodyBytes, validate, onError, failure: 'the receipt handler failed' };
+    await handleJsonPost(req, res, endpoint, async (session, /** @type {{receipts: string[]}} */ { receipts }) => (
+      { status: 200, value: await accept(session, receipts) }
+    ));
   }
 
   return Object.assign(handler, { bindingFor, accept, paid, hasPaid, store });
@@ -340,13 +300,6 @@ function validate(value) {
   const index = receipts.findIndex((item) => typeof item !== 'string');
   if (index >= 0) return `receipts[${index}]: expected a string, got ${receipts[index] === null ? 'null' : typeof receipts[index]}`;
   return null;
-}
-
-/** @param {unknown} session */
-function requireSession(session) {
-  if (typeof session !== 'string' || session === '') {
-    throw new TypeError(`expected a visitor session id (a non-empty string), got ${JSON.stringify(session)}`);
-  }
 }
 
 /** 128 random bits, base64url: a binding value that says nothing about the visitor. */

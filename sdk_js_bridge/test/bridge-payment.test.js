@@ -2,12 +2,13 @@
 // postMessage calls as `message` events, a scripted stand-in for the extension, and either a manual
 // clock with a scripted fetch or the real purchase endpoint (purchases.js) on an ephemeral port.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { PAYMENT_ACK_TIMEOUT_MS, PAYMENT_ERROR_CODES, PaymentError, createBridge } from '../bridge.js';
 import { KeySet } from '../keys.js';
 import { createPurchaseHandler } from '../purchases.js';
+import { FakeClock, settle } from '../testing/fake-clock.js';
+import { serve, sessionOf } from '../testing/http-server.js';
 import { claims, createTestIssuer } from '../testing/receipt-signer.js';
 
 const ORIGIN = 'https://blog.example';
@@ -49,49 +50,6 @@ class FakeDocument extends EventTarget {
   createElement() {
     return { relList: { supports: () => false } };
   }
-}
-
-/** A manual clock: timers run only when the test advances time. */
-class FakeClock {
-  now = 0;
-  #nextId = 1;
-  /** @type {Map<number, {at: number, callback: () => void}>} */
-  timers = new Map();
-
-  /**
-   * @param {() => void} callback
-   * @param {number} ms
-   */
-  setTimeout(callback, ms) {
-    const id = this.#nextId++;
-    this.timers.set(id, { at: this.now + ms, callback });
-    return id;
-  }
-
-  /** @param {unknown} id */
-  clearTimeout(id) {
-    this.timers.delete(/** @type {number} */ (id));
-  }
-
-  /** @param {number} ms */
-  async advance(ms) {
-    const end = this.now + ms;
-    await settle();
-    for (;;) {
-      const due = [...this.timers].filter(([, timer]) => timer.at <= end).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (due === undefined) break;
-      this.timers.delete(due[0]);
-      this.now = due[1].at;
-      due[1].callback();
-      await settle();
-    }
-    this.now = end;
-    await settle();
-  }
-}
-
-async function settle() {
-  for (let i = 0; i < 20; i += 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
@@ -397,28 +355,24 @@ describe('handing the receipt to the site', () => {
 
 describe('with the real purchase endpoint', () => {
   const issuer = createTestIssuer();
-  /** @type {import('node:http').Server} */
-  let httpServer;
+  /** @type {{origin: string, close: () => Promise<void>}} */
+  let site;
   let origin = '';
   /** @type {ReturnType<typeof createPurchaseHandler>} */
   let handler;
 
   before(async () => {
     const keys = await KeySet.fromJwks(issuer.jwks);
-    httpServer = createServer((req, res) => void handler(req, res));
-    await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', () => resolve(undefined)));
-    origin = `http://127.0.0.1:${/** @type {import('node:net').AddressInfo} */ (httpServer.address()).port}`;
+    site = await serve((req, res) => handler(req, res));
+    origin = site.origin;
     handler = createPurchaseHandler({
       keys, issuer: 'https://trickle.test', origin, payees: [PAYEE],
-      sessionOf: (req) => /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1] ?? null,
+      sessionOf,
       bindingOf: (session) => `binding-of-${session}`,
       priceOf: (orderRef) => (orderRef.startsWith('article-') ? { amountMinor: 250000000n, currency: 'USD' } : null),
     });
   });
-  after(() => new Promise((resolve) => {
-    httpServer.closeAllConnections();
-    httpServer.close(() => resolve(undefined));
-  }));
+  after(() => site.close());
 
   /**
    * A page of this site for one visitor (its cookie sent with same-origin fetches).

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 
 import { Bridge, MAX_BATCH_SIZE, createBridge, formatMinor } from '../bridge.js';
+import { FakeClock, settle } from '../testing/fake-clock.js';
 
 const SELECTOR = 'link[rel~="monetization" i]';
 
@@ -98,50 +99,6 @@ class FakeDocument extends EventTarget {
     });
     this.dispatchEvent(event);
   }
-}
-
-/** A manual clock: timers run only when the test advances time. */
-class FakeClock {
-  now = 0;
-  #nextId = 1;
-  /** @type {Map<number, {at: number, callback: () => void}>} */
-  timers = new Map();
-
-  /**
-   * @param {() => void} callback
-   * @param {number} ms
-   */
-  setTimeout(callback, ms) {
-    const id = this.#nextId++;
-    this.timers.set(id, { at: this.now + ms, callback });
-    return id;
-  }
-
-  /** @param {number} id */
-  clearTimeout(id) {
-    this.timers.delete(id);
-  }
-
-  /** @param {number} ms */
-  async advance(ms) {
-    const end = this.now + ms;
-    await settle();
-    for (;;) {
-      const due = [...this.timers].filter(([, timer]) => timer.at <= end).sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (due === undefined) break;
-      this.timers.delete(due[0]);
-      this.now = due[1].at;
-      due[1].callback();
-      await settle();
-    }
-    this.now = end;
-    await settle();
-  }
-}
-
-/** Let promise chains (fetch → json → bookkeeping) run to the end. */
-async function settle() {
-  for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

@@ -1,12 +1,12 @@
 // The Node purchase endpoint (purchases.js) behind a real node:http server on an ephemeral port:
 // one-time receipts signed by a throwaway key, and the one-time vectors of tests/vectors/receipts.json.
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { KeySet } from '../keys.js';
 import { MAX_PURCHASE_BODY_BYTES, MemoryPurchaseStore, PURCHASE_ERROR_CODES, PurchaseError, createPurchaseHandler } from '../purchases.js';
 import * as server from '../server.js';
+import { serve as serveAt, sessionOf } from '../testing/http-server.js';
 import { CONTEXT, claims, createTestIssuer } from '../testing/receipt-signer.js';
 import { loadVectors } from '../testing/vectors.js';
 
@@ -22,28 +22,8 @@ const CATALOGUE = new Map([
   ['milli-article', { amountMinor: 250n, currency: 'USD', scale: 3 }],
 ]);
 
-/** @param {import('node:http').IncomingMessage} req */
-function sessionOf(req) {
-  const match = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '');
-  return match === null ? null : match[1];
-}
-
-/**
- * @param {(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => Promise<void>} handler
- * @returns {Promise<{url: string, close: () => Promise<void>}>}
- */
-async function serve(handler) {
-  const httpServer = createServer((req, res) => void handler(req, res));
-  await new Promise((resolve) => httpServer.listen(0, '127.0.0.1', () => resolve(undefined)));
-  const address = /** @type {import('node:net').AddressInfo} */ (httpServer.address());
-  return {
-    url: `http://127.0.0.1:${address.port}/trickle/purchase`,
-    close: () => new Promise((resolve) => {
-      httpServer.closeAllConnections();
-      httpServer.close(() => resolve(undefined));
-    }),
-  };
-}
+/** @param {Parameters<typeof serveAt>[0]} handler */
+const serve = (handler) => serveAt(handler, '/trickle/purchase');
 
 /**
  * @param {string} url

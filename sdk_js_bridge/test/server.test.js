@@ -1,11 +1,12 @@
 // The Node receipt handler (server.js) behind a real node:http server on an ephemeral port, fed with
 // the shared vectors (tests/vectors/receipts.json) and with receipts signed by a throwaway key.
 import assert from 'node:assert/strict';
-import { createServer, request } from 'node:http';
+import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 
 import { KeySet } from '../keys.js';
 import { MAX_BODY_BYTES, MemorySiteStore, RESULT_CODES, createReceiptHandler } from '../server.js';
+import { serve as serveAt, sessionOf } from '../testing/http-server.js';
 import { CONTEXT, claims, createTestIssuer } from '../testing/receipt-signer.js';
 import { loadVectors } from '../testing/vectors.js';
 
@@ -14,32 +15,8 @@ const vectorKeys = await KeySet.fromJwks(vectors.jwks);
 const issuer = createTestIssuer();
 const testKeys = await KeySet.fromJwks(issuer.jwks);
 
-/**
- * A visitor's session id from a `Cookie: session=...` header.
- * @param {import('node:http').IncomingMessage} req
- */
-function sessionOf(req) {
-  const match = /(?:^|;\s*)session=([^;]+)/.exec(req.headers.cookie ?? '');
-  return match === null ? null : match[1];
-}
-
-/**
- * Serve `handler` on 127.0.0.1:<ephemeral> for the duration of the calling test block.
- * @param {(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => Promise<void>} handler
- * @returns {Promise<{url: string, close: () => Promise<void>}>}
- */
-async function serve(handler) {
-  const server = createServer((req, res) => void handler(req, res));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
-  const address = /** @type {import('node:net').AddressInfo} */ (server.address());
-  return {
-    url: `http://127.0.0.1:${address.port}/trickle/receipts`,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve(undefined));
-    }),
-  };
-}
+/** @param {Parameters<typeof serveAt>[0]} handler */
+const serve = (handler) => serveAt(handler, '/trickle/receipts');
 
 /**
  * @param {string} url

@@ -7,14 +7,15 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import sqlalchemy
 
+from tests.verifier.signing import NOW, make_site, receipt
+from tests.verifier.stores import store_fixture
 from trickle_verifier import (
     SITE_ERRORS,
     MemorySiteStore,
@@ -25,77 +26,10 @@ from trickle_verifier import (
     Verifier,
 )
 
-NOW = 1795000100
-KEY = b"site-binding-key-for-tests-0123456789"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlalchemy-sqlite", "sqlalchemy-postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """A factory of stores sharing one database (several sites may race on it)."""
-    kind: str = request.param
-    cleanups: list[Callable[[], None]] = []
-    if kind == "memory":
-        shared = MemorySiteStore()
-
-        def make() -> Any:
-            return shared
-
-    elif kind == "sqlite":
-
-        def make() -> Any:
-            store = SQLiteSiteStore(tmp_path / "site.sqlite3")
-            cleanups.append(store.close)
-            return store
-
-    elif kind == "sqlalchemy-sqlite":
-        engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'site-sa.sqlite3'}")
-        cleanups.append(engine.dispose)
-
-        def make() -> Any:
-            return SQLAlchemySiteStore(engine)
-
-    else:
-        postgres_engine = request.getfixturevalue("postgres_engine")
-        prefix = request.getfixturevalue("unique_table_name").replace("stream_credits", "site")
-        stores: list[SQLAlchemySiteStore] = []
-
-        def make() -> Any:
-            store = SQLAlchemySiteStore(postgres_engine, table_prefix=prefix)
-            stores.append(store)
-            return store
-
-        cleanups.append(lambda: stores[0].drop_tables() if stores else None)
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
-
-
-def make_site(
-    make_verifier: Callable[..., Verifier], store: Any, *, key: bytes | None = KEY, **extra: Any
-) -> SiteReceipts:
-    clock = extra.pop("clock", lambda: float(NOW))
-    return SiteReceipts(
-        make_verifier(**extra), store, binding_key=key, clock=clock, currency="USD", scale=9
-    )
-
-
-def receipt(
-    generator: ModuleType,
-    sid: str,
-    seq: int,
-    tot: int,
-    *,
-    bnd: str | None = None,
-    key: Any = None,
-    **changes: Any,
-) -> str:
-    claims = generator.claims(
-        sid=sid, seq=seq, amt=str(tot), tot=str(tot), jti=f"{sid}-{seq}", **changes
-    )
-    if bnd is not None:
-        claims["bnd"] = bnd
-    return str(generator.token(body=claims, key=key or generator.KEY_1))
+make_store = store_fixture(MemorySiteStore, SQLiteSiteStore, SQLAlchemySiteStore)
 
 
 # --- the shared vectors -------------------------------------------------------------------

@@ -12,18 +12,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from tests.verifier.signing import make_site, receipt
 from trickle_verifier import MemorySiteStore, SiteReceipts, Verifier
 from trickle_verifier.asgi import receipts_route
-
-NOW = 1795000100
-KEY = b"site-binding-key-for-tests-0123456789"
 
 
 @pytest.fixture
 def site(make_verifier: Callable[..., Verifier]) -> SiteReceipts:
-    return SiteReceipts(
-        make_verifier(), MemorySiteStore(), binding_key=KEY, clock=lambda: float(NOW)
-    )
+    return make_site(make_verifier, MemorySiteStore())
 
 
 def visitor_of(request: Request) -> str | None:
@@ -45,10 +41,7 @@ def client(request: pytest.FixtureRequest, site: SiteReceipts) -> Iterator[TestC
 
 
 def token(generator: ModuleType, sid: str, tot: int, bnd: str | None) -> str:
-    claims = generator.claims(sid=sid, amt=str(tot), tot=str(tot), jti=f"j-{sid}")
-    if bnd is not None:
-        claims["bnd"] = bnd
-    return str(generator.token(body=claims))
+    return receipt(generator, sid, 1, tot, bnd=bnd)
 
 
 def test_forwarded_receipts_credit_the_cookie_session(

@@ -7,75 +7,34 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import sqlalchemy
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
+from tests.verifier.signing import KEY, NOW, make_site, receipt
+from tests.verifier.stores import store_fixture
 from trickle_verifier import (
     PURCHASE_ERRORS,
     MemoryPurchaseStore,
     MemorySiteStore,
     PurchaseRefused,
     Purchases,
-    SiteReceipts,
     SQLAlchemyPurchaseStore,
     SQLitePurchaseStore,
     Verifier,
 )
 from trickle_verifier.asgi import purchase_route
 
-NOW = 1795000100
-KEY = b"site-binding-key-for-tests-0123456789"
 ORDER = "article-42"
 PRICE = 50_000_000  # 0.05 USD at scale 9
 CATALOGUE = {ORDER: PRICE, "tip-jar": 1}
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlalchemy-sqlite", "sqlalchemy-postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """A factory of purchase stores sharing one database (several sites may race on it)."""
-    kind: str = request.param
-    cleanups: list[Callable[[], None]] = []
-    if kind == "memory":
-        shared = MemoryPurchaseStore()
-
-        def make() -> Any:
-            return shared
-
-    elif kind == "sqlite":
-
-        def make() -> Any:
-            store = SQLitePurchaseStore(tmp_path / "site.sqlite3")
-            cleanups.append(store.close)
-            return store
-
-    elif kind == "sqlalchemy-sqlite":
-        engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'site-sa.sqlite3'}")
-        cleanups.append(engine.dispose)
-
-        def make() -> Any:
-            return SQLAlchemyPurchaseStore(engine)
-
-    else:
-        postgres_engine = request.getfixturevalue("postgres_engine")
-        prefix = request.getfixturevalue("unique_table_name").replace("stream_credits", "site")
-        stores: list[SQLAlchemyPurchaseStore] = []
-
-        def make() -> Any:
-            store = SQLAlchemyPurchaseStore(postgres_engine, table_prefix=prefix)
-            stores.append(store)
-            return store
-
-        cleanups.append(lambda: stores[0].drop_tables() if stores else None)
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
+make_store = store_fixture(MemoryPurchaseStore, SQLitePurchaseStore, SQLAlchemyPurchaseStore)
 
 
 def make_shop(
@@ -86,14 +45,7 @@ def make_shop(
     prices: Any = None,
     **extra: Any,
 ) -> Purchases:
-    site = SiteReceipts(
-        make_verifier(**extra),
-        MemorySiteStore(),
-        binding_key=key,
-        clock=lambda: float(NOW),
-        currency="USD",
-        scale=9,
-    )
+    site = make_site(make_verifier, MemorySiteStore(), key=key, **extra)
     return Purchases(site, store, CATALOGUE if prices is None else prices)
 
 
@@ -108,13 +60,9 @@ def one_time(
     **changes: Any,
 ) -> str:
     """A one-time receipt signed the way the service signs one (otp, seq 1, amt == tot)."""
-    base: dict[str, Any] = {"otp": True, "amt": str(amount), "tot": str(amount)}
-    claims = generator.claims(sid=sid, seq=1, jti=f"j-{sid}", **{**base, **changes})
-    if ord is not None:
-        claims["ord"] = ord
-    if bnd is not None:
-        claims["bnd"] = bnd
-    return str(generator.token(body=claims, key=key or generator.KEY_1))
+    order: dict[str, Any] = {} if ord is None else {"ord": ord}
+    changes = {"otp": True, "jti": f"j-{sid}", **order, **changes}
+    return receipt(generator, sid, 1, amount, bnd=bnd, key=key, **changes)
 
 
 def refused(shop: Purchases, session_id: str, token: str, order_ref: str = ORDER) -> str:

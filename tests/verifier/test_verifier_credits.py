@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
+from tests.verifier.stores import store_fixture
 from trickle_verifier import (
     CreditStore,
     CreditTracker,
@@ -27,45 +28,14 @@ NOW = 1795000100
 DOCS_EXAMPLE = [(1, 100, 100), (2, 200, 100), (2, 200, 0), (4, 400, 200), (3, 300, 0)]
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlalchemy-sqlite", "sqlalchemy-postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """A factory of stores sharing one database (so several trackers can race on it)."""
-    kind: str = request.param
-    cleanups: list[Callable[[], None]] = []
-    if kind == "memory":
-        shared = MemoryCreditStore()
-
-        def make() -> Any:
-            return shared
-
-    elif kind == "sqlite":
-
-        def make() -> Any:
-            store = SQLiteCreditStore(tmp_path / "credits.sqlite3")
-            cleanups.append(store.close)
-            return store
-
-    elif kind == "sqlalchemy-sqlite":
-        engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'credits-sa.sqlite3'}")
-        cleanups.append(engine.dispose)
-
-        def make() -> Any:
-            return SQLAlchemyCreditStore(engine)
-
-    else:
-        postgres_engine = request.getfixturevalue("postgres_engine")
-        table_name = request.getfixturevalue("unique_table_name")
-        stores: list[SQLAlchemyCreditStore] = []
-
-        def make() -> Any:
-            store = SQLAlchemyCreditStore(postgres_engine, table_name=table_name)
-            stores.append(store)
-            return store
-
-        cleanups.append(lambda: stores[0].drop_table() if stores else None)
-    yield make
-    for cleanup in reversed(cleanups):
-        cleanup()
+make_store = store_fixture(
+    MemoryCreditStore,
+    SQLiteCreditStore,
+    SQLAlchemyCreditStore,
+    file="credits",
+    table_option="table_name",
+    drop=SQLAlchemyCreditStore.drop_table,
+)
 
 
 def _receipt(generator: ModuleType, verifier: Verifier, sid: str, seq: int, tot: int) -> Receipt:

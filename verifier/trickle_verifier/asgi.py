@@ -13,8 +13,8 @@ alone never imports this module.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .purchases import DEFAULT_PURCHASE_MAX_BODY_BYTES, PURCHASE_ERRORS, Purchases
-from .site import DEFAULT_MAX_BODY_BYTES, SiteReceipts, error_document, refuse_request
+from .site import (
+    DEFAULT_MAX_BODY_BYTES,
+    SITE_ERRORS,
+    SiteReceipts,
+    error_document,
+    refuse_request,
+)
 
 __all__ = [
     "SessionReader",
@@ -67,6 +73,58 @@ async def _read_body(request: Request, max_body_bytes: int) -> bytes | None:
     return b"".join(chunks)
 
 
+class _Handler(Protocol):
+    """``SiteReceipts.handle_forward`` or ``Purchases.handle_purchase``."""
+
+    def __call__(
+        self,
+        session_id: str | None,
+        body: bytes,
+        *,
+        content_type: str | None,
+        method: str = ...,
+        binding: str | None = ...,
+        max_body_bytes: int = ...,
+    ) -> tuple[int, dict[str, Any]]: ...
+
+
+def _json_post_endpoint(
+    handle: _Handler,
+    errors: Mapping[str, tuple[int, str]],
+    *,
+    session_id: SessionReader,
+    binding: SessionReader | None,
+    max_body_bytes: int,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoints' common part: what ``handle`` refuses before the body is read is answered
+    here without reading it, a body is read up to ``max_body_bytes`` only, and ``handle`` runs
+    in a worker thread (the stores block)."""
+
+    async def endpoint(request: Request) -> Response:
+        visitor = await _call(session_id, request)
+        content_type = request.headers.get("content-type")
+        refused = refuse_request(request.method, content_type, visitor, errors=errors)
+        if refused is not None:
+            return _json(refused)
+        body = await _read_body(request, max_body_bytes)
+        if body is None:
+            message = f"the body is over {max_body_bytes} bytes"
+            return _json(error_document("body_too_large", message, errors=errors))
+        expected = None if binding is None else await _call(binding, request)
+        answer = await run_in_threadpool(
+            handle,
+            visitor,
+            body,
+            content_type=content_type,
+            method=request.method,
+            binding=expected,
+            max_body_bytes=max_body_bytes,
+        )
+        return _json(answer)
+
+    return endpoint
+
+
 def receipts_endpoint(
     site: SiteReceipts,
     *,
@@ -80,30 +138,13 @@ def receipts_endpoint(
     binding value to expect instead of ``site.binding_for(session id)``. Refusals are
     ``{"error": {"code", "message"}}`` with their status; verification and crediting run in a
     worker thread (the stores block)."""
-
-    async def endpoint(request: Request) -> Response:
-        visitor = await _call(session_id, request)
-        refused = refuse_request(request.method, request.headers.get("content-type"), visitor)
-        if refused is not None:
-            return _json(refused)
-        body = await _read_body(request, max_body_bytes)
-        if body is None:
-            return _json(
-                error_document("body_too_large", f"the body is over {max_body_bytes} bytes")
-            )
-        expected = None if binding is None else await _call(binding, request)
-        answer = await run_in_threadpool(
-            site.handle_forward,
-            visitor,
-            body,
-            content_type=request.headers.get("content-type"),
-            method=request.method,
-            binding=expected,
-            max_body_bytes=max_body_bytes,
-        )
-        return _json(answer)
-
-    return endpoint
+    return _json_post_endpoint(
+        site.handle_forward,
+        SITE_ERRORS,
+        session_id=session_id,
+        binding=binding,
+        max_body_bytes=max_body_bytes,
+    )
 
 
 def receipts_route(
@@ -136,35 +177,13 @@ def purchase_endpoint(
     ``{"error": {"code", "message"}}`` with its status (``Purchases.handle_purchase``).
     ``binding(request)``, if given, is the binding value to expect instead of the session's.
     Verification and recording run in a worker thread."""
-
-    async def endpoint(request: Request) -> Response:
-        visitor = await _call(session_id, request)
-        content_type = request.headers.get("content-type")
-        refused = refuse_request(request.method, content_type, visitor, errors=PURCHASE_ERRORS)
-        if refused is not None:
-            return _json(refused)
-        body = await _read_body(request, max_body_bytes)
-        if body is None:
-            return _json(
-                error_document(
-                    "body_too_large",
-                    f"the body is over {max_body_bytes} bytes",
-                    errors=PURCHASE_ERRORS,
-                )
-            )
-        expected = None if binding is None else await _call(binding, request)
-        answer = await run_in_threadpool(
-            purchases.handle_purchase,
-            visitor,
-            body,
-            content_type=content_type,
-            method=request.method,
-            binding=expected,
-            max_body_bytes=max_body_bytes,
-        )
-        return _json(answer)
-
-    return endpoint
+    return _json_post_endpoint(
+        purchases.handle_purchase,
+        PURCHASE_ERRORS,
+        session_id=session_id,
+        binding=binding,
+        max_body_bytes=max_body_bytes,
+    )
 
 
 def purchase_route(

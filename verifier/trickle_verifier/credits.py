@@ -8,11 +8,11 @@ whatever the order, duplication or concurrency of the receipts.
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from ._stores import MAX_ATTEMPTS, SQLiteDatabase, create_tables
 from .receipts import Receipt
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ __all__ = [
 
 DEFAULT_TABLE_NAME = "trickle_stream_credits"
 _TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_MAX_ATTEMPTS = 100
 
 
 class CreditStore(Protocol):
@@ -117,53 +116,42 @@ class SQLiteCreditStore:
             " VALUES (?, ?, ?, ?, ?)"
         )
         self._update_sql = f"UPDATE {table} SET total_minor = ?, updated_at = ? WHERE sid = ?"  # noqa: S608
-        self._lock = threading.Lock()
-        # Autocommit mode: transactions are opened explicitly below.
-        self._connection = sqlite3.connect(
-            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
-        with self._lock:
-            self._connection.execute(
+        self._database = SQLiteDatabase(
+            path,
+            timeout_s=timeout_s,
+            schema=(
                 f"CREATE TABLE IF NOT EXISTS {table} ("
                 " sid TEXT PRIMARY KEY NOT NULL,"
                 " aud TEXT NOT NULL,"
                 " pay TEXT NOT NULL,"
                 " total_minor BIGINT NOT NULL CHECK (total_minor >= 0),"
-                " updated_at TIMESTAMP NOT NULL)"
-            )
+                " updated_at TIMESTAMP NOT NULL)",
+            ),
+        )
 
     def raise_total(self, sid: str, aud: str, pay: str, total_minor: int) -> int:
         _check_total(total_minor)
         updated_at = _utc_now().isoformat(sep=" ")
-        with self._lock:
-            cursor = self._connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                row = cursor.execute(self._select_sql, (sid,)).fetchone()
-                if row is None:
-                    cursor.execute(self._insert_sql, (sid, aud, pay, total_minor, updated_at))
-                    increase = total_minor
-                elif total_minor > int(row[0]):
-                    cursor.execute(self._update_sql, (total_minor, updated_at, sid))
-                    increase = total_minor - int(row[0])
-                else:
-                    increase = 0
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-            return increase
+        with self._database.transaction() as cursor:
+            row = cursor.execute(self._select_sql, (sid,)).fetchone()
+            if row is None:
+                cursor.execute(self._insert_sql, (sid, aud, pay, total_minor, updated_at))
+                increase = total_minor
+            elif total_minor > int(row[0]):
+                cursor.execute(self._update_sql, (total_minor, updated_at, sid))
+                increase = total_minor - int(row[0])
+            else:
+                increase = 0
+        return increase
 
     def total_for(self, sid: str) -> int:
         """The highest ``tot`` seen for ``sid`` (0 if none)."""
-        with self._lock:
-            row = self._connection.execute(self._select_sql, (sid,)).fetchone()
+        row = self._database.fetchone(self._select_sql, (sid,))
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._connection.close()
+        self._database.close()
 
 
 class SQLAlchemyCreditStore:
@@ -177,7 +165,7 @@ class SQLAlchemyCreditStore:
 
         self._engine = engine
         metadata = sa.MetaData()
-        self._table = sa.Table(
+        self._table = table = sa.Table(
             _check_table_name(table_name),
             metadata,
             sa.Column("sid", sa.String(64), primary_key=True),
@@ -187,22 +175,7 @@ class SQLAlchemyCreditStore:
             sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
             sa.CheckConstraint("total_minor >= 0", name=f"ck_{table_name}_total"),
         )
-        self._create_table()
-
-    def _create_table(self) -> None:
-        from sqlalchemy.exc import DBAPIError
-        from sqlalchemy.schema import CreateTable
-
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(CreateTable(self._table, if_not_exists=True))
-        except DBAPIError:
-            # Two processes creating the table at once: one may lose the race even with
-            # IF NOT EXISTS (PostgreSQL). Losing is fine if the table is there now.
-            import sqlalchemy as sa
-
-            if not sa.inspect(self._engine).has_table(self._table.name):
-                raise
+        create_tables(engine, metadata, (table,))
 
     @property
     def table_name(self) -> str:
@@ -215,7 +188,7 @@ class SQLAlchemyCreditStore:
 
         _check_total(total_minor)
         table = self._table
-        for _ in range(_MAX_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS):
             with self._engine.begin() as connection:
                 previous = connection.execute(
                     sa.select(table.c.total_minor).where(table.c.sid == sid)
@@ -246,7 +219,7 @@ class SQLAlchemyCreditStore:
                 return total_minor
             except IntegrityError:
                 continue  # another writer inserted the stream first: read again
-        raise RuntimeError(f"could not credit stream {sid!r} after {_MAX_ATTEMPTS} attempts")
+        raise RuntimeError(f"could not credit stream {sid!r} after {MAX_ATTEMPTS} attempts")
 
     def total_for(self, sid: str) -> int:
         """The highest ``tot`` seen for ``sid`` (0 if none)."""

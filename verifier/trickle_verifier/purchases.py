@@ -10,25 +10,24 @@ recorded purchase (a retry after a lost answer); from anyone else it is ``alread
 
 from __future__ import annotations
 
-import json
-import logging
 import re
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._stores import SQLiteDatabase, check_prefix, create_tables
 from .errors import ReceiptError
 from .receipts import Receipt
 from .site import (
     DEFAULT_TABLE_PREFIX,
     SITE_ERRORS,
     SiteReceipts,
-    _check_prefix,
+    _Answer,
+    _answer_json_post,
+    _asset_mismatch,
     _check_session_id,
     error_document,
-    refuse_request,
 )
 
 if TYPE_CHECKING:
@@ -74,8 +73,6 @@ PURCHASE_ERRORS: Mapping[str, tuple[int, str]] = {
     ),
     "internal_error": (500, "the purchase helper failed; the site's log has the details"),
 }
-
-log = logging.getLogger("trickle_verifier")
 
 Catalogue = Mapping[str, int] | Callable[[str], "int | None"]
 """The site's prices: order_ref -> price in minor units (a mapping, or a function returning
@@ -252,13 +249,9 @@ class Purchases:
         price = self.price_of(order_ref) if isinstance(order_ref, str) else None
         if price is None:
             raise PurchaseRefused("unknown_order")
-        site = self.site
-        if receipt.currency != site.currency or receipt.scale != site.scale:
-            raise PurchaseRefused(
-                "wrong_asset",
-                f"expected {site.currency} at scale {site.scale}, "
-                f"got {receipt.currency} at scale {receipt.scale}",
-            )
+        wrong_asset = _asset_mismatch(receipt, self.site.currency, self.site.scale)
+        if wrong_asset is not None:
+            raise PurchaseRefused("wrong_asset", wrong_asset)
         return price
 
     def has_purchased(self, session_id: str, order_ref: str) -> bool:
@@ -284,36 +277,35 @@ class Purchases:
         """The whole purchase endpoint for any framework: ``POST {"receipt", "order_ref"}``
         in; an HTTP status and a JSON document out: ``PurchaseResult.to_json()`` (200) or
         ``{"error": {"code", "message"}}``."""
-        refused = refuse_request(method, content_type, session_id, errors=PURCHASE_ERRORS)
-        if refused is not None:
-            return refused
-        assert session_id is not None
-        if len(body) > max_body_bytes:
-            return error_document(
-                "body_too_large", f"the body is over {max_body_bytes} bytes", errors=PURCHASE_ERRORS
-            )
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return error_document("malformed_json", errors=PURCHASE_ERRORS)
-        if (
-            not isinstance(document, dict)
-            or document.keys() != {"receipt", "order_ref"}
-            or not isinstance(document["receipt"], str)
-            or not isinstance(document["order_ref"], str)
-            or not ORDER_REF_RE.fullmatch(document["order_ref"])
-        ):
-            return error_document("validation_failed", errors=PURCHASE_ERRORS)
-        try:
-            result = self.purchase(
-                session_id, document["receipt"], document["order_ref"], binding=binding
-            )
-        except PurchaseRefused as exc:
-            return exc.status, exc.to_document()
-        except Exception:  # the store or the catalogue failed: the operator's log, not the client
-            log.exception("recording a purchase failed")
-            return error_document("internal_error", errors=PURCHASE_ERRORS)
-        return 200, result.to_json()
+
+        def answer(session_id: str, document: object) -> _Answer:
+            if (
+                not isinstance(document, dict)
+                or document.keys() != {"receipt", "order_ref"}
+                or not isinstance(document["receipt"], str)
+                or not isinstance(document["order_ref"], str)
+                or not ORDER_REF_RE.fullmatch(document["order_ref"])
+            ):
+                return error_document("validation_failed", errors=PURCHASE_ERRORS)
+            try:
+                result = self.purchase(
+                    session_id, document["receipt"], document["order_ref"], binding=binding
+                )
+            except PurchaseRefused as exc:
+                return exc.status, exc.to_document()
+            return 200, result.to_json()
+
+        # A failure of the store or the catalogue goes to the operator's log, not the client.
+        return _answer_json_post(
+            method,
+            content_type,
+            session_id,
+            body,
+            answer,
+            max_body_bytes=max_body_bytes,
+            failure="recording a purchase failed",
+            errors=PURCHASE_ERRORS,
+        )
 
 
 class MemoryPurchaseStore:
@@ -397,19 +389,17 @@ class SQLitePurchaseStore:
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         timeout_s: float = 30.0,
     ) -> None:
-        table = f"{_check_prefix(table_prefix)}_purchases"  # a checked identifier
+        table = f"{check_prefix(table_prefix)}_purchases"  # a checked identifier
         self._insert_sql = (
             f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
             " ON CONFLICT (sid) DO NOTHING"
         )
         self._find_sql = f"SELECT {_COLUMNS} FROM {table} WHERE sid = ?"  # noqa: S608
         self._list_sql = f"SELECT {_COLUMNS} FROM {table} WHERE session_id = ?"  # noqa: S608
-        self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
-        with self._lock:
-            self._connection.execute(
+        self._database = SQLiteDatabase(
+            path,
+            timeout_s=timeout_s,
+            schema=(
                 f"CREATE TABLE IF NOT EXISTS {table} ("
                 " sid TEXT PRIMARY KEY NOT NULL,"
                 " session_id TEXT NOT NULL,"
@@ -419,42 +409,31 @@ class SQLitePurchaseStore:
                 " amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),"
                 " currency TEXT NOT NULL,"
                 " scale INTEGER NOT NULL,"
-                " purchased_ms BIGINT NOT NULL)"
-            )
-            self._connection.execute(
-                f"CREATE INDEX IF NOT EXISTS ix_{table}_session ON {table} (session_id, order_ref)"
-            )
+                " purchased_ms BIGINT NOT NULL)",
+                f"CREATE INDEX IF NOT EXISTS ix_{table}_session ON {table} (session_id, order_ref)",
+            ),
+        )
 
     def record(self, purchase: Purchase) -> tuple[Purchase, bool]:
-        with self._lock:
-            cursor = self._connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                created = cursor.execute(self._insert_sql, _as_row(purchase)).rowcount == 1
-                row = cursor.execute(self._find_sql, (purchase.sid,)).fetchone()
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
+        with self._database.transaction() as cursor:
+            created = cursor.execute(self._insert_sql, _as_row(purchase)).rowcount == 1
+            row = cursor.execute(self._find_sql, (purchase.sid,)).fetchone()
         return _from_row(row), created
 
     def find(self, sid: str) -> Purchase | None:
-        with self._lock:
-            row = self._connection.execute(self._find_sql, (sid,)).fetchone()
+        row = self._database.fetchone(self._find_sql, (sid,))
         return None if row is None else _from_row(row)
 
     def purchases(self, session_id: str, order_ref: str | None = None) -> list[Purchase]:
         sql, parameters = self._list_sql, [session_id]
         if order_ref is not None:
             sql, parameters = f"{sql} AND order_ref = ?", [session_id, order_ref]
-        with self._lock:
-            rows = self._connection.execute(f"{sql} ORDER BY purchased_ms, sid", parameters)
-            return [_from_row(row) for row in rows.fetchall()]
+        rows = self._database.fetchall(f"{sql} ORDER BY purchased_ms, sid", parameters)
+        return [_from_row(row) for row in rows]
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._connection.close()
+        self._database.close()
 
 
 class SQLAlchemyPurchaseStore:
@@ -465,7 +444,7 @@ class SQLAlchemyPurchaseStore:
     def __init__(self, engine: Engine, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
         import sqlalchemy as sa
 
-        prefix = _check_prefix(table_prefix)
+        prefix = check_prefix(table_prefix)
         self._engine = engine
         self._metadata = metadata = sa.MetaData()
         self._table = sa.Table(
@@ -483,12 +462,7 @@ class SQLAlchemyPurchaseStore:
             sa.CheckConstraint("amount_minor > 0", name=f"ck_{prefix}_purchases_amount"),
             sa.Index(f"ix_{prefix}_purchases_session", "session_id", "order_ref"),
         )
-        try:
-            metadata.create_all(engine, checkfirst=True)
-        except sa.exc.DBAPIError:
-            # Two processes creating the table at once: losing the race is fine.
-            if not sa.inspect(engine).has_table(self._table.name):
-                raise
+        create_tables(engine, metadata, (self._table,))
 
     def _select(self) -> Any:
         import sqlalchemy as sa

@@ -15,13 +15,13 @@ import hmac
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._stores import MAX_ATTEMPTS, SQLiteDatabase, check_prefix, create_tables
 from .errors import ReceiptError
 from .receipts import Receipt
 from .verifier import Verifier
@@ -51,8 +51,6 @@ MAX_RECEIPTS_PER_REQUEST = 100
 DEFAULT_MAX_BODY_BYTES = 512 * 1024  # 100 tokens of at most 4096 bytes, plus JSON
 DEFAULT_TABLE_PREFIX = "trickle_site"
 _SESSION_ID_RE = re.compile(r"[\x21-\x7e]{1,128}")
-_TABLE_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
-_MAX_ATTEMPTS = 100
 
 #: Codes this module reports besides the verifier's (docs/receipts.md §3). Per receipt (in a
 #: 200 answer): ``wrong_asset``, ``session_mismatch``. Per request: the others, with their status.
@@ -72,6 +70,9 @@ SITE_ERRORS: Mapping[str, tuple[int, str]] = {
 }
 
 log = logging.getLogger("trickle_verifier")
+
+_Answer = tuple[int, dict[str, Any]]
+"""An endpoint's answer: the HTTP status and the JSON document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,16 +134,17 @@ class SiteStore(Protocol):
         ...
 
 
+def _asset_mismatch(receipt: Receipt, currency: str, scale: int) -> str | None:
+    """Why ``receipt`` is not in the site's asset (the ``wrong_asset`` message), or None."""
+    if receipt.currency == currency and receipt.scale == scale:
+        return None
+    return f"expected {currency} at scale {scale}, got {receipt.currency} at scale {receipt.scale}"
+
+
 def _check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not _SESSION_ID_RE.fullmatch(session_id):
         raise ValueError("expected a session id of 1-128 printable ASCII chars without spaces")
     return session_id
-
-
-def _check_prefix(prefix: str) -> str:
-    if not _TABLE_PREFIX_RE.fullmatch(prefix):
-        raise ValueError(f"expected a table prefix matching [A-Za-z_][A-Za-z0-9_]*, got {prefix!r}")
-    return prefix
 
 
 class SiteReceipts:
@@ -229,12 +231,9 @@ class SiteReceipts:
             receipt = self.verifier.verify(token, binding=binding, now=now_s)  # type: ignore[arg-type]
         except ReceiptError as exc:
             return ReceiptResult(exc.code, message=exc.message)
-        if receipt.currency != self.currency or receipt.scale != self.scale:
-            message = (
-                f"expected {self.currency} at scale {self.scale}, "
-                f"got {receipt.currency} at scale {receipt.scale}"
-            )
-            return ReceiptResult("wrong_asset", 0, receipt, message)
+        wrong_asset = _asset_mismatch(receipt, self.currency, self.scale)
+        if wrong_asset is not None:
+            return ReceiptResult("wrong_asset", 0, receipt, wrong_asset)
         credited = self.store.credit(session_id, receipt, at_ms)
         if credited is None:
             return ReceiptResult("session_mismatch", 0, receipt, SITE_ERRORS["session_mismatch"][1])
@@ -277,30 +276,29 @@ class SiteReceipts:
         """The whole receipt endpoint for any framework: the request's method, ``Content-Type``
         header, visitor session id (None if none) and raw body in; an HTTP status and a JSON
         document out: the wire shape (200) or ``{"error": {"code", "message"}}``."""
-        refused = refuse_request(method, content_type, session_id)
-        if refused is not None:
-            return refused
-        assert session_id is not None
-        if len(body) > max_body_bytes:
-            return error_document("body_too_large", f"the body is over {max_body_bytes} bytes")
-        try:
-            document = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return error_document("malformed_json")
-        if not isinstance(document, dict) or document.keys() != {"receipts"}:
-            return error_document("validation_failed")
-        tokens = document["receipts"]
-        if (
-            not isinstance(tokens, list)
-            or len(tokens) > MAX_RECEIPTS_PER_REQUEST
-            or not all(isinstance(token, str) for token in tokens)
-        ):
-            return error_document("validation_failed")
-        try:
+
+        def answer(session_id: str, document: object) -> _Answer:
+            if not isinstance(document, dict) or document.keys() != {"receipts"}:
+                return error_document("validation_failed")
+            tokens = document["receipts"]
+            if (
+                not isinstance(tokens, list)
+                or len(tokens) > MAX_RECEIPTS_PER_REQUEST
+                or not all(isinstance(token, str) for token in tokens)
+            ):
+                return error_document("validation_failed")
             return 200, self.forward(session_id, tokens, binding=binding).to_json()
-        except Exception:  # the store failed: tell the operator's log, never the client
-            log.exception("crediting forwarded receipts failed")
-            return error_document("internal_error")
+
+        # A failure of the store goes to the operator's log, never to the client.
+        return _answer_json_post(
+            method,
+            content_type,
+            session_id,
+            body,
+            answer,
+            max_body_bytes=max_body_bytes,
+            failure="crediting forwarded receipts failed",
+        )
 
 
 def refuse_request(
@@ -327,6 +325,40 @@ def error_document(
     """The HTTP status and ``{"error": {"code", "message"}}`` of a request-level code."""
     status, default = errors[code]
     return status, {"error": {"code": code, "message": message or default}}
+
+
+def _answer_json_post(
+    method: str,
+    content_type: str | None,
+    session_id: str | None,
+    body: bytes,
+    answer: Callable[[str, object], _Answer],
+    *,
+    max_body_bytes: int,
+    failure: str,
+    errors: Mapping[str, tuple[int, str]] = SITE_ERRORS,
+) -> _Answer:
+    """The common part of ``handle_forward`` and ``handle_purchase``: refuse the request
+    (``refuse_request``), a body over ``max_body_bytes`` or one that is not UTF-8 JSON, else
+    ``answer(session_id, document)``. When ``answer`` raises, log ``failure`` with the
+    traceback and answer ``internal_error``: the client never sees the details."""
+    refused = refuse_request(method, content_type, session_id, errors=errors)
+    if refused is not None:
+        return refused
+    assert session_id is not None
+    if len(body) > max_body_bytes:
+        return error_document(
+            "body_too_large", f"the body is over {max_body_bytes} bytes", errors=errors
+        )
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return error_document("malformed_json", errors=errors)
+    try:
+        return answer(session_id, document)
+    except Exception:
+        log.exception(failure)
+        return error_document("internal_error", errors=errors)
 
 
 class MemorySiteStore:
@@ -367,7 +399,7 @@ class SQLiteSiteStore:
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         timeout_s: float = 30.0,
     ) -> None:
-        prefix = _check_prefix(table_prefix)  # a checked identifier: safe to interpolate
+        prefix = check_prefix(table_prefix)  # a checked identifier: safe to interpolate
         streams, credits = f"{prefix}_streams", f"{prefix}_credits"
         self._select_sql = f"SELECT session_id, total_minor FROM {streams} WHERE sid = ?"  # noqa: S608
         self._insert_sql = (
@@ -383,77 +415,54 @@ class SQLiteSiteStore:
             f"SELECT COALESCE(SUM(credited_minor), 0) FROM {credits}"  # noqa: S608
             " WHERE session_id = ? AND credited_ms >= ?"
         )
-        self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
-        )
-        with self._lock:
-            self._connection.execute(
+        self._database = SQLiteDatabase(
+            path,
+            timeout_s=timeout_s,
+            schema=(
                 f"CREATE TABLE IF NOT EXISTS {streams} ("
                 " sid TEXT PRIMARY KEY NOT NULL,"
                 " session_id TEXT NOT NULL,"
                 " aud TEXT NOT NULL,"
                 " pay TEXT NOT NULL,"
                 " total_minor BIGINT NOT NULL CHECK (total_minor >= 0),"
-                " updated_ms BIGINT NOT NULL)"
-            )
-            self._connection.execute(
+                " updated_ms BIGINT NOT NULL)",
                 f"CREATE TABLE IF NOT EXISTS {credits} ("
                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " session_id TEXT NOT NULL,"
                 " sid TEXT NOT NULL,"
                 " credited_minor BIGINT NOT NULL CHECK (credited_minor > 0),"
-                " credited_ms BIGINT NOT NULL)"
-            )
-            self._connection.execute(
+                " credited_ms BIGINT NOT NULL)",
                 f"CREATE INDEX IF NOT EXISTS ix_{credits}_session"
-                f" ON {credits} (session_id, credited_ms)"
-            )
+                f" ON {credits} (session_id, credited_ms)",
+            ),
+        )
 
     def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
-        with self._lock:
-            cursor = self._connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                row = cursor.execute(self._select_sql, (receipt.sid,)).fetchone()
-                if row is None:
-                    cursor.execute(
-                        self._insert_sql,
-                        (
-                            receipt.sid,
-                            session_id,
-                            receipt.aud,
-                            receipt.pay,
-                            receipt.total_minor,
-                            at_ms,
-                        ),
-                    )
-                    increase: int | None = receipt.total_minor
-                elif row[0] != session_id:
-                    increase = None
-                elif receipt.total_minor > int(row[1]):
-                    cursor.execute(self._update_sql, (receipt.total_minor, at_ms, receipt.sid))
-                    increase = receipt.total_minor - int(row[1])
-                else:
-                    increase = 0
-                if increase:
-                    cursor.execute(self._credit_sql, (session_id, receipt.sid, increase, at_ms))
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-            return increase
+        sid, total = receipt.sid, receipt.total_minor
+        with self._database.transaction() as cursor:
+            row = cursor.execute(self._select_sql, (sid,)).fetchone()
+            if row is None:
+                row_values = (sid, session_id, receipt.aud, receipt.pay, total, at_ms)
+                cursor.execute(self._insert_sql, row_values)
+                increase: int | None = total
+            elif row[0] != session_id:
+                increase = None
+            elif total > int(row[1]):
+                cursor.execute(self._update_sql, (total, at_ms, sid))
+                increase = total - int(row[1])
+            else:
+                increase = 0
+            if increase:
+                cursor.execute(self._credit_sql, (session_id, sid, increase, at_ms))
+        return increase
 
     def paid(self, session_id: str, since_ms: int | None = None) -> int:
         since = -(2**62) if since_ms is None else since_ms
-        with self._lock:
-            row = self._connection.execute(self._paid_sql, (session_id, since)).fetchone()
-        return int(row[0])
+        return int(self._database.fetchone(self._paid_sql, (session_id, since))[0])
 
     def close(self) -> None:
         """Close the database connection."""
-        with self._lock:
-            self._connection.close()
+        self._database.close()
 
 
 class SQLAlchemySiteStore:
@@ -464,7 +473,7 @@ class SQLAlchemySiteStore:
     def __init__(self, engine: Engine, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
         import sqlalchemy as sa
 
-        prefix = _check_prefix(table_prefix)
+        prefix = check_prefix(table_prefix)
         self._engine = engine
         self._metadata = metadata = sa.MetaData()
         self._streams = sa.Table(
@@ -489,19 +498,7 @@ class SQLAlchemySiteStore:
             sa.CheckConstraint("credited_minor > 0", name=f"ck_{prefix}_credits_positive"),
             sa.Index(f"ix_{prefix}_credits_session", "session_id", "credited_ms"),
         )
-        self._create_tables()
-
-    def _create_tables(self) -> None:
-        import sqlalchemy as sa
-        from sqlalchemy.exc import DBAPIError
-
-        try:
-            self._metadata.create_all(self._engine, checkfirst=True)
-        except DBAPIError:
-            # Two processes creating the tables at once: losing the race is fine.
-            inspector = sa.inspect(self._engine)
-            if not all(inspector.has_table(t.name) for t in (self._streams, self._credits)):
-                raise
+        create_tables(engine, metadata, (self._streams, self._credits))
 
     def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
         import sqlalchemy as sa
@@ -509,7 +506,7 @@ class SQLAlchemySiteStore:
 
         streams, sid = self._streams, receipt.sid
         total = receipt.total_minor
-        for _ in range(_MAX_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS):
             with self._engine.begin() as connection:
                 row = connection.execute(
                     sa.select(streams.c.session_id, streams.c.total_minor).where(
@@ -548,7 +545,7 @@ class SQLAlchemySiteStore:
                 return total
             except IntegrityError:
                 continue  # another writer inserted the stream first: read again
-        raise RuntimeError(f"could not credit stream {sid!r} after {_MAX_ATTEMPTS} attempts")
+        raise RuntimeError(f"could not credit stream {sid!r} after {MAX_ATTEMPTS} attempts")
 
     def _record(
         self, connection: Any, session_id: str, sid: str, credited_minor: int, at_ms: int
