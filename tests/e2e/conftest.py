@@ -15,17 +15,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Playwright, sync_playwright
 
 from tests.e2e.harness import (
     EXTENSION_DIR,
     OUTPUT_ROOT,
+    DemoPublisher,
     ExtensionBrowser,
     Payee,
+    PublisherFactory,
     Reader,
     TestSite,
     TrickleService,
     launch_browser,
+    launch_plain_browser,
     make_payee,
     make_reader,
     start_service,
@@ -114,3 +117,55 @@ def browser(
 ) -> Iterator[ExtensionBrowser]:
     """A fresh Chromium profile with the extension loaded and pointed at the test service."""
     yield from launch_browser(playwright_driver, chromium_executable, service, output_dir)
+
+
+@pytest.fixture(scope="session")
+def plain_browser(playwright_driver: Playwright, chromium_executable: str) -> Iterator[Browser]:
+    """A Chromium without the extension (shared; each test opens its own contexts)."""
+    yield from launch_plain_browser(playwright_driver, chromium_executable)
+
+
+@pytest.fixture
+def plain_context(plain_browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh cookie jar in the Chromium without the extension."""
+    context = plain_browser.new_context()
+    context.set_default_timeout(10_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def start_publisher(
+    service: TrickleService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PublisherFactory]:
+    """Starts the demo publisher for a payment pointer; stopped after the test."""
+    started: list[DemoPublisher] = []
+
+    def start(pointer: str) -> DemoPublisher:
+        publisher = DemoPublisher(service, pointer, tmp_path_factory.mktemp("publisher"))
+        started.append(publisher)
+        publisher.start()
+        return publisher
+
+    yield start
+    for publisher in started:
+        publisher.stop()
+        assert "Traceback" not in publisher.log(), publisher.log()
+
+
+@pytest.fixture(scope="module")
+def publisher_payee(service: TrickleService, creator_token: str) -> Payee:
+    """The payee of the module's demo publisher."""
+    return make_payee(service, creator_token)
+
+
+@pytest.fixture(scope="module")
+def publisher(
+    service: TrickleService, publisher_payee: Payee, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DemoPublisher]:
+    """The demo publisher the tests of one module share, paying ``publisher_payee``."""
+    running = DemoPublisher(service, publisher_payee.pointer, tmp_path_factory.mktemp("publisher"))
+    running.start()
+    yield running
+    running.stop()
+    assert "Traceback" not in running.log(), running.log()

@@ -3,7 +3,13 @@ a small test site on another port, and the unpacked extension in a real headless
 (launch options from ``/work/shared/BROWSER-TESTING.md``). The fixtures are in conftest.py.
 
 The service runs with ``TRICKLE_STREAM_INTERVAL_MS=250`` and ``TRICKLE_FEE_BPS=0``: with no fee,
-a payee's earnings are exactly the sum of the receipts' ``amt``.
+a payee's earnings are exactly the sum of the receipts' ``amt``. Earnings are held only
+``CLAIM_HOLD_S`` (1 s) and the smallest claim is ``MIN_CLAIM_MINOR``, so that a creator can claim
+what a test's reading earned.
+
+The demo publisher (``service/trickle/publisher/``) runs as its own process (``DemoPublisher``),
+exactly as ``trickle demo`` starts it (``start_publisher``), against the test service's issuer and
+keys, for a payee of the test's choosing.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import BrowserContext, Page, Playwright, Worker, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Worker, expect
 
 from trickle_verifier import KeySet, Receipt, Verifier
 
@@ -41,6 +47,8 @@ SITE_DIR = Path(__file__).resolve().parent / "site"
 OUTPUT_ROOT = REPO / "test-output" / "e2e"
 
 STREAM_INTERVAL_MS = 250
+CLAIM_HOLD_S = 1
+MIN_CLAIM_MINOR = 1_000  # 0.000001 USD at scale 9
 PASSWORD = "e2e-reader-password"
 FUNDING_MAJOR = "5.00"
 FUNDING_MINOR = 5_000_000_000  # 5.00 at scale 9
@@ -118,6 +126,8 @@ class TrickleService:
             TRICKLE_STREAM_INTERVAL_MS=str(STREAM_INTERVAL_MS),
             TRICKLE_FEE_BPS="0",
             TRICKLE_LOG_LEVEL="warning",
+            TRICKLE_CLAIM_HOLD_S=str(CLAIM_HOLD_S),
+            TRICKLE_MIN_CLAIM_MINOR=str(MIN_CLAIM_MINOR),
         )
         return env
 
@@ -305,6 +315,24 @@ def make_payee(service: TrickleService, creator_token: str) -> Payee:
     return Payee(name, created["payment_pointer"], creator_token)
 
 
+FAST_RATE_PER_HOUR_MINOR = 3_600_000_000  # 3.60 USD an hour: 0.001 USD a second
+
+
+def set_rate(service: TrickleService, reader: Reader, rate_per_hour_minor: int) -> None:
+    """The reader's hourly rate (at the service; the extension streams at it)."""
+    service.api(
+        "PUT",
+        "/api/v1/me/settings",
+        {"rate_per_hour_minor": str(rate_per_hour_minor)},
+        token=reader.token,
+    )
+
+
+def set_paused(service: TrickleService, reader: Reader, paused: bool) -> None:
+    """The reader's global pause, at the service: streaming stops (one-time payments do not)."""
+    service.api("PUT", "/api/v1/me/settings", {"paused": paused}, token=reader.token)
+
+
 def start_service(root: Path) -> TrickleService:
     service = TrickleService(root)
     service.data_dir.mkdir(parents=True)
@@ -366,6 +394,92 @@ class TestSite:
             {"pointer": pointer, "binding": binding, "visit": secrets.token_hex(4)}
         )
         return f"{self.origin}/{page}?{query}"
+
+
+# --- the demo publisher ------------------------------------------------------------------------
+
+# The publisher's process: the settings from the TRICKLE_* variables (the service's issuer), then
+# `start_publisher` as `trickle demo` calls it, until the process is terminated.
+_PUBLISHER_MAIN = """
+import sys
+from trickle.settings import load_settings
+from trickle.publisher.server import start_publisher
+thread = start_publisher(load_settings(), sys.argv[1], int(sys.argv[2]))
+while thread.is_alive():
+    thread.join(0.5)
+"""
+
+
+class DemoPublisher:
+    """The demo publisher site (``trickle demo``'s) in a subprocess, naming ``pointer``; it trusts
+    ``service`` (issuer and JWKS) and keeps its credits and purchases in ``root``."""
+
+    def __init__(self, service: TrickleService, pointer: str, root: Path) -> None:
+        self.service = service
+        self.pointer = pointer
+        self.root = root
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "publisher.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def url(self, path: str = "/") -> str:
+        return f"{self.origin}{path}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+        env.update(
+            TRICKLE_ENV="development",
+            TRICKLE_PORT=str(self.service.port),  # the issuer: http://127.0.0.1:<service port>
+            TRICKLE_DATA_DIR=str(self.root),
+            TRICKLE_LOG_LEVEL="warning",
+        )
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _PUBLISHER_MAIN, self.pointer, str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the demo publisher exited:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.origin}/", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the demo publisher never answered:\n{self.log()}")
+            time.sleep(0.05)  # outside any Playwright flow
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+# Starts a demo publisher for a payment pointer (the ``start_publisher`` fixture).
+PublisherFactory = Callable[[str], DemoPublisher]
 
 
 # --- the browser ---------------------------------------------------------------------------------
@@ -466,6 +580,39 @@ def launch_browser(
             yield extension
         finally:
             context.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def browser_environment(root: Path) -> dict[str, str | float | bool]:
+    """Chromium's own files inside ``root`` (config, cache, temp)."""
+    for sub in ("config", "cache", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(root / "config"),
+        "XDG_CACHE_HOME": str(root / "cache"),
+        "TMPDIR": str(root / "tmp"),
+    }
+
+
+def launch_plain_browser(driver: Playwright, executable: str) -> Iterator[Browser]:
+    """A headless Chromium WITHOUT the extension: a reader who has none."""
+    root = Path(tempfile.mkdtemp(prefix="trickle-plain-"))
+    try:
+        browser = driver.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            env=browser_environment(root),
+            args=[
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+                "--disable-quic",
+            ],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
