@@ -25,6 +25,17 @@ const bridge = createBridge({
   persist: true,
 });
 
+/**
+ * A price as people write it: the exact amount without trailing zeros, at least two decimals
+ * ("0.001", "0.05", "1.00"); string work on the exact decimal, never a float.
+ * @param {bigint} minor
+ */
+function priceText(minor) {
+  const [whole, fraction = ''] = formatMinor(minor, scale).split('.');
+  const kept = fraction.replace(/0+$/, '').padEnd(Math.min(2, scale), '0');
+  return kept === '' ? whole : `${whole}.${kept}`;
+}
+
 /** @param {string} state */
 function showState(state) {
   const status = document.getElementById('bridge-status');
@@ -33,7 +44,7 @@ function showState(state) {
   status.textContent = STATUS[state] ?? state;
   const hint = document.getElementById('paywall-hint');
   if (hint !== null && state !== 'unsupported') {
-    hint.textContent = `This article unlocks once your visit has paid ${formatMinor(priceMinor, scale)} ${currency}.`;
+    hint.textContent = `This article unlocks once your visit has paid ${priceText(priceMinor)} ${currency}.`;
   }
 }
 
