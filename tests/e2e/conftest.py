@@ -53,7 +53,9 @@ def chromium_executable() -> str:
     return str(path)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API runs an event loop in the main thread for as
+# long as it lives, and the rest of the suite (asyncio.run in the streaming tests) needs none.
+@pytest.fixture(scope="package")
 def playwright_driver(chromium_executable: str) -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
@@ -119,7 +121,7 @@ def browser(
     yield from launch_browser(playwright_driver, chromium_executable, service, output_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def plain_browser(playwright_driver: Playwright, chromium_executable: str) -> Iterator[Browser]:
     """A Chromium without the extension (shared; each test opens its own contexts)."""
     yield from launch_plain_browser(playwright_driver, chromium_executable)
