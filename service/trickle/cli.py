@@ -96,12 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The event loop and the committer thread hand the GIL to each other on every database step; at
-# the default 5 ms switch interval the loop waits behind the committer (and vice versa) and the
-# process idles at ~60 % of a core while streams fall behind. 0.5 ms keeps both busy.
-SWITCH_INTERVAL_S = 0.0005
-
-
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "host": settings.host,
@@ -123,7 +117,6 @@ def app_from_environment() -> Starlette:
     database and made the first key; each worker builds its own runtime from the environment."""
     from trickle.app import create_app
 
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return create_app(bootstrap(load_settings()))
 
 
@@ -147,7 +140,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             **_uvicorn_options(settings),
         )
         return 0
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(create_app(runtime), **_uvicorn_options(settings))
     runtime.close()
     return 0
