@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,6 +38,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Worker, expect
 
+from tests.processes import terminate, wait_until_answering
 from trickle_verifier import KeySet, Receipt, Verifier
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,19 +188,7 @@ class TrickleService:
         finally:
             log.close()
         self.starts += 1
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"trickle serve exited:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"trickle serve never became healthy:\n{self.log()}")
-            time.sleep(0.05)  # outside any Playwright flow
+        wait_until_answering(self.process, f"{self.url}/healthz", 30, self.log, "trickle serve")
 
     def kill(self) -> None:
         """Stop the process at once (SIGKILL): no goodbye to the clients, as in a crash."""
@@ -212,12 +200,7 @@ class TrickleService:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
+        terminate(self.process)
         self.process = None
 
     def log(self) -> str:
@@ -452,29 +435,12 @@ class DemoPublisher:
             )
         finally:
             log.close()
-        deadline = time.monotonic() + 30
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the demo publisher exited:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.origin}/", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the demo publisher never answered:\n{self.log()}")
-            time.sleep(0.05)  # outside any Playwright flow
+        wait_until_answering(self.process, f"{self.origin}/", 30, self.log, "the demo publisher")
 
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=20)
+        terminate(self.process)
         self.process = None
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.processes import ProcessFailed, terminate, wait_until_answering
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.models import LedgerAccount, Transfer
 from trickle_verifier import KeySet, Verifier
@@ -106,19 +107,13 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited at start-up:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the server did not answer within {timeout_s} s:\n{self.log_tail()}")
+        try:
+            wait_until_answering(
+                self.process, f"{self.http_url}/healthz", timeout_s, self.log_tail, "trickle serve"
+            )
+        except ProcessFailed:
+            self.stop()
+            raise
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown hook runs, in-flight commits are cut wherever they are."""
@@ -127,14 +122,8 @@ class ServerProcess:
             self.process.wait(timeout=30)
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
+        if self.process is not None:
+            terminate(self.process, timeout_s)
 
     def jwks(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"{self.http_url}/.well-known/jwks.json", timeout=10) as r:
