@@ -31,3 +31,9 @@ def format_minor(amount_minor: int, scale: int, *, min_decimals: int = 2) -> str
     digits = str(fraction).rjust(scale, "0").rstrip("0") if scale else ""
     digits = digits.ljust(min(min_decimals, scale), "0")
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
+def fee_of(amount_minor: int, fee_bps: int) -> int:
+    """The platform's fee on a payment to a payee: ``fee_bps`` basis points, rounded down (the
+    payee keeps the remainder), the same rule for streamed increments and one-time payments."""
+    return amount_minor * fee_bps // 10_000

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from trickle import ledger, spending
+from trickle import ledger, money, spending
 from trickle.errors import (
     BudgetExhausted,
     CurrencyMismatch,
@@ -158,7 +158,7 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
     if policy.site_rate(request.origin) is None:
         raise SiteDisabled(f"you turned off payments to {request.origin}")
     issued_at = int(now.timestamp())
-    fee = request.amount_minor * settings.fee_bps // 10_000
+    fee = money.fee_of(request.amount_minor, settings.fee_bps)
     payment = Payment(
         user_id=request.user_id,
         idempotency_key=request.idempotency_key,

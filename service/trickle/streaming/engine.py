@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from trickle import spending
+from trickle import money, spending
 from trickle.accounts import normalize_origin
 from trickle.db import transaction
 from trickle.errors import TrickleError
@@ -538,7 +538,7 @@ class StreamEngine:
         amount = stream.accrual.take()
         if amount <= 0:
             return
-        fee = amount * self.settings.fee_bps // 10_000
+        fee = money.fee_of(amount, self.settings.fee_bps)
         seq = stream.seq + 1
         posting = committer.Posting(
             user_id=reader.user_id,
