@@ -17,6 +17,7 @@ from trickle import ledger
 from trickle.db import transaction
 from trickle.ledger import AccountKind
 from trickle.models import ReaderSettings, SiteOverride
+from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol
 from trickle.streaming.accrual import HOUR_MS
@@ -765,3 +766,35 @@ def test_the_engine_debits_the_account_its_funding_source_names(
     assert balance_of(runtime, AccountKind.READER, "pool:test") == 0
     assert payee_balance(runtime, world.payees["alice"]) == five_seconds
     assert reader_balance(runtime, world.reader.id) == 10**12
+
+
+def test_a_receipt_that_fails_to_sign_after_the_commit_is_covered_by_the_next(
+    runtime: Runtime, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The money of a committed increment moved; if its receipt cannot be signed, the stream
+    goes on and the next receipt's tot includes it (receipts are cumulative)."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    sign = ReceiptSigner.sign
+    calls = 0
+
+    def flaky_sign(self: ReceiptSigner, claims: ReceiptClaims) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("the signing key is unavailable")
+        return sign(self, claims)
+
+    monkeypatch.setattr(ReceiptSigner, "sign", flaky_sign)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(4)
+        seqs = [m["seq"] for m in tab.receipts(sid)]
+        assert seqs == [1, 3, 4]  # seq 2 was committed but never signed
+        last = tab.receipts(sid)[-1]
+        assert payee_balance(runtime, world.payees["alice"]) == int(last["tot"])
+        amounts = sum(int(m["amt"]) for m in tab.receipts(sid))
+        assert int(last["tot"]) > amounts  # the unsigned increment is inside tot
+
+    run_engine(runtime, body)

@@ -598,8 +598,19 @@ class StreamEngine:
     ) -> tuple[committer.CommitResult, list[str | None]]:
         """In the committer thread: commit the batch, then (only then) sign its receipts. Signing
         here keeps the event loop free for the sockets, and ``crypto_sign`` runs without the GIL.
-        A stream's ``total_minor`` cannot change meanwhile: its increment is ``in_flight``."""
+        A stream's ``total_minor`` cannot change meanwhile: its increment is ``in_flight``.
+        An exception here before the commit means nothing of the batch moved; after it, signing
+        never raises: a receipt that could not be signed is ``None`` (see ``_deliver``)."""
         result = committer.commit(self.runtime.sessions, postings, now)
+        try:
+            return result, self._sign(batch, now)
+        except Exception:  # the money moved: never report the batch as failed
+            log.exception("signing a committed batch failed; its next receipts will cover it")
+            return result, [None] * len(batch)
+
+    def _sign(
+        self, batch: list[tuple[Stream, committer.Posting, int, int]], now: dt.datetime
+    ) -> list[str | None]:
         issued_at = int(now.timestamp())
         expires_at = issued_at + self.settings.receipt_ttl_s
         signer = ReceiptSigner(self.runtime.key_ring.current.active)
@@ -623,7 +634,7 @@ class StreamEngine:
                 binding=stream.binding,
             )
             tokens.append(signer.sign(claims))
-        return result, tokens
+        return tokens
 
     def _deliver(
         self,
@@ -642,21 +653,22 @@ class StreamEngine:
                 if stream.end_reason is not None:
                     self._send_stopped(stream)
                 continue
-            assert token is not None
             stream.seq = seq
             stream.total_minor += posting.amount_minor
-            stream.latest = {
-                "type": "receipt",
-                "sid": stream.sid,
-                "seq": seq,
-                "amt": str(posting.amount_minor),
-                "tot": str(stream.total_minor),
-                "receipt": token,
-            }
-            if stream.connection is not None:
-                stream.connection.send(stream.latest)
-                if self.record_latencies:
-                    self.latencies_ms.append(sent_ms - due)
+            # token None: committed but not signed (logged); the next receipt's tot covers it
+            if token is not None:
+                stream.latest = {
+                    "type": "receipt",
+                    "sid": stream.sid,
+                    "seq": seq,
+                    "amt": str(posting.amount_minor),
+                    "tot": str(stream.total_minor),
+                    "receipt": token,
+                }
+                if stream.connection is not None:
+                    stream.connection.send(stream.latest)
+                    if self.record_latencies:
+                        self.latencies_ms.append(sent_ms - due)
             if stream.end_reason is not None:
                 self._send_stopped(stream)
         for reader in touched:
