@@ -166,7 +166,6 @@ class StreamEngine:
         self._pending: list[tuple[Stream, committer.Posting, int, int]] = []
         self._commit_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
         self._lookups = ThreadPoolExecutor(4, thread_name_prefix="trickle-lookup")
         self._wake = asyncio.Event()
         self.latencies_ms: list[int] = []  # due -> sent, for the benchmark and tests
@@ -190,7 +189,6 @@ class StreamEngine:
         for reader in list(self.readers.values()):
             for connection in list(reader.connections):
                 connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
-        self._committer.shutdown(wait=True)
         self._lookups.shutdown(wait=True)
 
     async def flush(self) -> None:
@@ -557,51 +555,37 @@ class StreamEngine:
         self._pending.append((stream, posting, seq, due))
 
     async def _commit_loop(self) -> None:
-        """Commit pending increments in groups, two deep: while the event loop delivers one
-        group's receipts, the committer thread already commits the next."""
-        in_flight = self._submit() if self._pending else None
-        while in_flight is not None:
-            batch, future = in_flight
+        """Commit pending increments in groups until none are left, yielding to the sockets
+        between groups. A group runs on the event loop's own thread, start to end: see
+        ``_commit_and_sign``."""
+        while self._pending:
+            batch, self._pending = self._pending, []
             try:
-                result, tokens = await future
+                result, tokens = self._commit_and_sign(batch, self.runtime.clock())
             except Exception:  # nothing of the batch is committed: no receipt goes out
                 log.exception("group commit failed; %d increments not paid", len(batch))
                 for stream, _, _, _ in batch:
                     stream.in_flight = False
                     if stream.end_reason is not None:
                         self._send_stopped(stream)
-                in_flight = self._submit() if self._pending else None
-                continue
-            in_flight = self._submit() if self._pending else None
-            self._deliver(batch, result, tokens)
-            if in_flight is None and self._pending:
-                in_flight = self._submit()
-
-    def _submit(
-        self,
-    ) -> tuple[
-        list[tuple[Stream, committer.Posting, int, int]],
-        asyncio.Future[tuple[committer.CommitResult, list[str | None]]],
-    ]:
-        batch, self._pending = self._pending, []
-        postings = [posting for _, posting, _, _ in batch]
-        future = asyncio.get_running_loop().run_in_executor(
-            self._committer, self._commit_and_sign, batch, postings, self.runtime.clock()
-        )
-        return batch, future
+            else:
+                self._deliver(batch, result, tokens)
+            await asyncio.sleep(0)
 
     def _commit_and_sign(
-        self,
-        batch: list[tuple[Stream, committer.Posting, int, int]],
-        postings: list[committer.Posting],
-        now: dt.datetime,
+        self, batch: list[tuple[Stream, committer.Posting, int, int]], now: dt.datetime
     ) -> tuple[committer.CommitResult, list[str | None]]:
-        """In the committer thread: commit the batch, then (only then) sign its receipts. Signing
-        here keeps the event loop free for the sockets, and ``crypto_sign`` runs without the GIL.
-        A stream's ``total_minor`` cannot change meanwhile: its increment is ``in_flight``.
-        An exception here before the commit means nothing of the batch moved; after it, signing
-        never raises: a receipt that could not be signed is ``None`` (see ``_deliver``)."""
-        result = committer.commit(self.runtime.sessions, postings, now)
+        """Commit the batch, then (only then) sign its receipts.
+
+        This blocks the event loop for one group commit (a few milliseconds under full load;
+        SQLite's fsync or PostgreSQL's round trips included), on purpose: in a worker thread the
+        same work ran 40 % slower, because the database driver and ``crypto_sign`` release the
+        GIL for every row and every signature, and each time the busy event loop kept it for up to
+        a switch interval (measured: bench/README.md). A stream's ``total_minor`` cannot change
+        meanwhile: its increment is ``in_flight``. An exception before the commit means nothing
+        of the batch moved; after it, signing never raises: a receipt that could not be signed is
+        ``None`` (see ``_deliver``)."""
+        result = committer.commit(self.runtime.sessions, [p for _, p, _, _ in batch], now)
         try:
             return result, self._sign(batch, now)
         except Exception:  # the money moved: never report the batch as failed
