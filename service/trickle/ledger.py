@@ -279,7 +279,7 @@ def _insert_rows(session: Session, requests: Sequence[TransferRequest], now: dt.
     if connection.dialect.name == "postgresql":
         connection.execute(_PG_INSERT_TRANSFERS, _columns(requests, now))
         return
-    to_db = UTCDateTime().bind_processor(connection.dialect)
+    to_db = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
     created_at = to_db(now) if to_db is not None else now  # the ORM's own representation
     connection.exec_driver_sql(
         _SQLITE_INSERT_TRANSFERS,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.factories import asset, create_user
@@ -17,7 +17,7 @@ from trickle.errors import (
     InvalidAmount,
 )
 from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
-from trickle.models import LedgerAccount
+from trickle.models import LedgerAccount, Transfer
 from trickle.runtime import Runtime
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
@@ -145,3 +145,65 @@ def test_check_names_the_account_whose_balance_disagrees(runtime: Runtime) -> No
         session.rollback()
     assert ("balance_matches_transfers", True) in rules
     assert ("zero_sum", False) in rules
+
+
+# --- batches (the streaming engine's group commit) ---------------------------------------------
+
+_ROW = (
+    "SELECT debit_account_id, credit_account_id, amount_minor, currency, kind, origin, "
+    "reference, created_at FROM transfers WHERE idempotency_key = :key"
+)
+
+
+def _stream(debit: int, credit: int, amount: int, key: str) -> TransferRequest:
+    return TransferRequest(
+        debit, credit, amount, "USD", TransferKind.STREAM, key, origin="https://a.example"
+    )
+
+
+def test_a_batch_stores_exactly_what_single_transfers_store(runtime: Runtime) -> None:
+    """The batch path writes rows with the driver directly; every column, the timestamp's stored
+    form included, must be what the ORM path writes."""
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, 1_000, "fund")
+    at = dt.datetime(2026, 11, 28, 12, 30, 45, 123456, tzinfo=dt.UTC)
+    with transaction(runtime.sessions) as session:
+        ledger.post_transfer(session, _stream(reader, payee, 7, "single"), at)
+        ledger.post_batch(
+            session, [_stream(reader, payee, 7, "b1"), _stream(reader, payee, 5, "b2")], at
+        )
+    with transaction(runtime.sessions) as session:
+        single = session.execute(text(_ROW), {"key": "single"}).one()
+        batched = session.execute(text(_ROW), {"key": "b1"}).one()
+        assert tuple(batched) == tuple(single)
+        row = session.scalars(select(Transfer).where(Transfer.idempotency_key == "b2")).one()
+        assert (row.amount_minor, row.created_at, row.origin) == (5, at, "https://a.example")
+        assert ledger.check(session) == []
+    assert (_balance(runtime, reader), _balance(runtime, payee)) == (1_000 - 19, 19)
+
+
+def test_a_refused_debit_rolls_the_whole_batch_back(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, 10, "fund")
+    with transaction(runtime.sessions) as session:
+        with pytest.raises(ledger.BatchRefused):
+            ledger.post_batch(
+                session, [_stream(reader, payee, 6, "r1"), _stream(reader, payee, 6, "r2")], NOW
+            )
+        ledger.post_batch(session, [_stream(reader, payee, 4, "r3")], NOW)
+    assert (_balance(runtime, reader), _balance(runtime, payee)) == (6, 4)
+    with transaction(runtime.sessions) as session:
+        keys = session.scalars(select(Transfer.idempotency_key).order_by(Transfer.id)).all()
+        assert keys == ["fund", "r3"]
+
+
+def test_a_batch_with_a_key_posted_before_moves_nothing(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, 100, "fund")
+    with transaction(runtime.sessions) as session:
+        ledger.post_batch(session, [_stream(reader, payee, 3, "k1")], NOW)
+    with transaction(runtime.sessions) as session, pytest.raises(ledger.BatchRefused):
+        ledger.post_batch(
+            session, [_stream(reader, payee, 3, "k2"), _stream(reader, payee, 3, "k1")], NOW
+        )
+    assert (_balance(runtime, reader), _balance(runtime, payee)) == (97, 3)
