@@ -18,12 +18,13 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from trickle.db import DriverCursor
 from trickle.errors import (
     AccountNotFound,
     CurrencyMismatch,
@@ -229,59 +230,52 @@ def _replay(existing: Transfer, request: TransferRequest) -> PostedTransfer:
 
 # --- batches (group commit) -----------------------------------------------------------------
 
-_BATCH_DEBIT = text(
-    "UPDATE ledger_accounts SET balance_minor = balance_minor - :amount "
-    "WHERE id = :account AND currency = :currency "
-    "AND (may_go_negative OR balance_minor >= :amount)"
+# The group commit speaks to the driver directly (``db.DriverCursor``, ``?`` placeholders).
+_BATCH_DEBIT = (
+    "UPDATE ledger_accounts SET balance_minor = balance_minor - ? "
+    "WHERE id = ? AND currency = ? AND (may_go_negative OR balance_minor >= ?)"
 )
-_BATCH_CREDIT = text(
-    "UPDATE ledger_accounts SET balance_minor = balance_minor + :amount "
-    "WHERE id = :account AND currency = :currency"
+_BATCH_CREDIT = (
+    "UPDATE ledger_accounts SET balance_minor = balance_minor + ? WHERE id = ? AND currency = ?"
 )
-
-
-# PostgreSQL: all of a batch's rows in ONE statement (arrays, unnested), not one per row.
-_PG_INSERT_TRANSFERS = text(
-    "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
-    "idempotency_key, origin, reference, created_at) "
-    "SELECT d, c, a, cur, k, ik, o, ref, :created_at FROM unnest("
-    "CAST(:debits AS BIGINT[]), CAST(:credits AS BIGINT[]), CAST(:amounts AS BIGINT[]), "
-    "CAST(:currencies AS VARCHAR[]), CAST(:kinds AS VARCHAR[]), CAST(:keys AS VARCHAR[]), "
-    "CAST(:origins AS VARCHAR[]), CAST(:references AS VARCHAR[])"
-    ") AS t(d, c, a, cur, k, ik, o, ref)"
-).bindparams(bindparam("created_at", type_=UTCDateTime()))
-
-
-# SQLite: the driver's executemany, a loop in C over plain tuples (the ORM's bulk insert spends
-# more time preparing each row than SQLite spends storing it).
+# SQLite: executemany, a loop in C over plain tuples.
 _SQLITE_INSERT_TRANSFERS = (
     "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
     "idempotency_key, origin, reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# PostgreSQL: all of a batch's rows in ONE statement (arrays, unnested), not one per row.
+_PG_INSERT_TRANSFERS = (
+    "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
+    "idempotency_key, origin, reference, created_at) "
+    "SELECT d, c, a, cur, k, ik, o, ref, ? FROM unnest(?::bigint[], ?::bigint[], ?::bigint[], "
+    "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[]) "
+    "AS t(d, c, a, cur, k, ik, o, ref)"
+)
 
 
-def _columns(requests: Sequence[TransferRequest], now: dt.datetime) -> dict[str, object]:
-    return {
-        "debits": [r.debit_account_id for r in requests],
-        "credits": [r.credit_account_id for r in requests],
-        "amounts": [r.amount_minor for r in requests],
-        "currencies": [r.currency for r in requests],
-        "kinds": [r.kind.value for r in requests],
-        "keys": [r.idempotency_key for r in requests],
-        "origins": [r.origin for r in requests],
-        "references": [r.reference for r in requests],
-        "created_at": now,
-    }
-
-
-def _insert_rows(session: Session, requests: Sequence[TransferRequest], now: dt.datetime) -> None:
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(_PG_INSERT_TRANSFERS, _columns(requests, now))
+def _insert_rows(
+    cursor: DriverCursor, requests: Sequence[TransferRequest], created_at: object
+) -> None:
+    if cursor.postgres:
+        columns = zip(
+            *(
+                (
+                    r.debit_account_id,
+                    r.credit_account_id,
+                    r.amount_minor,
+                    r.currency,
+                    r.kind.value,
+                    r.idempotency_key,
+                    r.origin,
+                    r.reference,
+                )
+                for r in requests
+            ),
+            strict=True,
+        )
+        cursor.execute(_PG_INSERT_TRANSFERS, [created_at, *map(list, columns)])
         return
-    to_db = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
-    created_at = to_db(now) if to_db is not None else now  # the ORM's own representation
-    connection.exec_driver_sql(
+    cursor.executemany(
         _SQLITE_INSERT_TRANSFERS,
         [
             (
@@ -300,15 +294,24 @@ def _insert_rows(session: Session, requests: Sequence[TransferRequest], now: dt.
     )
 
 
+def _stored_time(connection: Connection, now: dt.datetime) -> object:
+    """``now`` as the ORM stores it (SQLite keeps text; the driver's default form differs)."""
+    to_db = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    return to_db(now) if to_db is not None else now
+
+
 class BatchRefused(Exception):
     """Some transfer of a batch was refused (a debit, or a duplicate key): the batch's savepoint
     rolled back and nothing of it moved. Post the transfers one by one to learn which."""
 
 
-def post_batch(session: Session, requests: Sequence[TransferRequest], now: dt.datetime) -> None:
+def post_batch(
+    connection: Connection, requests: Sequence[TransferRequest], now: dt.datetime
+) -> None:
     """Post many fresh transfers with one statement per step (debits, credits, rows) instead of
     several per transfer: the streaming engine's group commit. All or nothing: on any refusal
-    the batch's savepoint rolls back and ``BatchRefused`` is raised.
+    the batch's savepoint rolls back and ``BatchRefused`` is raised. Runs inside the caller's
+    transaction, through the driver (``DriverCursor``).
 
     The same rules hold as for ``post_transfer``. Debits and credits are summed per account
     first (one UPDATE per account, not per transfer: a popular payee's row is written once per
@@ -319,34 +322,35 @@ def post_batch(session: Session, requests: Sequence[TransferRequest], now: dt.da
         return
     for request in requests:
         check_amount(request.amount_minor)
-    debits = _per_account(requests, debit=True)
-    credits = _per_account(requests, debit=False)
-    savepoint = session.begin_nested()
+    debits = [(a, account, cur, a) for account, cur, a in _per_account(requests, debit=True)]
+    credits = [(a, account, cur) for account, cur, a in _per_account(requests, debit=False)]
+    cursor = DriverCursor(connection)
+    cursor.execute("SAVEPOINT trickle_batch")
     try:
-        if session.execute(_BATCH_DEBIT, debits).rowcount != len(debits):  # type: ignore[attr-defined]
+        if cursor.executemany(_BATCH_DEBIT, debits) != len(debits):
             raise BatchRefused("a debit was refused")
-        if session.execute(_BATCH_CREDIT, credits).rowcount != len(credits):  # type: ignore[attr-defined]
+        if cursor.executemany(_BATCH_CREDIT, credits) != len(credits):
             raise BatchRefused("a credit account is missing or in another asset")
-        _insert_rows(session, requests, now)
-    except (BatchRefused, IntegrityError) as exc:
-        savepoint.rollback()
-        if isinstance(exc, BatchRefused):
-            raise
-        raise BatchRefused("a transfer in the batch was posted before") from None
-    savepoint.commit()
+        try:
+            _insert_rows(cursor, requests, _stored_time(connection, now))
+        except cursor.integrity_error:
+            raise BatchRefused("a transfer in the batch was posted before") from None
+    except BatchRefused:
+        cursor.execute("ROLLBACK TO SAVEPOINT trickle_batch")
+        cursor.execute("RELEASE SAVEPOINT trickle_batch")
+        raise
+    cursor.execute("RELEASE SAVEPOINT trickle_batch")
 
 
-def _per_account(requests: Sequence[TransferRequest], *, debit: bool) -> list[dict[str, object]]:
+def _per_account(requests: Sequence[TransferRequest], *, debit: bool) -> list[tuple[int, str, int]]:
     totals: dict[tuple[int, str], int] = {}
     for r in requests:
         key = (r.debit_account_id if debit else r.credit_account_id, r.currency)
         totals[key] = totals.get(key, 0) + r.amount_minor
     if any(total > MAX_AMOUNT for total in totals.values()):
         raise BatchRefused("a sum is past the largest amount; post the transfers one by one")
-    return [
-        {"account": account, "amount": total, "currency": currency}
-        for (account, currency), total in totals.items()
-    ]
+    # in account order: two processes' batches lock shared rows in the same order (no deadlock)
+    return [(account, currency, total) for (account, currency), total in sorted(totals.items())]
 
 
 # --- invariants -------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from trickle.db import DriverCursor
 from trickle.models import MonthlySpend
 
 _ADD = text(
@@ -63,9 +64,16 @@ def add(session: Session, spend: Spend) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def add_batch(session: Session, spends: Sequence[Spend]) -> None:
+_ADD_DRIVER = (  # _ADD for db.DriverCursor
+    "UPDATE monthly_spend SET spent_minor = spent_minor + ? "
+    "WHERE user_id = ? AND month = ? AND spent_minor + ? <= ?"
+)
+
+
+def add_batch(connection: Connection, spends: Sequence[Spend]) -> None:
     """Record many spends in one statement; ``BudgetRefused`` if any would pass its budget (the
-    caller's savepoint then rolls them all back). Month rows must exist (``ensure_month``).
+    caller then rolls them all back). Month rows must exist (``ensure_month``). Through the
+    driver, like ``ledger.post_batch``.
 
     One UPDATE per (user, month) for the sum of its spends, under the smallest budget among
     them: never looser than adding them one by one (a refusal here means "post them singly")."""
@@ -76,12 +84,11 @@ def add_batch(session: Session, spends: Sequence[Spend]) -> None:
         entry = totals.setdefault((spend.user_id, spend.month), [0, spend.budget_minor])
         entry[0] += spend.amount_minor
         entry[1] = min(entry[1], spend.budget_minor)
-    params = [
-        {"amount": amount, "user_id": user_id, "month": month, "budget": budget}
-        for (user_id, month), (amount, budget) in totals.items()
+    rows = [
+        (amount, user_id, month, amount, budget)
+        for (user_id, month), (amount, budget) in sorted(totals.items())
     ]
-    result = session.execute(_ADD, params)
-    if result.rowcount != len(params):  # type: ignore[attr-defined]
+    if DriverCursor(connection).executemany(_ADD_DRIVER, rows) != len(rows):
         raise BudgetRefused("a spend would pass its monthly budget")
 
 

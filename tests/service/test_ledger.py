@@ -170,7 +170,9 @@ def test_a_batch_stores_exactly_what_single_transfers_store(runtime: Runtime) ->
     with transaction(runtime.sessions) as session:
         ledger.post_transfer(session, _stream(reader, payee, 7, "single"), at)
         ledger.post_batch(
-            session, [_stream(reader, payee, 7, "b1"), _stream(reader, payee, 5, "b2")], at
+            session.connection(),
+            [_stream(reader, payee, 7, "b1"), _stream(reader, payee, 5, "b2")],
+            at,
         )
     with transaction(runtime.sessions) as session:
         single = session.execute(text(_ROW), {"key": "single"}).one()
@@ -188,9 +190,11 @@ def test_a_refused_debit_rolls_the_whole_batch_back(runtime: Runtime) -> None:
     with transaction(runtime.sessions) as session:
         with pytest.raises(ledger.BatchRefused):
             ledger.post_batch(
-                session, [_stream(reader, payee, 6, "r1"), _stream(reader, payee, 6, "r2")], NOW
+                session.connection(),
+                [_stream(reader, payee, 6, "r1"), _stream(reader, payee, 6, "r2")],
+                NOW,
             )
-        ledger.post_batch(session, [_stream(reader, payee, 4, "r3")], NOW)
+        ledger.post_batch(session.connection(), [_stream(reader, payee, 4, "r3")], NOW)
     assert (_balance(runtime, reader), _balance(runtime, payee)) == (6, 4)
     with transaction(runtime.sessions) as session:
         keys = session.scalars(select(Transfer.idempotency_key).order_by(Transfer.id)).all()
@@ -201,9 +205,11 @@ def test_a_batch_with_a_key_posted_before_moves_nothing(runtime: Runtime) -> Non
     source, reader, payee = _accounts(runtime)
     _post(runtime, source, reader, 100, "fund")
     with transaction(runtime.sessions) as session:
-        ledger.post_batch(session, [_stream(reader, payee, 3, "k1")], NOW)
+        ledger.post_batch(session.connection(), [_stream(reader, payee, 3, "k1")], NOW)
     with transaction(runtime.sessions) as session, pytest.raises(ledger.BatchRefused):
         ledger.post_batch(
-            session, [_stream(reader, payee, 3, "k2"), _stream(reader, payee, 3, "k1")], NOW
+            session.connection(),
+            [_stream(reader, payee, 3, "k2"), _stream(reader, payee, 3, "k1")],
+            NOW,
         )
     assert (_balance(runtime, reader), _balance(runtime, payee)) == (97, 3)

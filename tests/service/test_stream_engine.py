@@ -229,10 +229,11 @@ def test_an_hour_of_one_second_ticks_pays_the_rate_exactly(runtime: Runtime, wor
         await h.run(60)  # a commit per tick: each receipt is 166_666 2/3, carried exactly
         assert [r["amt"] for r in tab.receipts(sid)[:6]] == ["166666", "166667", "166667"] * 2
         # most of the hour with commits slower than the clock: an increment that finds its
-        # stream still committing waits a turn, and nothing is lost or paid twice
+        # stream still committing is cut the moment that one lands (so each slow commit yields
+        # two receipts: the one in flight and the one owed), and nothing is lost or paid twice
         await h.run(3525, flush_every=47)
         await h.run(15)  # the last quarter minute commits every tick again
-        assert len(tab.receipts(sid)) == 60 + 3525 // 47 + 15
+        assert len(tab.receipts(sid)) == 60 + 2 * (3525 // 47) + 15
         assert h.engine.streams[sid].accrual.pending == 0
         assert verify_all(runtime, tab, sid, BLOG, "alice") == rate
 

@@ -1,8 +1,8 @@
 """Group commit: many streams' increments become ledger transfers in ONE transaction.
 
-Runs in the engine's single committer thread. The fast path posts the whole batch with one
+Runs on the engine's event loop thread. The fast path posts the whole batch with one
 statement per step (spend, debits, credits, rows, fees); if anything in it is refused (a balance
-or a budget), that savepoint rolls back and each increment is posted on its own, so one reader
+or a budget), the transaction rolls back and each increment is posted on its own, so one reader
 running dry never costs another reader their receipt. Receipts are signed only after this returns,
 i.e. after the commit is durable.
 """
@@ -13,14 +13,13 @@ import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from trickle import ledger, spending
-from trickle.db import transaction
+from trickle.db import DriverCursor, transaction
 from trickle.errors import InsufficientFunds
 from trickle.ledger import BatchRefused, TransferKind, TransferRequest
-from trickle.models import LedgerAccount, MonthlySpend
 
 
 @dataclasses.dataclass(slots=True)
@@ -81,20 +80,22 @@ def _spends(postings: Sequence[Posting]) -> list[spending.Spend]:
 
 
 def commit(
-    sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
+    engine: Engine, sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
 ) -> CommitResult:
     """Post every posting (or mark it refused) and commit once."""
+    try:
+        with engine.begin() as connection:
+            spending.add_batch(connection, _spends(postings))
+            streams, fees = _requests(postings)
+            ledger.post_batch(connection, streams, now)
+            ledger.post_batch(connection, fees, now)
+            return _read_back(connection, postings)
+    except (BatchRefused, spending.BudgetRefused):
+        pass  # rolled back whole; one by one now, so one reader's refusal costs no one else
     with transaction(sessions) as session:
-        try:
-            with session.begin_nested():
-                spending.add_batch(session, _spends(postings))
-                streams, fees = _requests(postings)
-                ledger.post_batch(session, streams, now)
-                ledger.post_batch(session, fees, now)
-        except (BatchRefused, spending.BudgetRefused):
-            for posting in postings:
-                _post_one(session, posting, now)
-        return _read_back(session, postings)
+        for posting in postings:
+            _post_one(session, posting, now)
+        return _read_back(session.connection(), postings)
 
 
 def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:
@@ -110,23 +111,16 @@ def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:
         posting.refused = "insufficient_funds"
 
 
-def _read_back(session: Session, postings: Sequence[Posting]) -> CommitResult:
-    account_ids = {p.reader_account_id for p in postings}
-    balances = dict(
-        session.execute(
-            select(LedgerAccount.id, LedgerAccount.balance_minor).where(
-                LedgerAccount.id.in_(account_ids)
-            )
-        ).all()
+def _read_back(connection: Connection, postings: Sequence[Posting]) -> CommitResult:
+    cursor = DriverCursor(connection)
+    accounts, account_ids = cursor.in_list(sorted({p.reader_account_id for p in postings}))
+    query = f"SELECT id, balance_minor FROM ledger_accounts WHERE id {accounts}"  # noqa: S608 - placeholders only
+    balances = dict(cursor.execute(query, account_ids))
+    users, user_ids = cursor.in_list(sorted({p.user_id for p in postings}))
+    months, month_values = cursor.in_list(sorted({p.month for p in postings}))
+    rows = cursor.execute(
+        "SELECT user_id, month, spent_minor FROM monthly_spend "  # noqa: S608 - placeholders only
+        f"WHERE user_id {users} AND month {months}",
+        user_ids + month_values,
     )
-    users = {p.user_id for p in postings}
-    months = {p.month for p in postings}
-    spent = {
-        (user_id, month): value
-        for user_id, month, value in session.execute(
-            select(MonthlySpend.user_id, MonthlySpend.month, MonthlySpend.spent_minor).where(
-                MonthlySpend.user_id.in_(users), MonthlySpend.month.in_(months)
-            )
-        ).all()
-    }
-    return CommitResult(balances, spent)
+    return CommitResult(balances, {(user_id, month): value for user_id, month, value in rows})
