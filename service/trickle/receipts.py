@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import dataclasses
 import functools
 import itertools
@@ -20,8 +20,12 @@ _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ORDER_REF_PATTERN = re.compile(r"^[\x20-\x7e]{1,128}$")  # the ``ord`` claim: printable ASCII
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # binascii directly: base64.urlsafe_b64encode's Python layers cost more than the encoding
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 def new_stream_id() -> str:
@@ -72,6 +76,7 @@ def _stream_prefix(iss: str, aud: str, pay: str, sid: str) -> str:
     return f'{{"iss":{_json(iss)},"aud":{_json(aud)},"pay":{_json(pay)},"sid":{_json(sid)},'
 
 
+@functools.lru_cache(maxsize=4096)
 def _json(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 

@@ -54,3 +54,19 @@ def test_paid_plus_pending_is_exactly_rate_times_time(
         assert 0 <= accrual.pending < 1
     exact = sum(Fraction(rate * elapsed_ms, HOUR_MS * share) for elapsed_ms, share in steps)
     assert paid + accrual.pending == exact
+
+
+def test_thousands_of_share_changes_stay_exact() -> None:
+    """Shares 1..512 (every stream a reader may have) in turn: the common denominator grows
+    past the point where the carried fraction is reduced, and it stays exact."""
+    import random
+
+    rng = random.Random(7)
+    accrual, paid, exact = Accrual(), 0, Fraction(0)
+    for _ in range(5000):
+        elapsed_ms, share = rng.randint(1, 5000), rng.randint(1, 512)
+        accrual.add(777_777, elapsed_ms, share)
+        exact += Fraction(777_777 * elapsed_ms, HOUR_MS * share)
+        paid += accrual.take()
+        assert 0 <= accrual.pending < 1
+    assert paid + accrual.pending == exact
