@@ -2,7 +2,7 @@
 // reconnect with backoff and jitter after a drop (never after "unauthenticated").
 
 import { backoffDelay } from '../shared/backoff.js';
-import { CLOSE_UNAUTHENTICATED, CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, parseServerMessage } from './protocol.js';
+import { CLOSE_UNAUTHENTICATED, CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, parseServerFrame } from './protocol.js';
 
 /** How often a quiet connection pings (the service closes one silent for 60 s). */
 export const PING_MS = 20_000;
@@ -109,21 +109,21 @@ export class StreamSocket {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.token }));
+      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.token, batch: true }));
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws || typeof event.data !== 'string') return;
-      const message = parseServerMessage(event.data);
-      if (!message) return;
-      if (message.type === 'welcome') {
-        this.welcomed = true;
-        this.attempt = 0;
-        this.lastCloseCode = 0;
-        this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_MS);
-        this.handlers.onWelcome(message);
-        return;
+      for (const message of parseServerFrame(event.data)) {
+        if (message.type === 'welcome') {
+          this.welcomed = true;
+          this.attempt = 0;
+          this.lastCloseCode = 0;
+          this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_MS);
+          this.handlers.onWelcome(message);
+        } else if (this.welcomed) {
+          this.handlers.onMessage(message);
+        }
       }
-      if (this.welcomed) this.handlers.onMessage(message);
     };
     ws.onerror = () => {
       // onclose follows with the code

@@ -37,18 +37,36 @@ function money(m) {
 }
 
 /**
- * Parse one text frame from the service. Returns null for anything this client does not use.
+ * Parse one text frame from the service: a single message, or a `batch` envelope of several
+ * (the client asks for those in `hello`). Returns the messages this client uses, in order;
+ * anything else is dropped.
  * @param {string} text
- * @returns {ServerMessage | null}
+ * @returns {ServerMessage[]}
  */
-export function parseServerMessage(text) {
+export function parseServerFrame(text) {
   /** @type {unknown} */
   let data;
   try {
     data = JSON.parse(text);
   } catch {
-    return null;
+    return [];
   }
+  const frame = /** @type {Record<string, unknown> | null} */ (typeof data === 'object' && !Array.isArray(data) ? data : null);
+  const items = frame?.type === 'batch' && Array.isArray(frame.messages) ? frame.messages : [data];
+  /** @type {ServerMessage[]} */
+  const messages = [];
+  for (const item of items) {
+    const message = readMessage(item);
+    if (message) messages.push(message);
+  }
+  return messages;
+}
+
+/**
+ * @param {unknown} data
+ * @returns {ServerMessage | null}
+ */
+function readMessage(data) {
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return null;
   const m = /** @type {Record<string, unknown>} */ (data);
   switch (m.type) {

@@ -121,7 +121,7 @@ test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
     await engine.signIn('sign-in', 'ann@example.com', 'password-123');
     await waitFor(() => ws()?.sent.length === 1);
     assert.equal(ws().url, 'ws://127.0.0.1:8420/api/v1/stream');
-    assert.deepEqual(ws().sent[0], { type: 'hello', v: 1, token: 'trk_secret' });
+    assert.deepEqual(ws().sent[0], { type: 'hello', v: 1, token: 'trk_secret', batch: true });
     ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
   });
 
@@ -174,8 +174,13 @@ test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
     ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
     assert.deepEqual(ws().sent[1], { type: 'resume', sid: 'S1', active: true });
     ws().serve({ type: 'resumed', sid: 'S1', seq: 1, tot: '100' });
-    ws().serve({ type: 'receipt', sid: 'S1', seq: 1, amt: '100', tot: '100', receipt: 'jws.1', resent: true });
-    ws().serve({ type: 'state', sid: 'S1', state: 'active' });
+    ws().serve({
+      type: 'batch', // the service groups what it sends together
+      messages: [
+        { type: 'receipt', sid: 'S1', seq: 1, amt: '100', tot: '100', receipt: 'jws.1', resent: true },
+        { type: 'state', sid: 'S1', state: 'active' },
+      ],
+    });
     assert.equal(delivered.length, 1);
     ws().serve({ type: 'receipt', sid: 'S1', seq: 2, amt: '150', tot: '250', receipt: 'jws.2' });
     assert.equal(delivered.length, 2);

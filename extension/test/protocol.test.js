@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseServerMessage } from '../background/protocol.js';
+import { parseServerFrame } from '../background/protocol.js';
+
+/** A frame that must hold exactly one usable message; null when it holds none. */
+const parseServerMessage = (/** @type {string} */ text) => {
+  const messages = parseServerFrame(text);
+  assert.ok(messages.length <= 1);
+  return messages[0] ?? null;
+};
 
 const money = { balance_minor: '4200000000', month_spent_minor: '150000000', month_budget_minor: '5000000000', currency: 'USD', scale: 9 };
 
@@ -27,4 +34,15 @@ test('amounts as numbers, bad JSON and unknown types are dropped', () => {
   assert.equal(parseServerMessage('[]'), null);
   assert.equal(parseServerMessage('{"type":"future_thing"}'), null);
   assert.equal(parseServerMessage('{"type":"state","sid":"s"}'), null);
+});
+
+test('a batch frame gives its messages in order and drops only its unusable ones', () => {
+  const receipt = (/** @type {number} */ seq) => ({ type: 'receipt', sid: 's', seq, amt: '1', tot: String(seq), receipt: 'e.y.j' });
+  const frame = { type: 'batch', messages: [receipt(1), { type: 'future_thing' }, receipt(2), { type: 'balance', ...money }, 'junk', null] };
+  const messages = parseServerFrame(JSON.stringify(frame));
+  assert.deepEqual(messages.map((m) => m.type), ['receipt', 'receipt', 'balance']);
+  assert.deepEqual(messages.map((m) => (m.type === 'receipt' ? m.seq : null)), [1, 2, null]);
+  assert.deepEqual(parseServerFrame('{"type":"batch","messages":{"type":"pong"}}'), []);
+  assert.deepEqual(parseServerFrame('{"type":"batch"}'), []);
+  assert.deepEqual(parseServerFrame('[{"type":"pong"}]'), []);
 });

@@ -198,8 +198,10 @@ class StreamClient:
         interval_ms: int,
         keep_every: int = 1,
         compression: str | None = "deflate",
+        batch: bool = True,
     ) -> None:
         self.url = url
+        self.batch = batch  # say in hello that this client reads ``batch`` envelopes
         self.token = token
         self.interval_s = interval_ms / 1000
         self.keep_every = keep_every
@@ -235,7 +237,8 @@ class StreamClient:
                 max_queue=None,
             ) as ws:
                 self._ws = ws
-                await ws.send(json.dumps({"type": "hello", "v": 1, "token": self.token}))
+                hello = {"type": "hello", "v": 1, "token": self.token, "batch": self.batch}
+                await ws.send(json.dumps(hello))
                 for ref, target in starts:
                     message = {"type": "start", "ref": ref, "origin": ORIGIN, "pointer": target}
                     await ws.send(json.dumps(message))
@@ -276,7 +279,13 @@ class StreamClient:
 
     async def _read(self, ws: ClientConnection) -> None:
         async for text in ws:
-            self.on_message(json.loads(text), time.monotonic())
+            message, now_s = json.loads(text), time.monotonic()
+            if message["type"] == "batch":
+                assert self.batch, "a batch sent to a client that did not ask for them"
+                for item in message["messages"]:
+                    self.on_message(item, now_s)
+            else:
+                self.on_message(message, now_s)
 
     async def stop_streams(self) -> None:
         """Send a stop for every started stream (the connection stays open)."""

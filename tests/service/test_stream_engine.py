@@ -43,7 +43,8 @@ class Tab:
     """One client connection and everything the engine sent it."""
 
     connection: Connection
-    messages: list[dict[str, Any]]
+    messages: list[dict[str, Any]]  # every message, ``batch`` envelopes unpacked
+    frames: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # as sent
 
     def of(self, kind: str, sid: str | None = None) -> list[dict[str, Any]]:
         return [
@@ -65,15 +66,18 @@ class Harness:
         self.interval_ms = interval_ms
         self.tabs: list[Tab] = []
 
-    async def connect(self, token: str) -> Tab:
+    async def connect(self, token: str, batch: bool = False) -> Tab:
         messages: list[dict[str, Any]] = []
+        frames: list[dict[str, Any]] = []
 
         async def send(text: str) -> None:
-            messages.append(json.loads(text))
+            frame = json.loads(text)
+            frames.append(frame)
+            messages.extend(frame["messages"] if frame["type"] == "batch" else [frame])
 
-        tab = Tab(self.engine.open(send), messages)
+        tab = Tab(self.engine.open(send), messages, frames)
         await self.engine.authenticate(
-            tab.connection, protocol.Hello(type="hello", v=1, token=token)
+            tab.connection, protocol.Hello(type="hello", v=1, token=token, batch=batch)
         )
         self.tabs.append(tab)
         await self.drain()
@@ -590,11 +594,14 @@ def test_the_fee_goes_to_the_fee_account(runtime: Runtime, world: World) -> None
 # --- lifecycle ------------------------------------------------------------------------------
 
 
-def test_stop_while_an_increment_commits_sends_stopped_last(runtime: Runtime, world: World) -> None:
+@pytest.mark.parametrize("batch", [False, True])
+def test_stop_while_an_increment_commits_sends_stopped_last(
+    runtime: Runtime, world: World, batch: bool
+) -> None:
     fund_reader(runtime, world.reader.id, 10**12)
 
     async def body(h: Harness) -> None:
-        tab = await h.connect(world.reader.token)
+        tab = await h.connect(world.reader.token, batch=batch)
         sid = await h.start(tab, BLOG, pointer("alice"))
         await h.run(2)
         h.clock.ms += h.interval_ms
@@ -610,6 +617,43 @@ def test_stop_while_an_increment_commits_sends_stopped_last(runtime: Runtime, wo
 
     run_engine(runtime, body)
     assert payee_balance(runtime, world.payees["alice"]) == 3 * 600_000_000 // 3600
+
+
+def test_a_client_that_reads_batches_gets_each_group_in_one_frame(
+    runtime: Runtime, world: World
+) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    other = create_user(runtime)
+    fund_reader(runtime, other.id, 10**12)
+
+    async def body(h: Harness) -> None:
+        batched = await h.connect(world.reader.token, batch=True)
+        single = await h.connect(other.token)
+        sids = [await h.start(batched, origin, pointer("alice")) for origin in (BLOG, NEWS, WIKI)]
+        other_sids = [await h.start(single, origin, pointer("bob")) for origin in (BLOG, NEWS)]
+        before = len(batched.frames), len(single.frames)
+        await h.run(1)
+        (frame,) = batched.frames[before[0] :]
+        assert frame["type"] == "batch"
+        assert [m["type"] for m in frame["messages"]] == ["receipt"] * 3 + ["balance"]
+        assert {m["sid"] for m in frame["messages"][:3]} == set(sids)
+        # a client that did not ask for batches gets one message per frame, as before
+        assert [f["type"] for f in single.frames[before[1] :]] == ["receipt", "receipt", "balance"]
+        await h.run(4)
+        assert all(f["type"] == "batch" for f in batched.frames[before[0] :])
+        for sid in sids:
+            assert [r["seq"] for r in batched.receipts(sid)] == [1, 2, 3, 4, 5]
+            verify_all(runtime, batched, sid, sid_origin(batched, sid), "alice")
+        for sid in other_sids:
+            assert len(single.receipts(sid)) == 5
+
+    run_engine(runtime, body)
+
+
+def sid_origin(tab: Tab, sid: str) -> str:
+    (started,) = [m for m in tab.of("started") if m["sid"] == sid]
+    origin: str = started["origin"]
+    return origin
 
 
 def test_unknown_sids_get_unknown_stream(runtime: Runtime, world: World) -> None:

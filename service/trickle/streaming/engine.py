@@ -39,6 +39,7 @@ MonotonicMs = Callable[[], int]
 
 ACTIVE = "active"
 BLOCKING_REASONS = ("insufficient_funds", "budget_exhausted")
+BATCH_MAX = 64  # messages per ``batch`` envelope
 CATCH_UP_INTERVALS = 10  # a stream further behind its schedule than this starts a new one
 
 
@@ -83,6 +84,7 @@ class Connection:
         self.streams: dict[str, Stream] = {}
         self.refs: set[str] = set()
         self.invalid_messages = 0
+        self.batch = False  # the client said it reads ``batch`` envelopes (hello)
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -93,10 +95,27 @@ class Connection:
     def send(self, message: dict[str, Any]) -> None:
         if self.closed:
             return
+        outbox = self.engine._outbox
+        if outbox is not None and self.batch:
+            outbox.setdefault(self, []).append(message)  # sent with the group's others
+            return
+        self._enqueue(protocol.dumps(message))
+
+    def send_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Several messages in as few frames as possible (``batch`` envelopes of at most
+        ``BATCH_MAX``), in order: one frame, one write, one wake-up of the client."""
+        for start in range(0, len(messages), BATCH_MAX):
+            if self.closed:
+                return
+            chunk = messages[start : start + BATCH_MAX]
+            body = chunk[0] if len(chunk) == 1 else {"type": "batch", "messages": chunk}
+            self._enqueue(protocol.dumps(body))
+
+    def _enqueue(self, text: str) -> None:
         if self._queue.qsize() >= self.engine.limits.max_queued_messages:
             self.close(protocol.CLOSE_CODES["too_slow"], "the client does not read its messages")
             return
-        self._queue.put_nowait(protocol.dumps(message))
+        self._queue.put_nowait(text)
 
     def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -185,6 +204,8 @@ class StreamEngine:
         self._wake: asyncio.Future[None] | None = None  # the tick loop's sleep, while it sleeps
         self._next_tick_ms = 0
         self._last_tick_ms = -(10**12)
+        # While a group is delivered: the messages for connections that read batches.
+        self._outbox: dict[Connection, list[dict[str, Any]]] | None = None
         self.latencies_ms: list[int] = []  # due -> sent, for the benchmark and tests
         self.record_latencies = False
 
@@ -247,6 +268,7 @@ class StreamEngine:
             )
         reader.connections.add(connection)
         connection.reader = reader
+        connection.batch = hello.batch
         connection.send(
             {
                 "type": "welcome",
@@ -681,6 +703,21 @@ class StreamEngine:
         return tokens
 
     def _deliver(
+        self,
+        batch: list[tuple[Stream, committer.Posting, int, int]],
+        result: committer.CommitResult,
+        tokens: list[str | None],
+    ) -> None:
+        """Send the group's receipts (and what follows from them), each connection's together."""
+        self._outbox = {}
+        try:
+            self._deliver_group(batch, result, tokens)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for connection, messages in outbox.items():
+                connection.send_batch(messages)
+
+    def _deliver_group(
         self,
         batch: list[tuple[Stream, committer.Posting, int, int]],
         result: committer.CommitResult,

@@ -63,6 +63,7 @@ class Hello(_Message):
     type: Literal["hello"]
     v: int
     token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    batch: bool = False  # the client reads ``batch`` envelopes (several messages in one frame)
 
 
 class Start(_Message):
