@@ -3,15 +3,15 @@
 Runs on the engine's event loop thread. The fast path posts the whole batch with one
 statement per step (spend, debits, credits, rows, fees); if anything in it is refused (a balance
 or a budget), the transaction rolls back and each increment is posted on its own, so one reader
-running dry never costs another reader their receipt. Receipts are signed only after this returns,
-i.e. after the commit is durable.
+running dry never costs another reader their receipt. Receipts are signed only after the group's
+``finish`` (its COMMIT) returns, i.e. after the commit is durable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,23 +79,45 @@ def _spends(postings: Sequence[Posting]) -> list[spending.Spend]:
     return [spending.Spend(p.user_id, p.month, p.amount_minor, p.budget_minor) for p in postings]
 
 
-def commit(
+def stage(
     engine: Engine, sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
-) -> CommitResult:
-    """Post every posting (or mark it refused) and commit once."""
+) -> tuple[CommitResult, Callable[[], None]]:
+    """Post every posting (or mark it refused) in one transaction; return what the readers'
+    accounts hold after it, and ``finish``: the COMMIT. Nothing is durable, so no receipt may
+    leave, until ``finish`` has returned; it raises if the commit failed (then nothing moved).
+    ``finish`` waits on the disk (SQLite's fsync) or the network, so the engine runs it off its
+    event loop; everything else here is CPU work for the caller's thread."""
+    connection = engine.connect()
     try:
-        with engine.begin() as connection:
-            spending.add_batch(connection, _spends(postings))
-            streams, fees = _requests(postings)
-            ledger.post_batch(connection, streams, now)
-            ledger.post_batch(connection, fees, now)
-            return _read_back(connection, postings)
+        group = connection.begin()
+        spending.add_batch(connection, _spends(postings))
+        streams, fees = _requests(postings)
+        ledger.post_batch(connection, streams, now)
+        ledger.post_batch(connection, fees, now)
+        result = _read_back(connection, postings)
     except (BatchRefused, spending.BudgetRefused):
-        pass  # rolled back whole; one by one now, so one reader's refusal costs no one else
-    with transaction(sessions) as session:
+        connection.close()  # rolls back; one by one now, so one refusal costs no one else
+    except BaseException:
+        connection.close()
+        raise
+    else:
+
+        def finish() -> None:
+            try:
+                group.commit()
+            finally:
+                connection.close()
+
+        return result, finish
+    with transaction(sessions) as session:  # the rare path commits here, on the caller's thread
         for posting in postings:
             _post_one(session, posting, now)
-        return _read_back(session.connection(), postings)
+        result = _read_back(session.connection(), postings)
+    return result, _committed
+
+
+def _committed() -> None:
+    """``finish`` of a group that is committed already."""
 
 
 def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:

@@ -200,6 +200,7 @@ class StreamEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._payees: dict[str, tuple[int, PayeeInfo]] = {}  # pointer -> (expiry ms, payee)
         self._payee_lookups: dict[str, asyncio.Future[PayeeInfo | None]] = {}
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
         self._lookups = ThreadPoolExecutor(4, thread_name_prefix="trickle-lookup")
         self._wake: asyncio.Future[None] | None = None  # the tick loop's sleep, while it sleeps
         self._next_tick_ms = 0
@@ -227,6 +228,7 @@ class StreamEngine:
         for reader in list(self.readers.values()):
             for connection in list(reader.connections):
                 connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
+        self._committer.shutdown(wait=True)
         self._lookups.shutdown(wait=True)
 
     async def flush(self) -> None:
@@ -631,48 +633,53 @@ class StreamEngine:
         self._pending.append((stream, posting, seq, due))
 
     async def _commit_loop(self) -> None:
-        """Commit pending increments in groups until none are left, yielding to the sockets
-        between groups. A group runs on the event loop's own thread, start to end: see
-        ``_commit_and_sign``."""
+        """Commit pending increments in groups until none are left. A group is posted on the
+        event loop's own thread; only its COMMIT runs in the committer thread; then (only then)
+        its receipts are signed and sent, on the loop again.
+
+        Why not the whole group in a thread: the database driver and ``crypto_sign`` release the
+        GIL at every row and every signature, and each time the busy event loop kept it for up to
+        a switch interval: the same work ran 40 % slower there (bench/README.md). The COMMIT is
+        one release, and the loop sends the previous group's receipts meanwhile. A stream's
+        ``total_minor`` cannot change while its increment is ``in_flight``."""
+        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
+            now = self.runtime.clock()
+            postings = [posting for _, posting, _, _ in batch]
             try:
-                result, tokens = self._commit_and_sign(batch, self.runtime.clock())
+                result, finish = committer.stage(
+                    self.runtime.engine, self.runtime.sessions, postings, now
+                )
+                await loop.run_in_executor(self._committer, finish)
             except Exception:  # nothing of the batch is committed: no receipt goes out
                 log.exception("group commit failed; %d increments not paid", len(batch))
-                now = self.clock_ms()
-                for stream, _, _, _ in batch:
-                    stream.in_flight = False
-                    if stream.end_reason is not None:
-                        self._send_stopped(stream)
-                    if stream.owed_due_ms is not None:  # retry on the next turn, not at once
-                        stream.owed_due_ms = None
-                        stream.next_due_ms = now + self.limits.interval_ms
-                        self._schedule(stream)
+                self._unpaid(batch)
             else:
-                self._deliver(batch, result, tokens)
+                self._deliver(batch, result, self._sign_committed(batch, now))
             await asyncio.sleep(0)
 
-    def _commit_and_sign(
-        self, batch: list[tuple[Stream, committer.Posting, int, int]], now: dt.datetime
-    ) -> tuple[committer.CommitResult, list[str | None]]:
-        """Commit the batch, then (only then) sign its receipts.
+    def _unpaid(self, batch: list[tuple[Stream, committer.Posting, int, int]]) -> None:
+        now = self.clock_ms()
+        for stream, _, _, _ in batch:
+            stream.in_flight = False
+            if stream.end_reason is not None:
+                self._send_stopped(stream)
+            if stream.owed_due_ms is not None:  # retry on the next turn, not at once
+                stream.owed_due_ms = None
+                stream.next_due_ms = now + self.limits.interval_ms
+                self._schedule(stream)
 
-        This blocks the event loop for one group commit (a few milliseconds under full load;
-        SQLite's fsync or PostgreSQL's round trips included), on purpose: in a worker thread the
-        same work ran 40 % slower, because the database driver and ``crypto_sign`` release the
-        GIL for every row and every signature, and each time the busy event loop kept it for up to
-        a switch interval (measured: bench/README.md). A stream's ``total_minor`` cannot change
-        meanwhile: its increment is ``in_flight``. An exception before the commit means nothing
-        of the batch moved; after it, signing never raises: a receipt that could not be signed is
-        ``None`` (see ``_deliver``)."""
-        postings = [p for _, p, _, _ in batch]
-        result = committer.commit(self.runtime.engine, self.runtime.sessions, postings, now)
+    def _sign_committed(
+        self, batch: list[tuple[Stream, committer.Posting, int, int]], now: dt.datetime
+    ) -> list[str | None]:
+        """Never raises: the money moved. A receipt that could not be signed is ``None`` (logged;
+        the stream's next receipt, cumulative, covers its increment: see ``_deliver``)."""
         try:
-            return result, self._sign(batch, now)
-        except Exception:  # the money moved: never report the batch as failed
+            return self._sign(batch, now)
+        except Exception:
             log.exception("signing a committed batch failed; its next receipts will cover it")
-            return result, [None] * len(batch)
+            return [None] * len(batch)
 
     def _sign(
         self, batch: list[tuple[Stream, committer.Posting, int, int]], now: dt.datetime
