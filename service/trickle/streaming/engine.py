@@ -93,23 +93,29 @@ class Connection:
         self.writer = asyncio.create_task(self._write())
 
     def send(self, message: dict[str, Any]) -> None:
+        self.send_text(protocol.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        """Send one message, already encoded as JSON."""
         if self.closed:
             return
         outbox = self.engine._outbox
         if outbox is not None and self.batch:
-            outbox.setdefault(self, []).append(message)  # sent with the group's others
+            outbox.setdefault(self, []).append(text)  # sent with the group's others
             return
-        self._enqueue(protocol.dumps(message))
+        self._enqueue(text)
 
-    def send_batch(self, messages: list[dict[str, Any]]) -> None:
-        """Several messages in as few frames as possible (``batch`` envelopes of at most
+    def send_batch(self, texts: list[str]) -> None:
+        """Several encoded messages in as few frames as possible (``batch`` envelopes of at most
         ``BATCH_MAX``), in order: one frame, one write, one wake-up of the client."""
-        for start in range(0, len(messages), BATCH_MAX):
+        for start in range(0, len(texts), BATCH_MAX):
             if self.closed:
                 return
-            chunk = messages[start : start + BATCH_MAX]
-            body = chunk[0] if len(chunk) == 1 else {"type": "batch", "messages": chunk}
-            self._enqueue(protocol.dumps(body))
+            chunk = texts[start : start + BATCH_MAX]
+            if len(chunk) == 1:
+                self._enqueue(chunk[0])
+            else:
+                self._enqueue('{"type":"batch","messages":[' + ",".join(chunk) + "]}")
 
     def _enqueue(self, text: str) -> None:
         if self._queue.qsize() >= self.engine.limits.max_queued_messages:
@@ -173,7 +179,7 @@ class Stream:
     generation: int = 0
     in_flight: bool = False
     owed_due_ms: int | None = None  # a due time that came while in_flight: served on delivery
-    latest: dict[str, Any] | None = None  # the latest committed receipt message
+    latest: str | None = None  # the latest committed receipt message, encoded
     orphaned_until_ms: int | None = None
     end_reason: str | None = None  # set when the stream ends
 
@@ -206,7 +212,7 @@ class StreamEngine:
         self._next_tick_ms = 0
         self._last_tick_ms = -(10**12)
         # While a group is delivered: the messages for connections that read batches.
-        self._outbox: dict[Connection, list[dict[str, Any]]] | None = None
+        self._outbox: dict[Connection, list[str]] | None = None
         self.latencies_ms: list[int] = []  # due -> sent, for the benchmark and tests
         self.record_latencies = False
 
@@ -449,8 +455,8 @@ class StreamEngine:
                 "tot": str(stream.total_minor),
             }
         )
-        if stream.latest is not None:
-            connection.send({**stream.latest, "resent": True})
+        if stream.latest is not None:  # the same message, marked as sent before
+            connection.send_text(stream.latest[:-1] + ',"resent":true}')
         self._refresh_stream(stream, now, force_notify=True)
 
     def _stream_of(self, connection: Connection, sid: str) -> Stream | None:
@@ -745,16 +751,14 @@ class StreamEngine:
             stream.total_minor += posting.amount_minor
             # token None: committed but not signed (logged); the next receipt's tot covers it
             if token is not None:
-                stream.latest = {
-                    "type": "receipt",
-                    "sid": stream.sid,
-                    "seq": seq,
-                    "amt": str(posting.amount_minor),
-                    "tot": str(stream.total_minor),
-                    "receipt": token,
-                }
+                # sid and receipt are base64url, the numbers digits: nothing to escape
+                stream.latest = (
+                    f'{{"type":"receipt","sid":"{stream.sid}","seq":{seq},'
+                    f'"amt":"{posting.amount_minor}","tot":"{stream.total_minor}",'
+                    f'"receipt":"{token}"}}'
+                )
                 if stream.connection is not None:
-                    stream.connection.send(stream.latest)
+                    stream.connection.send_text(stream.latest)
                     if self.record_latencies:
                         self.latencies_ms.append(sent_ms - due)
             if stream.end_reason is not None:
@@ -789,10 +793,12 @@ class StreamEngine:
         }
 
     def _send_funds(self, reader: Reader, now_ms: int, force: bool = False) -> None:
+        text = None
         for connection in reader.connections:
             if force or now_ms - connection._last_balance_ms >= 1000:
                 connection._last_balance_ms = now_ms
-                connection.send({"type": "balance", **self._funds_fields(reader)})
+                text = text or protocol.dumps({"type": "balance", **self._funds_fields(reader)})
+                connection.send_text(text)
 
     # --- maintenance: settings, funds probes, orphans -------------------------------------
 
