@@ -325,8 +325,8 @@ def post_batch(
         return
     for request in requests:
         check_amount(request.amount_minor)
-    debits = [(a, account, cur, a) for account, cur, a in _per_account(requests, debit=True)]
-    credits = [(a, account, cur) for account, cur, a in _per_account(requests, debit=False)]
+    debits = [(a, account, cur, a) for account, cur, a in per_account(requests, debit=True)]
+    credits = [(a, account, cur) for account, cur, a in per_account(requests, debit=False)]
     cursor = DriverCursor(connection)
     cursor.execute("SAVEPOINT trickle_batch")
     try:
@@ -345,7 +345,7 @@ def post_batch(
     cursor.execute("RELEASE SAVEPOINT trickle_batch")
 
 
-def _per_account(requests: Sequence[TransferRequest], *, debit: bool) -> list[tuple[int, str, int]]:
+def per_account(requests: Sequence[TransferRequest], *, debit: bool) -> list[tuple[int, str, int]]:
     totals: dict[tuple[int, str], int] = {}
     for r in requests:
         key = (r.debit_account_id if debit else r.credit_account_id, r.currency)

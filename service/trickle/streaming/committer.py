@@ -90,11 +90,14 @@ def stage(
     connection = engine.connect()
     try:
         group = connection.begin()
-        spending.add_batch(connection, _spends(postings))
-        streams, fees = _requests(postings)
-        ledger.post_batch(connection, streams, now)
-        ledger.post_batch(connection, fees, now)
-        result = _read_back(connection, postings)
+        if connection.dialect.name == "postgresql":
+            result = _post_postgres(connection, postings, now)
+        else:
+            spending.add_batch(connection, _spends(postings))
+            streams, fees = _requests(postings)
+            ledger.post_batch(connection, streams, now)
+            ledger.post_batch(connection, fees, now)
+            result = _read_back(connection, postings)
     except (BatchRefused, spending.BudgetRefused):
         connection.close()  # rolls back; one by one now, so one refusal costs no one else
     except BaseException:
@@ -118,6 +121,106 @@ def stage(
 
 def _committed() -> None:
     """``finish`` of a group that is committed already."""
+
+
+# PostgreSQL: the whole group in ONE statement (one round trip; each one blocks the event loop):
+# the spends, the conditional debits, the credits and the rows, as data-modifying CTEs over
+# arrays. Their RETURNING rows say what changed, and what the readers now hold.
+_PG_GROUP = """
+WITH spend AS (
+  UPDATE monthly_spend AS m SET spent_minor = m.spent_minor + v.amount
+  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[], ?::bigint[])
+    AS v(user_id, month, amount, budget)
+  WHERE m.user_id = v.user_id AND m.month = v.month AND m.spent_minor + v.amount <= v.budget
+  RETURNING m.user_id, m.month, m.spent_minor
+), debit AS (
+  UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor - v.amount
+  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[]) AS v(id, currency, amount)
+  WHERE a.id = v.id AND a.currency = v.currency
+    AND (a.may_go_negative OR a.balance_minor >= v.amount)
+  RETURNING a.id, a.balance_minor
+), credit AS (
+  UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor + v.amount
+  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[]) AS v(id, currency, amount)
+  WHERE a.id = v.id AND a.currency = v.currency
+  RETURNING a.id
+), moved AS (
+  INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind,
+                         idempotency_key, origin, reference, created_at)
+  SELECT d, c, amt, cur, k, ik, o, NULL, ? FROM unnest(
+    ?::bigint[], ?::bigint[], ?::bigint[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[]
+  ) AS t(d, c, amt, cur, k, ik, o)
+  RETURNING 1
+)
+SELECT 'spend', user_id, month, spent_minor FROM spend
+UNION ALL SELECT 'debit', id, NULL, balance_minor FROM debit
+UNION ALL SELECT 'credit', id, NULL, NULL FROM credit
+UNION ALL SELECT 'moved', count(*), NULL, NULL FROM moved
+"""
+
+
+def _post_postgres(
+    connection: Connection, postings: Sequence[Posting], now: dt.datetime
+) -> CommitResult:
+    """The fast path on PostgreSQL, with the rules of ``spending.add_batch`` and
+    ``ledger.post_batch``. One statement cannot update a row twice, so a payee's credit is netted
+    with the fee it pays (the fee transfer's debit, which its credit always covers); the rows are
+    the same two transfers as on SQLite. Raises ``BatchRefused`` (the caller rolls back)."""
+    streams, fees = _requests(postings)
+    for request in streams + fees:
+        ledger.check_amount(request.amount_minor)
+    spends: dict[tuple[int, str], list[int]] = {}
+    for p in postings:
+        entry = spends.setdefault((p.user_id, p.month), [0, p.budget_minor])
+        entry[0] += p.amount_minor
+        entry[1] = min(entry[1], p.budget_minor)
+    debits = ledger.per_account(streams, debit=True)
+    net: dict[tuple[int, str], int] = {}
+    for account, currency, total in ledger.per_account(streams, debit=False):
+        net[account, currency] = total
+    for account, currency, total in ledger.per_account(fees, debit=True):
+        net[account, currency] -= total  # fee <= amount: never below zero
+    for account, currency, total in ledger.per_account(fees, debit=False):
+        net[account, currency] = net.get((account, currency), 0) + total
+    credits = [(a, cur, total) for (a, cur), total in sorted(net.items()) if total > 0]
+    rows = streams + fees
+    spend_keys = sorted(spends)
+    cursor = DriverCursor(connection)
+    try:
+        returned = cursor.execute(
+            _PG_GROUP,
+            [
+                [user for user, _ in spend_keys],
+                [month for _, month in spend_keys],
+                [spends[key][0] for key in spend_keys],
+                [spends[key][1] for key in spend_keys],
+                [a for a, _, _ in debits],
+                [cur for _, cur, _ in debits],
+                [total for _, _, total in debits],
+                [a for a, _, _ in credits],
+                [cur for _, cur, _ in credits],
+                [total for _, _, total in credits],
+                now,
+                [r.debit_account_id for r in rows],
+                [r.credit_account_id for r in rows],
+                [r.amount_minor for r in rows],
+                [r.currency for r in rows],
+                [r.kind.value for r in rows],
+                [r.idempotency_key for r in rows],
+                [r.origin for r in rows],
+            ],
+        )
+    except cursor.integrity_error:
+        raise BatchRefused("a transfer in the group was posted before") from None
+    spent = {(row[1], row[2]): row[3] for row in returned if row[0] == "spend"}
+    balances = {row[1]: row[3] for row in returned if row[0] == "debit"}
+    credited = sum(1 for row in returned if row[0] == "credit")
+    moved = next(row[1] for row in returned if row[0] == "moved")
+    if len(spent) != len(spend_keys):
+        raise spending.BudgetRefused("a spend would pass its monthly budget")
+    if len(balances) != len(debits) or credited != len(credits) or moved != len(rows):
+        raise BatchRefused("a debit was refused, or an account is missing")
+    return CommitResult(balances, spent)
 
 
 def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:
