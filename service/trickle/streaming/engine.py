@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy import Engine
+
 from trickle import money, spending
 from trickle.accounts import normalize_origin
-from trickle.db import transaction
+from trickle.db import make_engine, transaction
 from trickle.errors import TrickleError
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
@@ -208,6 +210,7 @@ class StreamEngine:
         self._payees: dict[str, tuple[int, PayeeInfo]] = {}  # pointer -> (expiry ms, payee)
         self._payee_lookups: dict[str, asyncio.Future[PayeeInfo | None]] = {}
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
+        self._groups: Engine | None = None  # see _group_engine
         self._lookups = ThreadPoolExecutor(4, thread_name_prefix="trickle-lookup")
         self._wake: asyncio.Future[None] | None = None  # the tick loop's sleep, while it sleeps
         self._next_tick_ms = 0
@@ -237,6 +240,8 @@ class StreamEngine:
                 connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
         self._committer.shutdown(wait=True)
         self._lookups.shutdown(wait=True)
+        if self._groups is not None:
+            self._groups.dispose()
 
     async def flush(self) -> None:
         """Wait until every increment produced so far is committed and its receipt queued."""
@@ -656,7 +661,7 @@ class StreamEngine:
             postings = [posting for _, posting, _, _ in batch]
             try:
                 result, finish = committer.stage(
-                    self.runtime.engine, self.runtime.sessions, postings, now
+                    self._group_engine(), self.runtime.sessions, postings, now
                 )
                 await loop.run_in_executor(self._committer, finish)
             except Exception:  # nothing of the batch is committed: no receipt goes out
@@ -665,6 +670,16 @@ class StreamEngine:
             else:
                 self._deliver(batch, result, self._sign_committed(batch, now))
             await asyncio.sleep(0)
+
+    def _group_engine(self) -> Engine:
+        """The group commit's own connection pool, without the service pool's ping before each
+        checkout: a round trip on PostgreSQL, and here on the event loop, every group (measured
+        at 5,000 streams: p99 230-290 ms with it, 155-170 ms without). A connection that died
+        fails its group (nothing paid; the increments are cut again next turn) and is replaced."""
+        if self._groups is None:
+            url = self.runtime.engine.url.render_as_string(hide_password=False)
+            self._groups = make_engine(url, pool_pre_ping=False)
+        return self._groups
 
     def _unpaid(self, batch: list[tuple[Stream, committer.Posting, int, int]]) -> None:
         now = self.clock_ms()
