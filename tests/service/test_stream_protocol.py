@@ -385,6 +385,9 @@ def test_a_ref_is_free_again_after_payee_not_found(client: TestClient, world: Wo
         pytest.param('{"type": "hello", "v": 1, "token": "wrong"}', 4401, id="wrong-token"),
         pytest.param('{"type": "hello", "v": 1}', 4401, id="hello-without-token"),
         pytest.param('{"type": "hello", "v": "1", "token": "t"}', 4401, id="garbage-hello"),
+        pytest.param(
+            '{"type": "hello", "v": 1, "token": "t", "batch": "yes"}', 4401, id="batch-not-a-bool"
+        ),
         pytest.param('{"type": "ping"}', 4401, id="ping-first"),
         pytest.param("not json", 4400, id="not-json"),
         pytest.param('["hello"]', 4400, id="not-an-object"),
@@ -496,3 +499,15 @@ def test_the_spec_lists_every_state_reason() -> None:
 def test_the_spec_describes_every_client_message() -> None:
     names = re.findall(r"^### `([a-z]+)`", doc_section("Client messages"), re.MULTILINE)
     assert sorted(names) == sorted(protocol.KNOWN_TYPES)
+
+
+def test_the_spec_describes_every_server_message() -> None:
+    """Every message type the engine sends (read from its source) has its section, and no
+    section describes a message the engine does not send."""
+    streaming = REPO / "service" / "trickle" / "streaming"
+    source = (streaming / "engine.py").read_text() + (streaming / "socket.py").read_text()
+    sent = set(re.findall(r'"type": "([a-z]+)"', source)) | set(
+        re.findall(r'\{"type":"([a-z]+)"', source)
+    )
+    names = re.findall(r"^### `([a-z]+)`", doc_section("Server messages"), re.MULTILINE)
+    assert sorted(set(names)) == sorted(sent)
