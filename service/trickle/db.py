@@ -16,32 +16,48 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, lock_wait_s: float = 30.0, **kwargs: Any) -> Engine:
     """An engine whose transactions are real ones on both databases.
 
     pysqlite starts transactions lazily (at the first write), so a read-then-write in SQLAlchemy's
     default SQLite setup is not atomic. Here every SQLite transaction is ``BEGIN IMMEDIATE``: it
     takes the write lock up front, so concurrent writers serialize instead of racing.
+
+    ``lock_wait_s``: how long a statement waits for another writer's lock (SQLite's busy timeout)
+    before it fails. Only for a value other than the default, PostgreSQL gets the same bound as
+    ``lock_timeout`` and ``statement_timeout``, and a connect timeout.
     """
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_on_connect)
+        engine = create_engine(url, connect_args={"timeout": lock_wait_s}, **kwargs)
+        wait_ms = int(lock_wait_s * 1000)
+        event.listen(
+            engine, "connect", lambda dbapi, record: _sqlite_on_connect(dbapi, record, wait_ms)
+        )
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if lock_wait_s != 30.0:
+        wait_ms = int(lock_wait_s * 1000)
+        kwargs.setdefault(
+            "connect_args",
+            {
+                "connect_timeout": max(1, round(lock_wait_s)),
+                "options": f"-c lock_timeout={wait_ms} -c statement_timeout={wait_ms}",
+            },
+        )
     return create_engine(url, **kwargs)
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
     cursor.close()
 
 

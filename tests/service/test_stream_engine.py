@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.factories import asset, create_payee, create_user, fund_reader
 from trickle import ledger
@@ -654,6 +655,42 @@ def sid_origin(tab: Tab, sid: str) -> str:
     (started,) = [m for m in tab.of("started") if m["sid"] == sid]
     origin: str = started["origin"]
     return origin
+
+
+def test_a_group_blocked_by_another_writer_fails_fast_and_moves_nothing(
+    runtime: Runtime, world: World
+) -> None:
+    """The group commit runs on the event loop: another writer's lock may hold it up only
+    ``group_lock_wait_s``. The blocked group pays nothing and sends nothing; the stream goes on."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    per_interval = 600_000_000 * 1000 // HOUR_MS
+
+    async def body(h: Harness) -> None:
+        h.engine.limits = dataclasses.replace(h.engine.limits, group_lock_wait_s=0.3)
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(1)
+        account_id = h.engine.readers[world.reader.id].account_id
+        with runtime.engine.connect() as other, other.begin():  # SQLite: the write lock
+            other.execute(  # PostgreSQL: the reader's row
+                text("UPDATE ledger_accounts SET balance_minor = balance_minor WHERE id = :id"),
+                {"id": account_id},
+            )
+            started = time.monotonic()
+            await h.run(1)
+            assert time.monotonic() - started < 5
+            assert len(tab.receipts(sid)) == 1
+        await h.run(1)
+        receipts = tab.receipts(sid)
+        assert [r["seq"] for r in receipts] == [1, 2]
+        # the blocked interval was not charged: two receipts of one interval each
+        assert {r["amt"] for r in receipts} <= {str(per_interval), str(per_interval + 1)}
+        paid.append(verify_all(runtime, tab, sid, BLOG, "alice"))
+
+    paid: list[int] = []
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == paid[0]
+    assert reader_balance(runtime, world.reader.id) == 10**12 - paid[0]
 
 
 def test_unknown_sids_get_unknown_stream(runtime: Runtime, world: World) -> None:

@@ -68,6 +68,7 @@ class EngineLimits:
     settings_refresh_s: float = 2.0
     funds_probe_s: float = 5.0
     payee_cache_s: float = 10.0
+    group_lock_wait_s: float = 2.0  # see StreamEngine._group_engine
     # Due streams are collected at most once per window: one group commit then carries every
     # increment of the window (a group has a fixed cost of ~0.5-1 ms; with thousands of streams
     # whose due times spread over the second, a group per millisecond would spend most of a core
@@ -675,10 +676,13 @@ class StreamEngine:
         """The group commit's own connection pool, without the service pool's ping before each
         checkout: a round trip on PostgreSQL, and here on the event loop, every group (measured
         at 5,000 streams: p99 230-290 ms with it, 155-170 ms without). A connection that died
-        fails its group (nothing paid; the increments are cut again next turn) and is replaced."""
+        fails its group (nothing paid; the increments are cut again next turn) and is replaced.
+        A group waits at most ``group_lock_wait_s`` for another writer's lock: it blocks the
+        event loop meanwhile, so it fails (and is cut again next turn) rather than wait long."""
         if self._groups is None:
             url = self.runtime.engine.url.render_as_string(hide_password=False)
-            self._groups = make_engine(url, pool_pre_ping=False)
+            wait = self.limits.group_lock_wait_s
+            self._groups = make_engine(url, lock_wait_s=wait, pool_pre_ping=False)
         return self._groups
 
     def _unpaid(self, batch: list[tuple[Stream, committer.Posting, int, int]]) -> None:
