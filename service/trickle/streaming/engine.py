@@ -585,7 +585,10 @@ class StreamEngine:
         while True:
             now = self.clock_ms()
             if now >= self._last_tick_ms + window:
-                self.tick(now)
+                try:
+                    self.tick(now)
+                except Exception:  # a bug must not stop every stream of the process
+                    log.exception("tick failed")
                 self._last_tick_ms = now
             next_due = self._heap[0][0] if self._heap else now + 1000
             self._next_tick_ms = max(next_due, self._last_tick_ms + window)
