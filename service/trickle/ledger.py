@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -241,12 +242,16 @@ _BATCH_DEBIT = (
 _BATCH_CREDIT = (
     "UPDATE ledger_accounts SET balance_minor = balance_minor + ? WHERE id = ? AND currency = ?"
 )
-# SQLite: executemany, a loop in C over plain tuples.
+# SQLite: all of a batch's rows in ONE statement too (a JSON array, unnested by json_each): one
+# call into SQLite, so the caller's thread releases the GIL once for all of it (the streaming
+# engine runs it in its committer thread, with the COMMIT).
 _SQLITE_INSERT_TRANSFERS = (
     "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
-    "idempotency_key, origin, reference, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "idempotency_key, origin, reference, created_at) "
+    "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, "
+    "value->>7, ? FROM json_each(?)"
 )
-# PostgreSQL: all of a batch's rows in ONE statement (arrays, unnested), not one per row.
+# PostgreSQL: the same, with arrays.
 _PG_INSERT_TRANSFERS = (
     "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
     "idempotency_key, origin, reference, created_at) "
@@ -256,56 +261,50 @@ _PG_INSERT_TRANSFERS = (
 )
 
 
-def _insert_rows(
-    cursor: DriverCursor, requests: Sequence[TransferRequest], created_at: object
-) -> None:
-    if cursor.postgres:
-        columns = zip(
-            *(
-                (
-                    r.debit_account_id,
-                    r.credit_account_id,
-                    r.amount_minor,
-                    r.currency,
-                    r.kind.value,
-                    r.idempotency_key,
-                    r.origin,
-                    r.reference,
-                )
-                for r in requests
-            ),
-            strict=True,
-        )
-        cursor.execute(_PG_INSERT_TRANSFERS, [created_at, *map(list, columns)])
-        return
-    cursor.executemany(
-        _SQLITE_INSERT_TRANSFERS,
-        [
-            (
-                r.debit_account_id,
-                r.credit_account_id,
-                r.amount_minor,
-                r.currency,
-                r.kind.value,
-                r.idempotency_key,
-                r.origin,
-                r.reference,
-                created_at,
-            )
-            for r in requests
-        ],
-    )
-
-
-def _stored_time(connection: Connection, now: dt.datetime) -> object:
-    """``now`` as the ORM stores it (SQLite keeps text; the driver's default form differs)."""
+def transfer_rows(
+    connection: Connection, requests: Sequence[TransferRequest], now: dt.datetime
+) -> tuple[str, list[object]]:
+    """The one statement (and its parameters) that stores these transfers' rows; run it with a
+    ``DriverCursor`` in the same transaction. It raises the driver's IntegrityError if a key was
+    posted before, and the transaction must then roll back."""
     to_db = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
-    return to_db(now) if to_db is not None else now
+    created_at = to_db(now) if to_db is not None else now  # as the ORM stores it
+    rows = [
+        (
+            r.debit_account_id,
+            r.credit_account_id,
+            r.amount_minor,
+            r.currency,
+            r.kind.value,
+            r.idempotency_key,
+            r.origin,
+            r.reference,
+        )
+        for r in requests
+    ]
+    if connection.dialect.name == "postgresql":
+        return _PG_INSERT_TRANSFERS, [created_at, *map(list, zip(*rows, strict=True))]
+    return _SQLITE_INSERT_TRANSFERS, [created_at, json.dumps(rows, separators=(",", ":"))]
 
 
 class BatchRefused(Exception):
     """Some transfer of a batch was refused (a debit, or a duplicate key): the batch's savepoint
     rolled back and nothing of it moved. Post the transfers one by one to learn which."""
+
+
+def move_balances(connection: Connection, requests: Sequence[TransferRequest]) -> None:
+    """The balances side of a batch: debits and credits summed per account, one UPDATE per
+    account; ``BatchRefused`` if a debit was refused or an account is missing (the caller rolls
+    back). With the rows of ``transfer_rows``, this is ``post_batch``."""
+    for request in requests:
+        check_amount(request.amount_minor)
+    debits = [(a, account, cur, a) for account, cur, a in per_account(requests, debit=True)]
+    credits = [(a, account, cur) for account, cur, a in per_account(requests, debit=False)]
+    cursor = DriverCursor(connection)
+    if cursor.executemany(_BATCH_DEBIT, debits) != len(debits):
+        raise BatchRefused("a debit was refused")
+    if cursor.executemany(_BATCH_CREDIT, credits) != len(credits):
+        raise BatchRefused("a credit account is missing or in another asset")
 
 
 def post_batch(
@@ -323,19 +322,12 @@ def post_batch(
     """
     if not requests:
         return
-    for request in requests:
-        check_amount(request.amount_minor)
-    debits = [(a, account, cur, a) for account, cur, a in per_account(requests, debit=True)]
-    credits = [(a, account, cur) for account, cur, a in per_account(requests, debit=False)]
     cursor = DriverCursor(connection)
     cursor.execute("SAVEPOINT trickle_batch")
     try:
-        if cursor.executemany(_BATCH_DEBIT, debits) != len(debits):
-            raise BatchRefused("a debit was refused")
-        if cursor.executemany(_BATCH_CREDIT, credits) != len(credits):
-            raise BatchRefused("a credit account is missing or in another asset")
+        move_balances(connection, requests)
         try:
-            _insert_rows(cursor, requests, _stored_time(connection, now))
+            cursor.execute(*transfer_rows(connection, requests, now))
         except cursor.integrity_error:
             raise BatchRefused("a transfer in the batch was posted before") from None
     except BatchRefused:

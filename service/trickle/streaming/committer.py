@@ -83,11 +83,13 @@ def stage(
     engine: Engine, sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
 ) -> tuple[CommitResult, Callable[[], None]]:
     """Post every posting (or mark it refused) in one transaction; return what the readers'
-    accounts hold after it, and ``finish``: the COMMIT. Nothing is durable, so no receipt may
-    leave, until ``finish`` has returned; it raises if the commit failed (then nothing moved).
-    ``finish`` waits on the disk (SQLite's fsync) or the network, so the engine runs it off its
-    event loop; everything else here is CPU work for the caller's thread."""
+    accounts hold after it, and ``finish``: the COMMIT (on SQLite, the transfer rows' one
+    statement first). Nothing is durable, so no receipt may leave, until ``finish`` has
+    returned; it raises if it failed (then nothing moved). ``finish`` is one or two calls that
+    release the GIL for all their work (SQLite's inserts and fsync, PostgreSQL's round trip), so
+    the engine runs it in a thread; everything else here is CPU work for the caller's thread."""
     connection = engine.connect()
+    rows: tuple[str, list[object]] | None = None
     try:
         group = connection.begin()
         if connection.dialect.name == "postgresql":
@@ -95,8 +97,10 @@ def stage(
         else:
             spending.add_batch(connection, _spends(postings))
             streams, fees = _requests(postings)
-            ledger.post_batch(connection, streams, now)
-            ledger.post_batch(connection, fees, now)
+            ledger.move_balances(connection, streams)
+            ledger.move_balances(connection, fees)
+            # the rows go with the COMMIT: one statement, SQLite's work off the event loop
+            rows = ledger.transfer_rows(connection, streams + fees, now)
             result = _read_back(connection, postings)
     except (BatchRefused, spending.BudgetRefused):
         connection.close()  # rolls back; one by one now, so one refusal costs no one else
@@ -107,9 +111,11 @@ def stage(
 
         def finish() -> None:
             try:
+                if rows is not None:
+                    DriverCursor(connection).execute(*rows)
                 group.commit()
             finally:
-                connection.close()
+                connection.close()  # rolls back if the rows or the commit failed
 
         return result, finish
     with transaction(sessions) as session:  # the rare path commits here, on the caller's thread

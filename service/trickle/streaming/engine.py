@@ -40,6 +40,7 @@ T = TypeVar("T")
 MonotonicMs = Callable[[], int]
 
 ACTIVE = "active"
+_Batch = list[tuple["Stream", committer.Posting, int, int]]  # (stream, posting, seq, due ms)
 BLOCKING_REASONS = ("insufficient_funds", "budget_exhausted")
 BATCH_MAX = 64  # messages per ``batch`` envelope
 CATCH_UP_INTERVALS = 10  # a stream further behind its schedule than this starts a new one
@@ -649,30 +650,47 @@ class StreamEngine:
         self._pending.append((stream, posting, seq, due))
 
     async def _commit_loop(self) -> None:
-        """Commit pending increments in groups until none are left. A group is posted on the
-        event loop's own thread; only its COMMIT runs in the committer thread; then (only then)
-        its receipts are signed and sent, on the loop again.
+        """Commit pending increments in groups until none are left, two deep: while the
+        committer thread finishes one group (SQLite's rows and fsync, PostgreSQL's COMMIT), the
+        loop signs and sends the group before it. Each group is posted on the loop (``stage``),
+        finished in the thread, and only then are its receipts signed and sent.
 
         Why not the whole group in a thread: the database driver and ``crypto_sign`` release the
         GIL at every row and every signature, and each time the busy event loop kept it for up to
-        a switch interval: the same work ran 40 % slower there (bench/README.md). The COMMIT is
-        one release, and the loop sends the previous group's receipts meanwhile. A stream's
-        ``total_minor`` cannot change while its increment is ``in_flight``."""
+        a switch interval: the same work ran 40 % slower there (bench/README.md). ``finish`` is
+        one or two such releases for all of its work. A stream's ``total_minor`` cannot change
+        while its increment is ``in_flight`` (from ``_due`` until ``_deliver``)."""
         loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            now = self.runtime.clock()
-            postings = [posting for _, posting, _, _ in batch]
-            try:
-                result, finish = committer.stage(
-                    self._group_engine(), self.runtime.sessions, postings, now
-                )
-                await loop.run_in_executor(self._committer, finish)
-            except Exception:  # nothing of the batch is committed: no receipt goes out
-                log.exception("group commit failed; %d increments not paid", len(batch))
-                self._unpaid(batch)
-            else:
+        landed: tuple[_Batch, committer.CommitResult, dt.datetime] | None = None
+        while self._pending or landed is not None:
+            finishing = None
+            if self._pending:
+                batch, self._pending = self._pending, []
+                now = self.runtime.clock()
+                postings = [posting for _, posting, _, _ in batch]
+                try:
+                    result, finish = committer.stage(
+                        self._group_engine(), self.runtime.sessions, postings, now
+                    )
+                except Exception:  # nothing of the batch is committed: no receipt goes out
+                    log.exception("group commit failed; %d increments not paid", len(batch))
+                    self._unpaid(batch)
+                else:
+                    future = loop.run_in_executor(self._committer, finish)
+                    finishing = (batch, result, now, future)
+            if landed is not None:  # meanwhile, the group before
+                batch, result, now = landed
+                landed = None
                 self._deliver(batch, result, self._sign_committed(batch, now))
+            if finishing is not None:
+                batch, result, now, future = finishing
+                try:
+                    await future
+                except Exception:  # rolled back: nothing of the batch moved
+                    log.exception("group commit failed; %d increments not paid", len(batch))
+                    self._unpaid(batch)
+                else:
+                    landed = (batch, result, now)
             await asyncio.sleep(0)
 
     def _group_engine(self) -> Engine:
