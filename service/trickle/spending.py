@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 from trickle.db import DriverCursor
 from trickle.models import MonthlySpend
 
-_ADD = text(
-    "UPDATE monthly_spend SET spent_minor = spent_minor + :amount "
-    "WHERE user_id = :user_id AND month = :month AND spent_minor + :amount <= :budget"
+# One conditional UPDATE: the budget holds however many processes add at once. Through the
+# driver (``db.DriverCursor``): the group commit runs it for every reader of every group.
+_ADD = (
+    "UPDATE monthly_spend SET spent_minor = spent_minor + ? "
+    "WHERE user_id = ? AND month = ? AND spent_minor + ? <= ?"
 )
 
 
@@ -59,14 +61,9 @@ def spent(session: Session, user_id: int, month: str) -> int:
 def add(session: Session, spend: Spend) -> bool:
     """Record one spend; False (and nothing recorded) if it would pass the budget."""
     ensure_month(session, spend.user_id, spend.month)
-    result = session.execute(_ADD, _params(spend))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-_ADD_DRIVER = (  # _ADD for db.DriverCursor
-    "UPDATE monthly_spend SET spent_minor = spent_minor + ? "
-    "WHERE user_id = ? AND month = ? AND spent_minor + ? <= ?"
-)
+    amount = spend.amount_minor
+    row = (amount, spend.user_id, spend.month, amount, spend.budget_minor)
+    return DriverCursor(session.connection()).executemany(_ADD, [row]) == 1
 
 
 def add_batch(connection: Connection, spends: Sequence[Spend]) -> None:
@@ -87,14 +84,5 @@ def add_batch(connection: Connection, spends: Sequence[Spend]) -> None:
         (amount, user_id, month, amount, budget)
         for (user_id, month), (amount, budget) in sorted(totals.items())
     ]
-    if DriverCursor(connection).executemany(_ADD_DRIVER, rows) != len(rows):
+    if DriverCursor(connection).executemany(_ADD, rows) != len(rows):
         raise BudgetRefused("a spend would pass its monthly budget")
-
-
-def _params(spend: Spend) -> dict[str, object]:
-    return {
-        "amount": spend.amount_minor,
-        "user_id": spend.user_id,
-        "month": spend.month,
-        "budget": spend.budget_minor,
-    }
