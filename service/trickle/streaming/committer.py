@@ -81,27 +81,34 @@ def _spends(postings: Sequence[Posting]) -> list[spending.Spend]:
 
 def stage(
     engine: Engine, sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
-) -> tuple[CommitResult, Callable[[], None]]:
-    """Post every posting (or mark it refused) in one transaction; return what the readers'
-    accounts hold after it, and ``finish``: the COMMIT (on SQLite, the transfer rows' one
-    statement first). Nothing is durable, so no receipt may leave, until ``finish`` has
-    returned; it raises if it failed (then nothing moved). ``finish`` is one or two calls that
-    release the GIL for all their work (SQLite's inserts and fsync, PostgreSQL's round trip), so
-    the engine runs it in a thread; everything else here is CPU work for the caller's thread."""
+) -> Callable[[], CommitResult]:
+    """Prepare the group's transaction and return ``finish``, which completes it and returns
+    what the readers' accounts hold after it. Nothing is durable, so no receipt may leave, until
+    ``finish`` has returned; if it raises, nothing moved. ``finish`` spends its time in one or
+    two calls that hold no GIL (SQLite: the transfer rows' one statement, then the COMMIT;
+    PostgreSQL: the group's one statement, then the COMMIT), so the engine runs it in a thread;
+    ``stage`` itself is CPU work for the caller's thread (SQLite: the spends and balances)."""
+    if engine.dialect.name == "postgresql":
+        statement = _postgres_group(postings, now)
+
+        def finish_postgres() -> CommitResult:
+            try:
+                with engine.begin() as connection:
+                    return statement.run(connection)
+            except (BatchRefused, spending.BudgetRefused):
+                return _one_by_one(sessions, postings, now)  # rare: in the thread too
+
+        return finish_postgres
     connection = engine.connect()
-    rows: tuple[str, list[object]] | None = None
     try:
         group = connection.begin()
-        if connection.dialect.name == "postgresql":
-            result = _post_postgres(connection, postings, now)
-        else:
-            spending.add_batch(connection, _spends(postings))
-            streams, fees = _requests(postings)
-            ledger.move_balances(connection, streams)
-            ledger.move_balances(connection, fees)
-            # the rows go with the COMMIT: one statement, SQLite's work off the event loop
-            rows = ledger.transfer_rows(connection, streams + fees, now)
-            result = _read_back(connection, postings)
+        spending.add_batch(connection, _spends(postings))
+        streams, fees = _requests(postings)
+        ledger.move_balances(connection, streams)
+        ledger.move_balances(connection, fees)
+        # the rows go with the COMMIT: one statement, SQLite's work off the event loop
+        rows = ledger.transfer_rows(connection, streams + fees, now)
+        result = _read_back(connection, postings)
     except (BatchRefused, spending.BudgetRefused):
         connection.close()  # rolls back; one by one now, so one refusal costs no one else
     except BaseException:
@@ -109,24 +116,26 @@ def stage(
         raise
     else:
 
-        def finish() -> None:
+        def finish() -> CommitResult:
             try:
-                if rows is not None:
-                    DriverCursor(connection).execute(*rows)
+                DriverCursor(connection).execute(*rows)
                 group.commit()
             finally:
                 connection.close()  # rolls back if the rows or the commit failed
+            return result
 
-        return result, finish
-    with transaction(sessions) as session:  # the rare path commits here, on the caller's thread
+        return finish
+    committed = _one_by_one(sessions, postings, now)  # rare: on the caller's thread
+    return lambda: committed
+
+
+def _one_by_one(
+    sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
+) -> CommitResult:
+    with transaction(sessions) as session:
         for posting in postings:
             _post_one(session, posting, now)
-        result = _read_back(session.connection(), postings)
-    return result, _committed
-
-
-def _committed() -> None:
-    """``finish`` of a group that is committed already."""
+        return _read_back(session.connection(), postings)
 
 
 # PostgreSQL: the whole group in ONE statement (one round trip; each one blocks the event loop):
@@ -165,13 +174,37 @@ UNION ALL SELECT 'moved', count(*), NULL, NULL FROM moved
 """
 
 
-def _post_postgres(
-    connection: Connection, postings: Sequence[Posting], now: dt.datetime
-) -> CommitResult:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PostgresGroup:
+    params: list[object]
+    spends: int  # rows each part must change
+    debits: int
+    credits: int
+    rows: int
+
+    def run(self, connection: Connection) -> CommitResult:
+        """Raises ``BatchRefused`` or ``BudgetRefused`` (the caller rolls back)."""
+        cursor = DriverCursor(connection)
+        try:
+            returned = cursor.execute(_PG_GROUP, self.params)
+        except cursor.integrity_error:
+            raise BatchRefused("a transfer in the group was posted before") from None
+        spent = {(row[1], row[2]): row[3] for row in returned if row[0] == "spend"}
+        balances = {row[1]: row[3] for row in returned if row[0] == "debit"}
+        credited = sum(1 for row in returned if row[0] == "credit")
+        moved = next(row[1] for row in returned if row[0] == "moved")
+        if len(spent) != self.spends:
+            raise spending.BudgetRefused("a spend would pass its monthly budget")
+        if len(balances) != self.debits or credited != self.credits or moved != self.rows:
+            raise BatchRefused("a debit was refused, or an account is missing")
+        return CommitResult(balances, spent)
+
+
+def _postgres_group(postings: Sequence[Posting], now: dt.datetime) -> _PostgresGroup:
     """The fast path on PostgreSQL, with the rules of ``spending.add_batch`` and
     ``ledger.post_batch``. One statement cannot update a row twice, so a payee's credit is netted
     with the fee it pays (the fee transfer's debit, which its credit always covers); the rows are
-    the same two transfers as on SQLite. Raises ``BatchRefused`` (the caller rolls back)."""
+    the same two transfers as on SQLite."""
     streams, fees = _requests(postings)
     for request in streams + fees:
         ledger.check_amount(request.amount_minor)
@@ -191,42 +224,27 @@ def _post_postgres(
     credits = [(a, cur, total) for (a, cur), total in sorted(net.items()) if total > 0]
     rows = streams + fees
     spend_keys = sorted(spends)
-    cursor = DriverCursor(connection)
-    try:
-        returned = cursor.execute(
-            _PG_GROUP,
-            [
-                [user for user, _ in spend_keys],
-                [month for _, month in spend_keys],
-                [spends[key][0] for key in spend_keys],
-                [spends[key][1] for key in spend_keys],
-                [a for a, _, _ in debits],
-                [cur for _, cur, _ in debits],
-                [total for _, _, total in debits],
-                [a for a, _, _ in credits],
-                [cur for _, cur, _ in credits],
-                [total for _, _, total in credits],
-                now,
-                [r.debit_account_id for r in rows],
-                [r.credit_account_id for r in rows],
-                [r.amount_minor for r in rows],
-                [r.currency for r in rows],
-                [r.kind.value for r in rows],
-                [r.idempotency_key for r in rows],
-                [r.origin for r in rows],
-            ],
-        )
-    except cursor.integrity_error:
-        raise BatchRefused("a transfer in the group was posted before") from None
-    spent = {(row[1], row[2]): row[3] for row in returned if row[0] == "spend"}
-    balances = {row[1]: row[3] for row in returned if row[0] == "debit"}
-    credited = sum(1 for row in returned if row[0] == "credit")
-    moved = next(row[1] for row in returned if row[0] == "moved")
-    if len(spent) != len(spend_keys):
-        raise spending.BudgetRefused("a spend would pass its monthly budget")
-    if len(balances) != len(debits) or credited != len(credits) or moved != len(rows):
-        raise BatchRefused("a debit was refused, or an account is missing")
-    return CommitResult(balances, spent)
+    params: list[object] = [
+        [user for user, _ in spend_keys],
+        [month for _, month in spend_keys],
+        [spends[key][0] for key in spend_keys],
+        [spends[key][1] for key in spend_keys],
+        [a for a, _, _ in debits],
+        [cur for _, cur, _ in debits],
+        [total for _, _, total in debits],
+        [a for a, _, _ in credits],
+        [cur for _, cur, _ in credits],
+        [total for _, _, total in credits],
+        now,
+        [r.debit_account_id for r in rows],
+        [r.credit_account_id for r in rows],
+        [r.amount_minor for r in rows],
+        [r.currency for r in rows],
+        [r.kind.value for r in rows],
+        [r.idempotency_key for r in rows],
+        [r.origin for r in rows],
+    ]
+    return _PostgresGroup(params, len(spend_keys), len(debits), len(credits), len(rows))
 
 
 def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:

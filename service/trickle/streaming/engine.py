@@ -669,23 +669,22 @@ class StreamEngine:
                 now = self.runtime.clock()
                 postings = [posting for _, posting, _, _ in batch]
                 try:
-                    result, finish = committer.stage(
+                    finish = committer.stage(
                         self._group_engine(), self.runtime.sessions, postings, now
                     )
                 except Exception:  # nothing of the batch is committed: no receipt goes out
                     log.exception("group commit failed; %d increments not paid", len(batch))
                     self._unpaid(batch)
                 else:
-                    future = loop.run_in_executor(self._committer, finish)
-                    finishing = (batch, result, now, future)
+                    finishing = (batch, now, loop.run_in_executor(self._committer, finish))
             if landed is not None:  # meanwhile, the group before
                 batch, result, now = landed
                 landed = None
                 self._deliver(batch, result, self._sign_committed(batch, now))
             if finishing is not None:
-                batch, result, now, future = finishing
+                batch, now, future = finishing
                 try:
-                    await future
+                    result = await future
                 except Exception:  # rolled back: nothing of the batch moved
                     log.exception("group commit failed; %d increments not paid", len(batch))
                     self._unpaid(batch)
