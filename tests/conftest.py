@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
+from tests.prerequisites import unavailable
 from trickle import ledger, migrate
 from trickle.app import create_app
 from trickle.db import transaction
@@ -28,13 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get(
     "TRICKLE_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test"
 )
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _postgres_unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"PostgreSQL is required in CI and is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"PostgreSQL unavailable locally: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +38,7 @@ def postgres_admin_url() -> str:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to connect means "no PostgreSQL here"
-        _postgres_unavailable(f"{type(exc).__name__}: {exc}")
+        unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
     finally:
         engine.dispose()
     return POSTGRES_URL

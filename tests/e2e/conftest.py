@@ -33,22 +33,16 @@ from tests.e2e.harness import (
     make_reader,
     start_service,
 )
+from tests.prerequisites import unavailable
 
 CHROMIUM = os.environ.get("TRICKLE_TEST_CHROMIUM", "/usr/bin/chromium")
-IN_CI = bool(os.environ.get("CI"))
-
-
-def _chromium_unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"Chromium is required in CI and is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Chromium unavailable locally: {reason}")
 
 
 @pytest.fixture(scope="session")
 def chromium_executable() -> str:
     path = shutil.which(CHROMIUM) or (CHROMIUM if os.access(CHROMIUM, os.X_OK) else None)
     if path is None:
-        _chromium_unavailable(f"no executable at {CHROMIUM} (set TRICKLE_TEST_CHROMIUM)")
+        unavailable("Chromium", f"no executable at {CHROMIUM} (set TRICKLE_TEST_CHROMIUM)")
     assert (EXTENSION_DIR / "manifest.json").is_file(), f"no extension at {EXTENSION_DIR}"
     return str(path)
 

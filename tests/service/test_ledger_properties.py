@@ -53,9 +53,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _post(self, debit: str, credit: str, amount: int, kind: TransferKind) -> bool:
         key = f"k{next(self.keys)}"
-        request = TransferRequest(
-            self.ids[debit], self.ids[credit], amount, ASSET.code, kind, key
-        )
+        request = TransferRequest(self.ids[debit], self.ids[credit], amount, ASSET.code, kind, key)
         try:
             with transaction(self.sessions) as session:
                 ledger.post_transfer(session, request, NOW)
