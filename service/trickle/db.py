@@ -16,30 +16,31 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, lock_wait_s: float = 30.0, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, lock_wait_s: float | None = None, **kwargs: Any) -> Engine:
     """An engine whose transactions are real ones on both databases.
 
     pysqlite starts transactions lazily (at the first write), so a read-then-write in SQLAlchemy's
     default SQLite setup is not atomic. Here every SQLite transaction is ``BEGIN IMMEDIATE``: it
     takes the write lock up front, so concurrent writers serialize instead of racing.
 
-    ``lock_wait_s``: how long a statement waits for another writer's lock (SQLite's busy timeout)
-    before it fails. Only for a value other than the default, PostgreSQL gets the same bound as
-    ``lock_timeout`` and ``statement_timeout``, and a connect timeout.
+    ``lock_wait_s``: how long a statement may wait for another writer's lock before it fails
+    (SQLite's busy timeout, 30 s when None; on PostgreSQL, when given, ``lock_timeout``,
+    ``statement_timeout`` and the connect timeout; PostgreSQL's own defaults when None).
     """
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": lock_wait_s}, **kwargs)
-        wait_ms = int(lock_wait_s * 1000)
+        wait_s = 30.0 if lock_wait_s is None else lock_wait_s
+        engine = create_engine(url, connect_args={"timeout": wait_s}, **kwargs)
+        wait_ms = int(wait_s * 1000)
         event.listen(
             engine, "connect", lambda dbapi, record: _sqlite_on_connect(dbapi, record, wait_ms)
         )
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    if lock_wait_s != 30.0:
+    if lock_wait_s is not None:
         wait_ms = int(lock_wait_s * 1000)
         kwargs.setdefault(
             "connect_args",

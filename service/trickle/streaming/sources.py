@@ -5,7 +5,7 @@ there is one source, the reader's own prepaid balance (vouchers and top-ups). A 
 planned (anonymous prepaid tokens, so that the service cannot link a reader to the sites they
 read): it only has to name the ledger account that a connection's increments debit and say what
 that account holds. The debit itself is the same for every source: a ledger transfer with a
-conditional debit (``ledger.post_batch``), so no source can overdraw.
+conditional debit (the group commit, ``committer.stage``), so no source can overdraw.
 """
 
 from __future__ import annotations
