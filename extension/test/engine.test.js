@@ -4,70 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-/** @type {{tabId: number, msg: any, opts: any}[]} */
-const delivered = [];
-/** @type {Record<string, Record<string, unknown>>} */
-const areas = { session: {}, local: {} };
-/** @param {string} name */
-const area = (name) => ({
-  /** @param {string[]} keys */
-  get: async (keys) => Object.fromEntries(keys.filter((k) => k in areas[name]).map((k) => [k, structuredClone(areas[name][k])])),
-  /** @param {Record<string, unknown>} items */
-  set: async (items) => void Object.assign(areas[name], structuredClone(items)),
-  setAccessLevel: async () => {},
-});
-const noop = async () => {};
-/** @type {any} */ (globalThis).chrome = {
-  storage: { session: area('session'), local: area('local') },
-  tabs: {
-    get: async (/** @type {number} */ id) => ({ id }),
-    sendMessage: async (/** @type {number} */ tabId, /** @type {any} */ msg, /** @type {any} */ opts) => void delivered.push({ tabId, msg, opts }),
-  },
-  action: { setBadgeText: noop, setBadgeBackgroundColor: noop, setTitle: noop },
-};
-
-class FakeWebSocket {
-  static OPEN = 1;
-  /** @type {FakeWebSocket[]} */
-  static all = [];
-  /** @param {string} url */
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    /** @type {any[]} */
-    this.sent = [];
-    /** @type {any} */ this.onopen = null;
-    /** @type {any} */ this.onmessage = null;
-    /** @type {any} */ this.onclose = null;
-    /** @type {any} */ this.onerror = null;
-    FakeWebSocket.all.push(this);
-    queueMicrotask(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    });
-  }
-  /** @param {string} text */
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  /** @param {any} message */
-  serve(message) {
-    this.onmessage?.({ data: JSON.stringify(message) });
-  }
-  /** @param {number} code */
-  drop(code) {
-    this.readyState = 3;
-    this.onclose?.({ code });
-  }
-  /** @param {string} type */
-  last(type) {
-    return [...this.sent].reverse().find((m) => m.type === type);
-  }
-}
-/** @type {any} */ (globalThis).WebSocket = FakeWebSocket;
+import { FakeWebSocket, areas, delivered, waitFor, ws } from './fakes.js';
 
 const money = { balance_minor: '5000000000', month_spent_minor: '0', month_budget_minor: '5000000000', currency: 'USD', scale: 9 };
 /** @type {any} */ (globalThis).fetch = async (/** @type {string} */ url, /** @type {any} */ init) => {
@@ -92,15 +29,6 @@ const money = { balance_minor: '5000000000', month_spent_minor: '0', month_budge
   return { ok: status < 300, status, json: async () => body };
 };
 
-/** @param {() => unknown} cond */
-async function waitFor(cond, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 const engine = await import('../background/engine.js');
 const PAGE1 = 'aaaaaaaa-0000-4000-8000-000000000001';
 const PAGE2 = 'aaaaaaaa-0000-4000-8000-000000000002';
@@ -111,7 +39,6 @@ const sender = (frameId = 0, documentId = 'doc-1') => /** @type {any} */ ({
 });
 /** @param {string} page @param {any[]} links @param {Partial<{visible: boolean, focused: boolean, frozen: boolean}>} [att] */
 const update = (page, links, att = {}) => /** @type {const} */ ({ type: 'page/update', page, links, visible: true, focused: true, frozen: false, ...att });
-const ws = () => FakeWebSocket.all[FakeWebSocket.all.length - 1];
 
 test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
   await engine.load();
