@@ -469,11 +469,7 @@ function receipt(message) {
   const delta = BigInt(message.tot) - BigInt(stream.tot);
   stream.seq = message.seq;
   stream.tot = message.tot;
-  if (delta > 0n) {
-    const entry = state.history[stream.origin] ?? { minor: '0', updated: 0 };
-    state.history[stream.origin] = { minor: addMinor(entry.minor, delta), updated: Date.now() };
-    saveHistorySoon();
-  }
+  if (delta > 0n) addToHistory(stream.origin, delta, false);
   const doc = state.docs[stream.docKey];
   if (!doc || doc.page !== stream.page) return; // its document is gone: nobody to deliver to
   if (delta > 0n) doc.sent = addMinor(doc.sent, delta);
@@ -495,6 +491,25 @@ function receipt(message) {
     .catch(() => {
       // the document went away; its pagehide or the tab's removal cleans up
     });
+}
+
+/**
+ * Count a payment in the site's history entry: its total always, its one-time part (amount and
+ * count) for a purchase or tip. Every part the entry already has is kept.
+ * @param {string} origin
+ * @param {string | bigint} amountMinor
+ * @param {boolean} oneTime
+ */
+function addToHistory(origin, amountMinor, oneTime) {
+  const entry = state.history[origin] ?? { minor: '0', updated: 0 };
+  /** @type {HistoryEntry} */
+  const next = { ...entry, minor: addMinor(entry.minor, amountMinor), updated: Date.now() };
+  if (oneTime) {
+    next.oneTime = addMinor(entry.oneTime ?? '0', amountMinor);
+    next.oneTimeCount = (entry.oneTimeCount ?? 0) + 1;
+  }
+  state.history[origin] = next;
+  saveHistorySoon();
 }
 
 /* ---------------------------------------------------------------- status and badge */
@@ -773,15 +788,7 @@ export async function setSite(tabId, enabled, rate) {
  * @param {{balance_minor?: unknown, month_spent_minor?: unknown, month_budget_minor?: unknown}} answer
  */
 export function recordOneTime(origin, amountMinor, answer) {
-  const entry = state.history[origin] ?? { minor: '0', updated: 0 };
-  state.history[origin] = {
-    ...entry,
-    minor: addMinor(entry.minor, amountMinor),
-    oneTime: addMinor(entry.oneTime ?? '0', amountMinor),
-    oneTimeCount: (entry.oneTimeCount ?? 0) + 1,
-    updated: Date.now(),
-  };
-  saveHistorySoon();
+  addToHistory(origin, amountMinor, true);
   if (state.money && isMinor(answer.balance_minor) && isMinor(answer.month_spent_minor) && isMinor(answer.month_budget_minor)) {
     state.money = {
       ...state.money,

@@ -172,3 +172,28 @@ test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
     await waitFor(() => areas.session.auth === null);
   });
 });
+
+test('the history keeps the one-time part when streamed receipts follow a purchase', async () => {
+  await engine.signIn('sign-in', 'ann@example.com', 'password-123');
+  await waitFor(() => ws()?.sent.length === 1);
+  ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
+  const shop = /** @type {any} */ ({ ...sender(0, 'doc-shop'), url: 'https://shop.example/a', origin: 'https://shop.example', tab: { id: 8 } });
+  engine.pageMessage(update(PAGE1, [{ id: '1', href: POINTER, binding: null }]), shop);
+  ws().serve({ type: 'started', ref: ws().last('start').ref, sid: 'SHOP' });
+
+  engine.recordOneTime('https://shop.example', '50000000', {}); // a 0.05 USD purchase
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 1, amt: '100', tot: '100', receipt: 'jws.a' });
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 2, amt: '150', tot: '250', receipt: 'jws.b' });
+  engine.recordOneTime('https://shop.example', '20000000', {}); // and a tip
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 3, amt: '5', tot: '255', receipt: 'jws.c' });
+
+  const entry = engine.state.history['https://shop.example'];
+  assert.equal(entry.minor, '70000255', 'streamed and one-time together');
+  assert.equal(entry.oneTime, '70000000', 'the one-time part survives the streamed receipts');
+  assert.equal(entry.oneTimeCount, 2);
+  const shown = engine.popupState(8).history.find((h) => h.origin === 'https://shop.example');
+  assert.deepEqual(shown && { minor: shown.minor, oneTime: shown.oneTime }, { minor: '70000255', oneTime: '70000000' });
+  await waitFor(() => /** @type {any} */ (areas.local.history)?.['https://shop.example']?.minor === '70000255', 2000);
+  assert.equal(/** @type {any} */ (areas.local.history)['https://shop.example'].oneTime, '70000000', 'and so does the stored copy');
+  await engine.signOut(); // closes the socket (and its ping timer)
+});
