@@ -52,6 +52,8 @@ export const state = {
   serviceUrl: DEFAULT_SERVICE_URL,
   /** @type {string | null} */
   token: null,
+  /** @type {string | null} the origin of the service that issued `token`: the only one it goes to */
+  tokenOrigin: null,
   /** @type {string | null} */
   email: null,
   /** @type {import('./protocol.js').Money | null} */
@@ -113,7 +115,7 @@ function saveSoon() {
   saveTimer = setTimeout(() => {
     saveTimer = null;
     void chrome.storage.session.set({
-      auth: state.token ? { token: state.token, email: state.email } : null,
+      auth: state.token ? { token: state.token, email: state.email, origin: state.tokenOrigin } : null,
       money: state.money,
       settings: state.settings,
       overrides: state.overrides,
@@ -143,13 +145,16 @@ export async function load() {
     chrome.storage.session.get(['auth', 'money', 'settings', 'overrides', 'docs', 'streams']),
     chrome.storage.local.get(['serviceUrl', 'history']),
   ]);
-  applyServiceUrl(local.serviceUrl);
+  state.serviceUrl = serviceBase(local.serviceUrl);
   if (local.history && typeof local.history === 'object') state.history = /** @type {any} */ (local.history);
   const auth = /** @type {any} */ (session.auth);
-  if (auth && typeof auth.token === 'string') {
-    state.token = auth.token;
-    state.email = typeof auth.email === 'string' ? auth.email : null;
-  }
+  // A session issued by another service than the one now configured (or stored without its
+  // origin) is not this service's: it is dropped unused.
+  const ours = auth && typeof auth.token === 'string' && auth.origin === httpOrigin(state.serviceUrl);
+  state.token = ours ? auth.token : null;
+  state.tokenOrigin = ours ? auth.origin : null;
+  state.email = ours && typeof auth.email === 'string' ? auth.email : null;
+  if (auth && !ours) await chrome.storage.session.set({ auth: null });
   state.money = /** @type {any} */ (session.money) ?? null;
   state.settings = /** @type {any} */ (session.settings) ?? null;
   state.overrides = /** @type {any} */ (session.overrides) ?? {};
@@ -173,35 +178,60 @@ export async function load() {
 }
 
 /**
+ * The stored service URL, normalized; the default when unset or unusable.
  * @param {unknown} value
- * @returns {boolean} whether the URL changed
  */
-function applyServiceUrl(value) {
-  let base = DEFAULT_SERVICE_URL;
+function serviceBase(value) {
   if (typeof value === 'string' && value) {
     try {
-      base = serviceUrls(value).base;
+      return serviceUrls(value).base;
     } catch {
-      base = DEFAULT_SERVICE_URL;
+      return DEFAULT_SERVICE_URL;
     }
   }
-  const differs = base !== state.serviceUrl;
-  state.serviceUrl = base;
-  return differs;
+  return DEFAULT_SERVICE_URL;
 }
 
-/** The service URL in chrome.storage.local changed (options page, or a test). */
-/** @param {unknown} value */
-export function serviceUrlChanged(value) {
-  if (!applyServiceUrl(value)) return;
+/**
+ * The service URL in chrome.storage.local changed (options page, or a test). A session belongs
+ * to the service that issued it: a new URL signs the reader out (token dropped, socket closed)
+ * before anything reaches the new service, and the old session is revoked at its own service.
+ * @param {unknown} value
+ * @returns {Promise<{signedOut: boolean}>} whether a session was ended
+ */
+export async function serviceUrlChanged(value) {
+  const base = serviceBase(value);
+  if (base === state.serviceUrl) return { signedOut: false };
+  const oldBase = state.serviceUrl;
+  const auth = currentAuth();
+  // Synchronously, before the new URL is in use: the token leaves memory and the socket closes.
+  const signedOut = state.token ? signOutLocally() : null;
+  state.serviceUrl = base;
   state.settingsFetchedAt = 0;
   connect();
   changed();
+  await signedOut; // and chrome.storage.session no longer holds it
+  if (auth) void revoke(oldBase, auth);
+  return { signedOut: signedOut !== null };
+}
+
+/** The session, with the origin it belongs to; null while signed out. */
+function currentAuth() {
+  return state.token && state.tokenOrigin ? { token: state.token, origin: state.tokenOrigin } : null;
 }
 
 function connect() {
-  if (state.token) socket.ensure(serviceUrls(state.serviceUrl).stream, state.token);
-  else socket.stop();
+  const auth = currentAuth();
+  if (!auth) {
+    socket.stop();
+    return;
+  }
+  const urls = serviceUrls(state.serviceUrl);
+  if (httpOrigin(urls.base) !== auth.origin) {
+    void signOutLocally(); // not reached: a URL change signs out first
+    return;
+  }
+  socket.ensure(urls.stream, auth);
 }
 
 /** An alarm woke the worker: make sure the socket is up. */
@@ -617,14 +647,14 @@ function toSettings(s) {
 
 /** Fetch the reader's settings and site rules (after sign-in, reconnects, popup opens). */
 export async function refreshAccount() {
-  const token = state.token;
-  if (!token) return;
+  const auth = currentAuth();
+  if (!auth) return;
   try {
     const [settings, overrides] = await Promise.all([
-      callApi(state.serviceUrl, '/api/v1/me/settings', { token }),
-      callApi(state.serviceUrl, '/api/v1/me/site-overrides', { token }),
+      callApi(state.serviceUrl, '/api/v1/me/settings', { auth }),
+      callApi(state.serviceUrl, '/api/v1/me/site-overrides', { auth }),
     ]);
-    if (state.token !== token) return;
+    if (state.token !== auth.token) return;
     state.settings = toSettings(settings);
     state.overrides = {};
     for (const o of overrides.overrides ?? []) {
@@ -633,7 +663,9 @@ export async function refreshAccount() {
     state.settingsFetchedAt = Date.now();
     changed();
   } catch (error) {
-    if (error instanceof ApiError && error.code === 'unauthenticated') await signOutLocally();
+    if (error instanceof ApiError && (error.code === 'unauthenticated' || error.code === 'session_origin_mismatch')) {
+      await signOutLocally();
+    }
   }
 }
 
@@ -644,9 +676,18 @@ export async function refreshAccount() {
  */
 export async function signIn(how, email, password) {
   const path = how === 'sign-in' ? '/api/v1/sessions' : '/api/v1/accounts';
-  const session = await callApi(state.serviceUrl, path, { method: 'POST', body: { email, password } });
+  const base = state.serviceUrl;
+  const session = await callApi(base, path, { method: 'POST', body: { email, password } });
   if (typeof session.token !== 'string') throw new ApiError('bad_response', 'The service gave no token.', 0);
-  state.token = session.token;
+  /** @type {import('./api.js').Auth} */
+  const issued = { token: session.token, origin: /** @type {string} */ (httpOrigin(base)) };
+  if (state.serviceUrl !== base) {
+    // The service URL changed while the service answered: this session is the old service's.
+    void revoke(base, issued);
+    throw new ApiError('session_origin_mismatch', 'The service URL changed while signing in: sign in again.', 0);
+  }
+  state.token = issued.token;
+  state.tokenOrigin = issued.origin;
   state.email = typeof session.user?.email === 'string' ? session.user.email : email;
   state.connectionError = null;
   await refreshAccount();
@@ -656,19 +697,30 @@ export async function signIn(how, email, password) {
 }
 
 export async function signOut() {
-  const token = state.token;
+  const auth = currentAuth();
   const base = state.serviceUrl;
   await signOutLocally();
-  if (token) {
-    try {
-      await callApi(base, '/api/v1/sessions/current', { method: 'DELETE', token });
-    } catch {
-      // the session is forgotten here either way
-    }
-  }
+  if (auth) await revoke(base, auth);
   return {};
 }
 
+/**
+ * End a session at the service that issued it (best effort: it is forgotten here either way).
+ * @param {string} base
+ * @param {import('./api.js').Auth} auth
+ */
+async function revoke(base, auth) {
+  try {
+    await callApi(base, '/api/v1/sessions/current', { method: 'DELETE', auth });
+  } catch {
+    // unreachable, or already ended: nothing more to do
+  }
+}
+
+/**
+ * Forget the session here: streams stopped, socket closed, token out of memory at once (before
+ * the first await) and out of chrome.storage.session when the returned promise settles.
+ */
 async function signOutLocally() {
   for (const sid of Object.keys(state.streams)) socket.send({ type: 'stop', sid });
   socket.stop();
@@ -681,25 +733,29 @@ async function signOutLocally() {
     doc.lastActive = null;
   }
   state.token = null;
+  state.tokenOrigin = null;
   state.email = null;
   state.money = null;
   state.settings = null;
   state.overrides = {};
   state.connectionError = null;
   changed();
+  await chrome.storage.session.set({ auth: null });
 }
 
-export function requireToken() {
-  if (!state.token) throw new ApiError('signed_out', 'You are signed out: sign in first.', 401);
-  return state.token;
+/** The session, or ApiError signed_out. */
+export function requireAuth() {
+  const auth = currentAuth();
+  if (!auth) throw new ApiError('signed_out', 'You are signed out: sign in first.', 401);
+  return auth;
 }
 
 /** @param {string} code */
 export async function redeem(code) {
-  const token = requireToken();
+  const auth = requireAuth();
   const result = await callApi(state.serviceUrl, '/api/v1/vouchers/redeem', {
     method: 'POST',
-    token,
+    auth,
     body: { code: code.trim() },
     idempotencyKey: crypto.randomUUID(),
   });
@@ -716,8 +772,8 @@ export async function redeem(code) {
 
 /** @param {Record<string, unknown>} body */
 async function putSettings(body) {
-  const token = requireToken();
-  const settings = await callApi(state.serviceUrl, '/api/v1/me/settings', { method: 'PUT', token, body });
+  const auth = requireAuth();
+  const settings = await callApi(state.serviceUrl, '/api/v1/me/settings', { method: 'PUT', auth, body });
   state.settings = toSettings(settings);
   socket.send({ type: 'balance' });
   reconcileAll();
@@ -740,7 +796,7 @@ export async function currentScale() {
  * @param {string} budget  major units
  */
 export async function setLimits(rate, budget) {
-  requireToken();
+  requireAuth();
   const scale = await currentScale();
   /** @type {Record<string, string>} */
   const body = {};
@@ -756,14 +812,14 @@ export async function setLimits(rate, budget) {
  * @param {string | null} rate  major units, null or blank for none
  */
 export async function setSite(tabId, enabled, rate) {
-  const token = requireToken();
+  const auth = requireAuth();
   const origin = tabDocs(tabId)[0]?.origin;
   if (!origin) throw new ApiError('not_monetized', 'This tab has no monetized page.', 400);
   const scale = await currentScale();
   const rateMinor = rate && rate.trim() ? majorToMinor(rate, scale) : null;
   if (enabled && rateMinor === null) {
     try {
-      await callApi(state.serviceUrl, '/api/v1/me/site-overrides', { method: 'DELETE', token, body: { origin } });
+      await callApi(state.serviceUrl, '/api/v1/me/site-overrides', { method: 'DELETE', auth, body: { origin } });
     } catch (error) {
       if (!(error instanceof ApiError && error.code === 'not_found')) throw error;
     }
@@ -771,7 +827,7 @@ export async function setSite(tabId, enabled, rate) {
   } else {
     const rule = await callApi(state.serviceUrl, '/api/v1/me/site-overrides', {
       method: 'PUT',
-      token,
+      auth,
       body: { origin, rate_per_hour_minor: rateMinor, disabled: !enabled },
     });
     state.overrides[origin] = { rate: rule.rate_per_hour_minor ?? null, disabled: rule.disabled === true };

@@ -158,9 +158,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 async function postPayment(body, idempotencyKey) {
   for (let attempt = 0; ; attempt++) {
-    const token = engine.requireToken();
+    const auth = engine.requireAuth();
     try {
-      return await callApi(engine.state.serviceUrl, '/api/v1/payments', { method: 'POST', token, body, idempotencyKey });
+      return await callApi(engine.state.serviceUrl, '/api/v1/payments', { method: 'POST', auth, body, idempotencyKey });
     } catch (error) {
       if (!(error instanceof ApiError) || !retryable(error) || attempt >= RETRY_DELAYS_MS.length) throw error;
       await sleep(RETRY_DELAYS_MS[attempt]);
@@ -418,7 +418,7 @@ export function pageLeft(tabId, frameId, page) {
  * @param {string} amount  major units, as typed
  */
 export async function tip(tabId, amount) {
-  engine.requireToken();
+  engine.requireAuth();
   const doc = engine.tabDocs(tabId)[0];
   const link = doc ? chooseLink(doc.links, new Set(doc.refused)) : null;
   if (!doc || !link) throw new ApiError('not_monetized', 'This tab has no monetized page to tip.', 400);
@@ -475,7 +475,7 @@ export function autoApproveFor(origin) {
  * @param {string} limit  major units
  */
 export async function setAutoApprove(tabId, limit) {
-  engine.requireToken();
+  engine.requireAuth();
   const origin = engine.tabDocs(tabId)[0]?.origin;
   if (!origin) throw new ApiError('not_monetized', 'This tab has no monetized page.', 400);
   const scale = await engine.currentScale();
@@ -498,7 +498,7 @@ export function clearAutoApprove(origin) {
  * @param {string} cap  major units
  */
 export async function setDailyCap(cap) {
-  engine.requireToken();
+  engine.requireAuth();
   const scale = await engine.currentScale();
   oneTime.dailyCap = readerAmount(cap, scale, { allowBlank: true });
   saveLocal();
