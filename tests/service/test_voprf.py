@@ -4,9 +4,11 @@ a server must refuse."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -238,48 +240,49 @@ def test_a_proof_scalar_plus_the_group_order_is_refused_not_reduced() -> None:
     finalize_batch(key.public_key, states, evaluation.evaluated_elements, evaluation.proof)
 
 
-# --- encodings from the wire ----------------------------------------------------------------------
+# --- the shared refusal vectors (tests/vectors/voprf-refusals.json, also run by the JS suite) ----
 
+REFUSALS_PATH = VECTORS_PATH.with_name("voprf-refusals.json")
+REFUSALS: dict[str, Any] = json.loads(REFUSALS_PATH.read_text())
 IDENTITY = bytes(32)
-# RFC 9496 Appendix A.2: encodings a decoder must refuse (non-canonical field elements, negative s,
-# s = -1); edff..7f is p itself, a non-canonical encoding of the identity.
-BAD_ENCODINGS = [
-    "00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "f3ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "0100000000000000000000000000000000000000000000000000000000000000",
-    "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-]
 
 
-def non_canonical_twin(element: bytes) -> bytes | None:
-    """The same field element plus p, when that still fits below 2**255."""
-    value = int.from_bytes(element, "little") + 2**255 - 19
-    return value.to_bytes(32, "little") if value < 2**255 else None
+def load_refusals_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "trickle_voprf_refusals_generate", VECTORS_PATH.with_name("generate_voprf_refusals.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.parametrize("encoding", [*BAD_ENCODINGS, IDENTITY.hex()])
-def test_bad_and_identity_encodings_are_invalid_element(encoding: str) -> None:
-    assert_code("invalid_element", lambda: deserialize_element(h(encoding)))
-    assert_code("invalid_element", lambda: PublicKey.from_bytes(h(encoding)))
+def test_the_committed_refusal_vectors_are_a_fresh_generation() -> None:
+    assert load_refusals_generator().render() == REFUSALS_PATH.read_text()
 
 
-def test_a_non_canonical_encoding_of_a_valid_element_is_refused() -> None:
-    # Small field elements have a twin below 2**255; find a valid element among them.
-    for s in range(0, 64, 2):
-        element = s.to_bytes(32, "little")
-        twin = non_canonical_twin(element)
-        if twin is None or s == 0:
-            continue
-        try:
-            deserialize_element(element)
-        except VoprfError:
-            continue
-        assert_code("invalid_element", functools.partial(deserialize_element, twin))
-        return
-    pytest.fail("no small valid element found to build a non-canonical twin")
+@pytest.mark.parametrize("case", REFUSALS["finalize"], ids=lambda c: c["name"])
+def test_finalize_refuses(case: dict[str, Any]) -> None:
+    base = next(v for v in VECTORS["vectors"] if v["name"] == REFUSALS["base"])
+    source = scalars(*base["Blind"])
+    states = [blind(h(x), random_scalar=source) for x in base["Input"]]
+    assert_code(
+        case["code"],
+        lambda: finalize_batch(
+            PublicKey.from_bytes(h(case["pkSm"])),
+            states,
+            [h(x) for x in case["EvaluationElement"]],
+            h(case["Proof"]),
+        ),
+    )
+
+
+@pytest.mark.parametrize("case", REFUSALS["elements"], ids=lambda c: c["name"])
+def test_elements_from_the_wire_are_refused(case: dict[str, Any]) -> None:
+    data = h(case["hex"])
+    assert_code(case["code"], lambda: deserialize_element(data))
+    assert_code(case["code"], lambda: PublicKey.from_bytes(data))
+    assert_code(case["code"], lambda: blind_evaluate_batch(rfc_key(), [data]))
 
 
 @pytest.mark.parametrize("length", [0, 31, 33, 64])
