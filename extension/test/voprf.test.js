@@ -77,6 +77,12 @@ test('the suite is the one the vectors are for', () => {
   ]);
 });
 
+test('docs/tokens.md documents every code the client raises', () => {
+  const docs = readFileSync(new URL('../../docs/tokens.md', import.meta.url), 'utf8');
+  const documented = [...docs.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]);
+  for (const code of VOPRF_ERROR_CODES) assert.ok(documented.includes(code), code);
+});
+
 test('DeriveKeyPair matches the RFC', () => {
   const { secretKey, publicKey } = rfcKey();
   assert.equal(hex(secretKey), RFC.skSm);

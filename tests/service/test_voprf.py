@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -380,3 +382,9 @@ def test_hash_to_group_is_domain_separated_from_the_other_modes() -> None:
 def test_every_exported_name_exists() -> None:
     for name in voprf.__all__:
         assert hasattr(voprf, name), name
+
+
+def test_docs_tokens_md_lists_every_error_code() -> None:
+    text = (VECTORS_PATH.parents[2] / "docs" / "tokens.md").read_text()
+    documented = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(typing.get_args(voprf.VoprfErrorCode))
