@@ -83,7 +83,6 @@ _DERIVE_KEY_PAIR_DST: Final = b"DeriveKeyPair" + CONTEXT_STRING
 _SEED_DST: Final = b"Seed-" + CONTEXT_STRING
 # The identity's canonical ristretto255 encoding: all zeros (RFC 9496 section 4.3.2).
 _IDENTITY: Final = bytes(ELEMENT_BYTES)
-_ZERO_SCALAR: Final = bytes(SCALAR_BYTES)
 _SHA512_BLOCK_BYTES: Final = 128
 
 Element = NewType("Element", bytes)
@@ -167,7 +166,7 @@ def deserialize_scalar(data: bytes) -> Scalar:
 
 def _nonzero_scalar(data: bytes, what: str) -> Scalar:
     scalar = deserialize_scalar(data)
-    if scalar == _ZERO_SCALAR:
+    if _is_zero(scalar):
         raise VoprfError("invalid_scalar", f"{what} must not be zero")
     return scalar
 
@@ -232,15 +231,20 @@ def hash_to_scalar(data: bytes, dst: bytes = _HASH_TO_SCALAR_DST) -> Scalar:
 # out); libsodium refuses to return it from a multiplication, so it is handled here by its encoding.
 
 
+def _is_zero(data: bytes) -> bool:
+    # Constant time: keys, blinds and the proof randomness pass through here.
+    return hmac.compare_digest(data, bytes(len(data)))
+
+
 def _mul(scalar: bytes, point: bytes) -> bytes:
-    if scalar == _ZERO_SCALAR or point == _IDENTITY:
+    if _is_zero(scalar) or _is_zero(point):
         return _IDENTITY
     product: bytes = pysodium.crypto_scalarmult_ristretto255(scalar, point)
     return product
 
 
 def _mul_base(scalar: bytes) -> bytes:
-    if scalar == _ZERO_SCALAR:
+    if _is_zero(scalar):
         return _IDENTITY
     product: bytes = pysodium.crypto_scalarmult_ristretto255_base(scalar)
     return product
@@ -306,7 +310,7 @@ class SecretKey:
         derive_input = seed + _length_prefixed(info)
         for counter in range(256):
             scalar = hash_to_scalar(derive_input + _i2osp(counter, 1), _DERIVE_KEY_PAIR_DST)
-            if scalar != _ZERO_SCALAR:
+            if not _is_zero(scalar):
                 return cls(scalar)
         # Unreachable in practice (probability about 2**-2000), but the RFC defines the error.
         raise VoprfError("derive_key_pair_failed", "no non-zero key in 256 attempts")
