@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from trickle import api, dashboard
+from trickle.api import topups as topups_api
 from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
@@ -116,6 +117,7 @@ def create_app(runtime: Runtime) -> Starlette:
     ]
     for router in api.routers():
         routes.extend(router.routes())
+    routes.extend(topups_api.routes())  # Stripe's webhook, the page after Checkout
     routes.extend(dashboard.routes())  # the creator dashboard: /dashboard (and / redirects)
     app = Starlette(
         routes=routes,

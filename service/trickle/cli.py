@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trickle import cli_payouts, funding, keys, ledger, migrate, money
+from trickle import cli_payouts, cli_topups, funding, keys, ledger, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(check)
     check.set_defaults(handler=cmd_ledger_check)
     cli_payouts.register(sub)
+    cli_topups.register(sub)
     return parser
 
 

@@ -274,3 +274,78 @@ class SiteDisabled(TrickleError):
 
     code = "site_disabled"
     status = 409
+
+
+# --- card top-ups (docs/funding.md) -------------------------------------------------------
+
+
+class CardTopupsUnavailable(TrickleError):
+    """This service has no card top-ups: no Stripe settings (``TRICKLE_STRIPE_SECRET_KEY``)."""
+
+    code = "card_topups_unavailable"
+    status = 404
+
+
+class TopupNotFound(TrickleError):
+    """No top-up with that id (or not one of yours)."""
+
+    code = "topup_not_found"
+    status = 404
+
+
+class TopupAmountOutOfRange(TrickleError):
+    """A card top-up below the operator's minimum or above its maximum."""
+
+    code = "topup_amount_out_of_range"
+    status = 422
+
+
+class AmountNotChargeable(TrickleError):
+    """The amount has no exact value in the card currency's minor unit (e.g. 5.001 USD)."""
+
+    code = "amount_not_chargeable"
+    status = 422
+
+
+class AccountFrozen(TrickleError):
+    """The reader's spending is frozen after a card payment was disputed, or refunded after some
+    of it was spent; the operator lifts it (``trickle topups unfreeze``)."""
+
+    code = "account_frozen"
+    status = 409
+
+
+class TopupNotRefundable(TrickleError):
+    """The top-up was never credited, is disputed, or is refunded in full already."""
+
+    code = "topup_not_refundable"
+    status = 409
+
+
+class StripeUnavailable(TrickleError):
+    """Stripe did not answer, or refused the service's request (the log says why)."""
+
+    code = "stripe_unavailable"
+    status = 502
+
+
+class StripeSignatureInvalid(TrickleError):
+    """A webhook without a valid ``Stripe-Signature`` (wrong secret, altered body, or a timestamp
+    outside the 300-second tolerance)."""
+
+    code = "stripe_signature_invalid"
+    status = 400
+
+
+class StripeEventInvalid(TrickleError):
+    """A signed webhook event that lacks a field the service needs, or has it of the wrong type."""
+
+    code = "stripe_event_invalid"
+    status = 400
+
+
+class StripeEventMismatch(TrickleError):
+    """A payment event whose amount or currency is not the top-up's."""
+
+    code = "stripe_event_mismatch"
+    status = 422

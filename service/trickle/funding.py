@@ -55,8 +55,11 @@ def record_topup(
     amount_minor: int,
     asset: Asset,
     now: dt.datetime,
+    reference: str | None = None,
 ) -> TopUp:
-    """Credit a reader with money a provider received. Idempotent per (provider, external_id)."""
+    """Credit a reader with money a provider received. Idempotent per (provider, external_id).
+    ``reference`` (default ``<provider>:<external_id>``) names what proved the payment, e.g. the
+    webhook event that credited it."""
     source = ledger.account(session, AccountKind.FUNDING, provider, asset, now)
     reader = ledger.account(session, AccountKind.READER, reader_account_owner(user_id), asset, now)
     posted = ledger.post_transfer(
@@ -68,7 +71,7 @@ def record_topup(
             currency=asset.code,
             kind=TransferKind.TOPUP,
             idempotency_key=f"{provider}:{external_id}",
-            reference=f"{provider}:{external_id}",
+            reference=reference or f"{provider}:{external_id}",
         ),
         now,
     )

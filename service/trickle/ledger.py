@@ -46,6 +46,9 @@ class AccountKind(enum.StrEnum):
     FEE = "fee"  # the platform's fees
     PAYOUT_CLEARING = "payout_clearing"  # claimed, not yet paid out
     PAYOUT_SETTLED = "payout_settled"  # paid out: money that left the system
+    # What the operator paid in from its own pocket when a top-up was taken back (refund,
+    # dispute) after the reader had spent it; one per provider; never above zero
+    OPERATOR_LOSSES = "operator_losses"
 
 
 class TransferKind(enum.StrEnum):
@@ -56,9 +59,12 @@ class TransferKind(enum.StrEnum):
     CLAIM = "claim"
     PAYOUT_PAID = "payout_paid"
     PAYOUT_FAILED = "payout_failed"
+    TOPUP_REVERSAL = "topup_reversal"  # reader -> funding: a refunded or disputed top-up
+    LOSS = "loss"  # operator_losses -> funding: the part of it the reader had already spent
+    LOSS_RECOVERED = "loss_recovered"  # funding -> operator_losses: a dispute won back
 
 
-NEGATIVE_ALLOWED = frozenset({AccountKind.FUNDING})
+NEGATIVE_ALLOWED = frozenset({AccountKind.FUNDING, AccountKind.OPERATOR_LOSSES})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,6 +140,25 @@ def balance(session: Session, account_id: int) -> int:
     if value is None:
         raise AccountNotFound(f"no ledger account {account_id}")
     return int(value)
+
+
+def lock(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
+    """Lock these accounts' rows until the transaction ends, one after the other in the order
+    given, and return their balances: for a caller that moves "as much as an account holds" (no
+    racer may debit in between). Callers keep one order — funding before reader, as a top-up's
+    own debit and credit do — so that they cannot deadlock. On SQLite the transaction holds the
+    database's write lock already."""
+    found: dict[int, int] = {}
+    for account_id in account_ids:
+        value = session.scalar(
+            select(LedgerAccount.balance_minor)
+            .where(LedgerAccount.id == account_id)
+            .with_for_update()
+        )
+        if value is None:
+            raise AccountNotFound(f"no ledger account {account_id}")
+        found[account_id] = int(value)
+    return found
 
 
 def post_transfer(session: Session, request: TransferRequest, now: dt.datetime) -> PostedTransfer:
@@ -393,6 +418,8 @@ def check(session: Session) -> list[Violation]:
             violations.append(Violation("no_overdraft", f"{name} is at {acc.balance_minor}"))
         if acc.may_go_negative != (acc.kind in NEGATIVE_ALLOWED):
             violations.append(Violation("overdraft_policy", f"{name} has the wrong policy"))
+        if acc.kind == AccountKind.OPERATOR_LOSSES and acc.balance_minor > 0:
+            violations.append(Violation("losses_not_positive", f"{name} is at {acc.balance_minor}"))
         totals[acc.currency] = totals.get(acc.currency, 0) + acc.balance_minor
     for currency, total in sorted(totals.items()):
         if total != 0:
@@ -406,7 +433,23 @@ def check(session: Session) -> list[Violation]:
             violations.append(Violation("accounts_exist", f"transfer {transfer.id}"))
         elif not debit.currency == credit.currency == transfer.currency:
             violations.append(Violation("one_asset", f"transfer {transfer.id}"))
+        elif AccountKind.OPERATOR_LOSSES in (debit.kind, credit.kind) and not _loss_transfer(
+            transfer, debit, credit
+        ):
+            violations.append(Violation("losses_against_funding", f"transfer {transfer.id}"))
     return violations
+
+
+def _loss_transfer(transfer: Transfer, debit: LedgerAccount, credit: LedgerAccount) -> bool:
+    """An operator-losses account only pays a loss into its provider's funding account, or
+    gets a recovered loss back from it."""
+    if transfer.kind == TransferKind.LOSS:
+        pair = (debit.kind, credit.kind) == (AccountKind.OPERATOR_LOSSES, AccountKind.FUNDING)
+    elif transfer.kind == TransferKind.LOSS_RECOVERED:
+        pair = (debit.kind, credit.kind) == (AccountKind.FUNDING, AccountKind.OPERATOR_LOSSES)
+    else:
+        return False
+    return pair and debit.owner == credit.owner
 
 
 def counts(session: Session) -> tuple[int, int]:

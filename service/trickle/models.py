@@ -337,3 +337,88 @@ class Payment(Base):
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("fee_minor >= 0 AND fee_minor <= amount_minor", name="fee_in_range"),
     )
+
+
+# --- card top-ups (docs/funding.md) ---------------------------------------------------------
+
+
+class Topup(Base):
+    """A reader's card top-up through a payment provider (Stripe Checkout): ``pending`` until the
+    provider says the payment succeeded (``credited``) or will not (``failed``); later maybe
+    ``refunded`` or ``disputed``. Amounts in Trickle's minor units, ``provider_amount`` in the
+    provider currency's; ``public_id`` names the top-up at the provider (metadata, idempotency
+    keys), so that two deployments sharing one Stripe account never mistake each other's."""
+
+    __tablename__ = "topups"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    scale: Mapped[int] = mapped_column(Integer)
+    provider_amount: Mapped[int] = mapped_column(BigInteger)
+    provider_currency: Mapped[str] = mapped_column(String(12))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    checkout_url: Mapped[str | None] = mapped_column(Text, default=None)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    failure_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    credited_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    credited_event_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispute_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    dispute_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    disputed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispute_reader_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    dispute_loss_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    loss_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("provider_amount > 0", name="provider_amount_positive"),
+        CheckConstraint(
+            "state IN ('pending', 'credited', 'failed', 'refunded', 'disputed')", name="state_known"
+        ),
+        CheckConstraint(
+            "refunded_minor >= 0 AND disputed_minor >= 0 "
+            "AND refunded_minor + disputed_minor <= amount_minor",
+            name="taken_back_in_range",
+        ),
+        CheckConstraint(
+            "dispute_reader_minor >= 0 AND dispute_loss_minor >= 0 AND loss_minor >= 0",
+            name="parts_non_negative",
+        ),
+    )
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event, stored in the transaction that applied it (or decided to ignore
+    it): a redelivery finds its id and changes nothing."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    topup_id: Mapped[int | None] = mapped_column(ForeignKey("topups.id"), index=True, default=None)
+    outcome: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class AccountFreeze(Base):
+    """A hold on a reader's spending after a card payment was taken back (a dispute, or a refund
+    of money already spent). The reader is frozen while any freeze of theirs is not lifted."""
+
+    __tablename__ = "account_freezes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    topup_id: Mapped[int | None] = mapped_column(ForeignKey("topups.id"), default=None)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    lifted_note: Mapped[str | None] = mapped_column(String(200), default=None)

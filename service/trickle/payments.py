@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from trickle import ledger, money, spending
+from trickle import freezes, ledger, money, spending
 from trickle.errors import (
     BudgetExhausted,
     CurrencyMismatch,
@@ -143,7 +143,8 @@ def _paid(session: Session, payment: Payment, settings: Settings, *, replayed: b
 
 def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.datetime) -> Paid:
     """Pay once: record the payment, count it against the month's budget, move the money
-    (reader -> payee, then the fee payee -> fee account). Raises ``InsufficientFunds``,
+    (reader -> payee, then the fee payee -> fee account). Raises ``AccountFrozen``,
+    ``InsufficientFunds``,
     ``BudgetExhausted``, ``SiteDisabled``, ``PayeeNotFound``, ``CurrencyMismatch``,
     ``InvalidAmount``, ``ValidationFailed``, or ``IdempotencyKeyReused`` (the key paid for
     another request); a refused payment leaves nothing behind (its savepoint rolls back)."""
@@ -151,6 +152,7 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
     existing = _find(session, request.user_id, request.idempotency_key)
     if existing is not None:
         return _replay(session, existing, request, settings)
+    freezes.refuse_if_frozen(session, request.user_id)
     payee = directory.payee_by_pointer(session, request.payment_pointer, settings, now)
     if payee is None:
         raise PayeeNotFound(f"no payee has the payment pointer {request.payment_pointer[:300]!r}")

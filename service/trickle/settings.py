@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trickle import cards
 from trickle.errors import ConfigError
 
 ENVIRONMENTS = ("development", "production", "test")
@@ -49,6 +50,15 @@ class Settings:
     stream_max_connections_per_reader: int = 8
     stream_idle_timeout_s: int = 60
     stream_resume_grace_s: int = 30
+    # Card top-ups through Stripe Checkout (docs/funding.md): off while the secret key is empty.
+    stripe_secret_key: str = dataclasses.field(default="", repr=False)
+    stripe_webhook_secret: str = dataclasses.field(default="", repr=False)
+    stripe_api_base: str = ""  # empty: Stripe's own API (a stand-in's URL in tests)
+    stripe_currency: str = ""  # empty: TRICKLE_CURRENCY, in lower case
+    stripe_presets: str = "5.00,10.00,20.00"
+    stripe_min_amount: str = "1.00"
+    stripe_max_amount: str = "500.00"
+    stripe_session_ttl_s: int = 3600
 
     @property
     def resolved_database_url(self) -> str:
@@ -91,6 +101,7 @@ class Settings:
                 )
             if not self.public_url.startswith("https://"):
                 raise ConfigError("TRICKLE_PUBLIC_URL must be an https:// URL in production")
+        cards.from_settings(self)  # refuses bad Stripe settings at start-up
         return self
 
 

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 import trickle
 from trickle import api
+from trickle.api import topups
 from trickle.api.base import (
     MAX_BODY_BYTES,
     SESSION_COOKIE,
@@ -133,6 +134,7 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    **topups.PUBLIC_OPERATIONS,
 }
 
 

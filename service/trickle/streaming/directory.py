@@ -10,7 +10,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from trickle import ledger, spending
+from trickle import freezes, ledger, spending
 from trickle.ledger import AccountKind, Asset
 from trickle.models import MonthlySpend, Payee, ReaderSettings, SiteOverride
 from trickle.settings import Settings
@@ -25,6 +25,7 @@ class ReaderPolicy:
     monthly_budget_minor: int
     paused: bool
     overrides: dict[str, tuple[int | None, bool]]  # origin -> (rate or None, disabled)
+    frozen: bool = False  # a card payment was taken back: no spending (trickle.freezes)
 
     def site_rate(self, origin: str) -> int | None:
         """The rate for a site, or None when the reader turned the site off."""
@@ -63,14 +64,18 @@ def reader_policy(session: Session, user_id: int, settings: Settings) -> ReaderP
         o.origin: (o.rate_per_hour_minor, o.disabled)
         for o in session.scalars(select(SiteOverride).where(SiteOverride.user_id == user_id))
     }
+    frozen = freezes.is_frozen(session, user_id)
     if row is None:
         return ReaderPolicy(
             settings.default_rate_per_hour_minor,
             settings.default_monthly_budget_minor,
             False,
             overrides,
+            frozen,
         )
-    return ReaderPolicy(row.rate_per_hour_minor, row.monthly_budget_minor, row.paused, overrides)
+    return ReaderPolicy(
+        row.rate_per_hour_minor, row.monthly_budget_minor, row.paused, overrides, frozen
+    )
 
 
 def payee_by_pointer(
@@ -108,7 +113,7 @@ def bulk_refresh(
     settings: Settings,
     month: str,
 ) -> dict[int, tuple[ReaderPolicy, int, int]]:
-    """Policies, balances and month spend of many readers in four queries, not four per reader.
+    """Policies, balances and month spend of many readers in five queries, not five per reader.
     ``readers`` holds (user id, funding account id) pairs."""
     user_ids = [user_id for user_id, _ in readers]
     rows = {
@@ -126,6 +131,7 @@ def bulk_refresh(
             )
         ).all()
     )
+    frozen = freezes.frozen_among(session, user_ids)
     out = {}
     for user_id, account_id in readers:
         row = rows.get(user_id)
@@ -134,6 +140,7 @@ def bulk_refresh(
             row.monthly_budget_minor if row else settings.default_monthly_budget_minor,
             row.paused if row else False,
             overrides[user_id],
+            user_id in frozen,
         )
         out[user_id] = (policy, int(balances.get(account_id, 0)), int(spent.get(user_id, 0)))
     return out

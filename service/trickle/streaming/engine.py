@@ -497,6 +497,8 @@ class StreamEngine:
         reader = stream.reader
         if stream.connection is None:
             return "disconnected"
+        if reader.policy.frozen:
+            return "account_frozen"
         if reader.policy.paused:
             return "paused"
         if reader.policy.site_rate(stream.origin) is None:

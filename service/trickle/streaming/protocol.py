@@ -42,6 +42,7 @@ ERROR_CODES = (
 # Reasons a stream is not accruing, in "state" messages.
 STATE_REASONS = (
     "inactive",  # the client reported the page not visible or not focused
+    "account_frozen",  # the reader's spending is frozen (a card payment was taken back)
     "paused",  # the reader paused all payments
     "site_disabled",  # the reader turned this site off
     "insufficient_funds",  # the balance cannot cover the next increment
