@@ -6,6 +6,7 @@ after spending, disputes, and the freeze they put on the reader. SQLite and Post
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from starlette.testclient import TestClient
 from tests import factories
 from tests.factories import create_payee, create_user, fund_reader
 from tests.service.stripe_standin import StripeStandIn
+from trickle import app as app_module
 from trickle import ledger
 from trickle.app import create_app
 from trickle.cli import main
@@ -665,3 +667,41 @@ def test_a_dispute_before_the_success_event_credits_then_takes_back(
         "metadata": {},
     }
     assert deliver(card_client, standin, foreign)[1]["outcome"] == "ignored"
+
+
+def test_a_dispute_freezes_the_readers_open_streams_at_once(
+    card_runtime: Runtime, standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that applies the dispute re-reads the reader before it answers Stripe: their
+    open stream there goes to account_frozen at once (other processes follow at their next
+    settings refresh, which this test pushes out of reach)."""
+    slow_refresh = dataclasses.replace(
+        app_module.engine_limits(card_runtime.settings), settings_refresh_s=3600.0
+    )
+    monkeypatch.setattr(app_module, "engine_limits", lambda _settings: slow_refresh)
+    reader = create_user(card_runtime)
+    create_payee(card_runtime, create_user(card_runtime).id, "alice")
+    with TestClient(create_app(card_runtime), raise_server_exceptions=False) as client:
+        topup = paid_topup(client, standin, reader)
+        with client.websocket_connect("/api/v1/stream") as ws:
+            ws.send_text(json.dumps({"type": "hello", "v": 1, "token": reader.token}))
+            assert ws.receive_json()["type"] == "welcome"
+            pointer = f"{card_runtime.settings.issuer}/p/alice"
+            ws.send_text(
+                json.dumps({"type": "start", "ref": "r1", "origin": ORIGIN, "pointer": pointer})
+            )
+            started = ws.receive_json()
+            sid = started["sid"]
+            assert ws.receive_json() == {"type": "state", "sid": sid, "state": "active"}
+            assert deliver(client, standin, standin.dispute(session_of(topup)))[1]["outcome"] == (
+                "disputed"
+            )
+            seen = [ws.receive_json()]
+            while seen[-1]["type"] != "state" and len(seen) < 5:  # a receipt may come first
+                seen.append(ws.receive_json())
+            assert seen[-1] == {
+                "type": "state",
+                "sid": sid,
+                "state": "account_frozen",
+                "reason": "account_frozen",
+            }, seen
