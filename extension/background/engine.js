@@ -857,6 +857,11 @@ export function recordOneTime(origin, amountMinor, answer) {
   changed();
 }
 
+/** Ask the service for the reader's funds now: money came in elsewhere (a card top-up). */
+export function requestBalance() {
+  socket.send({ type: 'balance' });
+}
+
 /** Everything the popup shows. @param {number | null} tabId */
 export function popupState(tabId) {
   if (state.token && Date.now() - state.settingsFetchedAt > 10_000) {

@@ -6,9 +6,11 @@
 import { AmountError } from '../shared/amounts.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { MessageError, fail, isFromContentScript, isFromExtensionPage, ok, parsePageMessage, parseUiMessage } from '../shared/messages.js';
+import { TopupAnswerError } from '../shared/topups.js';
 import { ApiError } from './api.js';
 import * as engine from './engine.js';
 import * as payments from './payments.js';
+import * as topups from './topups.js';
 
 const EXTENSION_BASE = chrome.runtime.getURL('');
 const ready = Promise.all([engine.load(), payments.load()]).catch((error) => {
@@ -60,12 +62,18 @@ async function uiDispatch(message) {
       return payments.clearAutoApprove(message.origin);
     case 'ui/daily-cap':
       return payments.setDailyCap(message.cap);
+    case 'ui/topup-options':
+      return topups.options();
+    case 'ui/topup':
+      return topups.start(message.amountMinor);
+    case 'ui/topup-status':
+      return topups.status();
   }
 }
 
 /** @param {unknown} error */
 function toReply(error) {
-  if (error instanceof ApiError || error instanceof MessageError || error instanceof AmountError) {
+  if (error instanceof ApiError || error instanceof MessageError || error instanceof AmountError || error instanceof TopupAnswerError) {
     return fail(error.code, error.message);
   }
   if (error instanceof TypeError) return fail('invalid_input', error.message);

@@ -3,7 +3,8 @@
 // from `?tab=<tabId>`; otherwise the active tab of the last focused normal window.
 
 import { formatMinor } from '../shared/amounts.js';
-import { ask, byId, codeOf, explain } from '../shared/ui.js';
+import { isPending, topupText } from '../shared/topups.js';
+import { UiError, ask, byId, codeOf, explain } from '../shared/ui.js';
 
 const el = {
   connection: byId('connection', HTMLElement),
@@ -245,9 +246,88 @@ el.autoApproveSave.addEventListener('click', () =>
   }),
 );
 
+// --- top up by card (docs/funding.md) -------------------------------------------------------
+
+const card = {
+  box: byId('card-topup', HTMLDivElement),
+  presets: byId('card-presets', HTMLDivElement),
+  status: byId('topup-status', HTMLElement),
+};
+/** @type {import('../shared/topups.js').TopupOptions | null} */
+let cardOptions = null;
+/** The account the card options were fetched for ('' when none). */
+let cardOptionsFor = '';
+/** @type {import('../shared/topups.js').Topup | null} the latest top-up */
+let topup = null;
+let topupBusy = false;
+
+/** @param {string} text @param {string} state @param {string} [code] */
+function showTopup(text, state, code = '') {
+  card.status.textContent = text;
+  card.status.dataset.state = state;
+  card.status.dataset.code = code;
+}
+
+function renderCard() {
+  const offered = cardOptions?.card ?? null;
+  card.box.hidden = !last?.signedIn || offered === null;
+  if (offered === null) return;
+  const buttons = offered.presets.map((minor) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'secondary';
+    button.dataset.amountMinor = minor;
+    button.textContent = `${formatMinor(minor, offered.scale)} ${offered.currency}`;
+    button.disabled = Boolean(cardOptions?.frozen);
+    button.addEventListener('click', () => void topUp(minor));
+    return button;
+  });
+  card.presets.replaceChildren(...buttons);
+  if (topup) showTopup(topupText(topup), topup.state);
+  else if (cardOptions?.frozen) showTopup(explain(new UiError('account_frozen', '')), 'frozen', 'account_frozen');
+}
+
+/** Card options once per account; the latest top-up's state while it is pending. */
+async function refreshCard() {
+  if (topupBusy) return;
+  topupBusy = true;
+  try {
+    if (!last?.signedIn) {
+      cardOptions = null;
+      cardOptionsFor = '';
+      topup = null;
+    } else if (cardOptionsFor !== last.email) {
+      cardOptions = await ask({ type: 'ui/topup-options' });
+      cardOptionsFor = last.email;
+      topup = await ask({ type: 'ui/topup-status' });
+    } else if (isPending(topup)) {
+      topup = await ask({ type: 'ui/topup-status' });
+    }
+    renderCard();
+  } catch (error) {
+    showTopup(explain(error), 'error', codeOf(error));
+  } finally {
+    topupBusy = false;
+  }
+}
+
+/** @param {string} amountMinor */
+function topUp(amountMinor) {
+  return act(async () => {
+    showTopup('Opening Stripe’s payment page…', 'opening');
+    try {
+      topup = await ask({ type: 'ui/topup', amountMinor });
+      renderCard();
+    } catch (error) {
+      showTopup(`No top-up: ${explain(error)}`, 'error', codeOf(error));
+    }
+  });
+}
+
 tabId = await findTab();
 await refresh();
+await refreshCard();
 setInterval(() => {
-  if (!busy) void refresh();
+  if (!busy) void refresh().then(refreshCard);
 }, 1000);
 

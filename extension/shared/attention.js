@@ -25,7 +25,7 @@
 /**
  * @typedef {'streaming' | 'paused' | 'not-monetized' | 'signed-out' | 'error'} TabState
  * @typedef {'' | 'hidden' | 'idle' | 'global-pause' | 'site-disabled' | 'insufficient_funds' |
- *   'budget_exhausted' | 'service_unreachable' | 'signed_out'} TabReason
+ *   'budget_exhausted' | 'account_frozen' | 'service_unreachable' | 'signed_out'} TabReason
  * @typedef {{state: TabState, reason: TabReason}} Status
  */
 
@@ -54,7 +54,7 @@ export function pageStatus(input) {
   if (input.globalPaused) return { state: 'paused', reason: 'global-pause' };
   if (input.siteDisabled) return { state: 'paused', reason: 'site-disabled' };
   if (!input.connected) return { state: 'error', reason: 'service_unreachable' };
-  if (input.serverState === 'insufficient_funds' || input.serverState === 'budget_exhausted') {
+  if (input.serverState === 'insufficient_funds' || input.serverState === 'budget_exhausted' || input.serverState === 'account_frozen') {
     return { state: 'error', reason: input.serverState };
   }
   if (input.error) return { state: 'error', reason: '' };
@@ -84,6 +84,7 @@ const TEXT = {
   'error:service_unreachable': 'Not paying: the Trickle service cannot be reached.',
   'error:insufficient_funds': 'Not paying: your balance is too low. Redeem a voucher to top up.',
   'error:budget_exhausted': 'Not paying: this month’s budget is reached.',
+  'error:account_frozen': 'Not paying: your spending is on hold after a disputed or refunded card payment.',
   'error:': 'Not paying: the service refused this page’s payment pointer.',
   'paused:hidden': 'Paused: the page is not visible or not focused.',
   'paused:idle': 'Paused: you are idle or the screen is locked.',

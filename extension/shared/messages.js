@@ -39,9 +39,12 @@ import { parsePaymentRequest } from './payments.js';
  * @typedef {{type: 'ui/auto-approve', tabId: number, limit: string}} UiAutoApprove
  * @typedef {{type: 'ui/auto-approve-clear', origin: string}} UiAutoApproveClear
  * @typedef {{type: 'ui/daily-cap', cap: string}} UiDailyCap
+ * @typedef {{type: 'ui/topup-options'}} UiTopupOptions
+ * @typedef {{type: 'ui/topup', amountMinor: string}} UiTopup
+ * @typedef {{type: 'ui/topup-status'}} UiTopupStatus
  * @typedef {UiState | UiSignIn | UiSignUp | UiSignOut | UiRedeem | UiPause | UiSite | UiOptions |
  *   UiServiceUrl | UiLimits | UiPaymentGet | UiPaymentDecide | UiTip | UiAutoApprove | UiAutoApproveClear |
- *   UiDailyCap} UiMessage
+ *   UiDailyCap | UiTopupOptions | UiTopup | UiTopupStatus} UiMessage
  */
 
 export class MessageError extends Error {
@@ -120,6 +123,7 @@ const PAGE_ID = /^[A-Za-z0-9-]{8,64}$/;
 /** The extension's own key of a pending payment (the approval window's `?request=`). */
 export const PENDING_ID = /^[A-Za-z0-9-]{8,64}$/;
 const LINK_ID = /^[A-Za-z0-9]{1,16}$/;
+const MINOR_AMOUNT = /^(0|[1-9][0-9]*)$/;
 /** The most links of one page the background looks at. */
 export const MAX_LINKS = 50;
 
@@ -228,6 +232,15 @@ export function parseUiMessage(raw) {
     case 'ui/daily-cap':
       exactFields(raw, ['type', 'cap']);
       return { type: 'ui/daily-cap', cap: str(raw.cap, 'cap', 40) };
+    case 'ui/topup-options':
+      exactFields(raw, ['type']);
+      return { type: 'ui/topup-options' };
+    case 'ui/topup-status':
+      exactFields(raw, ['type']);
+      return { type: 'ui/topup-status' };
+    case 'ui/topup':
+      exactFields(raw, ['type', 'amountMinor']);
+      return { type: 'ui/topup', amountMinor: str(raw.amountMinor, 'amountMinor', 19, MINOR_AMOUNT) };
     default:
       throw new MessageError(`unknown message type ${JSON.stringify(raw.type.slice(0, 40))}`);
   }

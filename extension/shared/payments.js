@@ -204,6 +204,8 @@ export function resultCode(code) {
     case 'unauthenticated':
     case 'session_origin_mismatch':
       return 'signed_out';
+    case 'account_frozen': // the reader's spending is on hold: to the site, a decline
+      return 'declined';
     case 'bad_response':
     case 'rate_limited':
     case 'internal':

@@ -48,6 +48,10 @@ const FRIENDLY = {
   invalid_request: 'The page asked for a payment the extension cannot make.',
   not_found: 'This payment request is no longer waiting.',
   busy: 'Another payment request is waiting for an answer.',
+  account_frozen: 'Your spending is on hold: a card payment of yours was disputed or refunded. The operator of the service can lift it.',
+  card_topups_unavailable: 'This Trickle service takes no card top-ups.',
+  stripe_unavailable: 'Stripe did not answer: try again in a moment.',
+  topup_amount_out_of_range: 'Pick one of the amounts offered.',
 };
 
 /** @param {unknown} error */

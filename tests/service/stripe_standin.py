@@ -10,9 +10,9 @@ key. It makes the webhook events Stripe would send, signed exactly as Stripe sig
 (``Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the endpoint
 secret>``): handed to the test (``outbox``), or POSTed to ``webhook_url`` when one is set.
 
-``GET /pay/{session id}`` is the stand-in's "checkout page": opening it pays the session — the
-events go to ``webhook_url`` — and redirects to the session's ``success_url``, as Stripe's hosted
-page does after a successful payment.
+``GET /pay/{session id}`` is the stand-in's "checkout page": its "Pay" button (``POST
+/pay/{session id}``) pays the session — the events go to ``webhook_url`` before the answer — and
+redirects to the session's ``success_url``, as Stripe's hosted page does after a payment.
 """
 
 from __future__ import annotations
@@ -420,7 +420,12 @@ class StripeStandIn:
 
             def do_POST(self) -> None:
                 path = urllib.parse.urlsplit(self.path).path
-                self._answer(*standin.api("POST", path, self.headers, self._body()))
+                body = self._body()
+                match = re.fullmatch(r"/pay/([A-Za-z0-9_]+)", path)
+                if match:
+                    self._pay(match.group(1))
+                    return
+                self._answer(*standin.api("POST", path, self.headers, body))
 
             def do_GET(self) -> None:
                 parsed = urllib.parse.urlsplit(self.path)
@@ -430,10 +435,33 @@ class StripeStandIn:
                     return
                 self._answer(*standin.api("GET", parsed.path, self.headers, b""))
 
-            def _checkout_page(self, session_id: str) -> None:
+            def _open_session(self, session_id: str) -> dict[str, Any] | None:
                 session = standin.sessions.get(session_id)
                 if session is None or session["status"] != "open":
                     self._answer(404, {"error": {"type": "invalid_request_error"}}, {})
+                    return None
+                return session
+
+            def _checkout_page(self, session_id: str) -> None:
+                session = self._open_session(session_id)
+                if session is None:
+                    return
+                amount = f"{session['amount_total']} {session['currency']} (minor units)"
+                page = (
+                    "<!doctype html><title>Stripe stand-in checkout</title>"
+                    f"<h1>Pay {amount}</h1>"
+                    f'<form method="post" action="/pay/{session_id}">'
+                    '<button id="pay" type="submit">Pay</button></form>'
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def _pay(self, session_id: str) -> None:
+                session = self._open_session(session_id)
+                if session is None:
                     return
                 standin.pay(session_id)  # the events reach the service before the redirect
                 self.send_response(303)
