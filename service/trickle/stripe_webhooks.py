@@ -76,6 +76,8 @@ def verify(payload: bytes, signature: str | None, secret: str) -> Event:
         raise StripeSignatureInvalid(f"the Stripe-Signature does not verify: {exc}") from None
     except ValueError as exc:  # not UTF-8, or not JSON (after a valid signature)
         raise MalformedJSON(f"the event is not JSON: {exc}") from None
+    except (AttributeError, TypeError):  # JSON, signed, but not an object: the library chokes
+        raise StripeEventInvalid("the event is not a JSON object") from None
     data = event.to_dict()
     event_id, kind, inner = data.get("id"), data.get("type"), data.get("data")
     if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_ID_CHARS:

@@ -478,6 +478,10 @@ def test_a_webhook_that_is_not_json_or_not_an_event_is_refused(
         (b"\xff\xfe not utf-8", "malformed_json"),
         (b"{not json", "malformed_json"),
         (b'{"id": "evt_1", "type": "checkout.session.completed"}', "stripe_event_invalid"),
+        (b"[]", "stripe_event_invalid"),
+        (b"null", "stripe_event_invalid"),
+        (b'"evt_1"', "stripe_event_invalid"),
+        (b'{"id": "evt_1", "type": "x", "data": {"object": []}}', "stripe_event_invalid"),
     ]:
         from tests.service.stripe_standin import sign
 
@@ -538,6 +542,9 @@ def test_a_refund_after_partial_spending_books_the_spent_part_as_a_loss(
     # Stripe's own charge.refunded for this refund arrives later: already booked.
     assert deliver_all(card_client, standin) == ["no_change"]
     assert reader_balance(card_runtime, reader) == 0
+    assert _cli(card_settings, tmp_path, monkeypatch, "topups", "list", "--state", "refunded") == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == "1 top-up(s)" and "5.00 USD" in listed[1] and "refunded" in listed[1]
 
     # The reader spent money that went back to their card: frozen until the operator decides.
     fund_reader(card_runtime, reader.id, UNIT)  # e.g. a voucher
