@@ -26,10 +26,20 @@ from trickle import freezes, funding, ledger
 from trickle.cards import CardConfig
 from trickle.errors import StripeEventMismatch, TopupNotFound, TopupNotRefundable
 from trickle.freezes import FreezeReason
+from trickle.funding import FundingProvider
 from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
 from trickle.models import Topup
 
-PROVIDER = "stripe"  # names the funding and losses accounts and the ledger keys
+
+class StripeCheckout:
+    """Card top-ups as a ``funding.FundingProvider``, beside vouchers: its name names the
+    funding and operator-losses accounts and the ledger keys."""
+
+    name = "stripe"
+
+
+CARD_PROVIDER: FundingProvider = StripeCheckout()
+PROVIDER = CARD_PROVIDER.name
 LIST_LIMIT = 50
 FAILURE_MAX_CHARS = 200
 
