@@ -19,6 +19,7 @@ from tests.conftest import REPO
 from tests.factories import asset, create_payee, create_user, fund_reader
 from trickle import ledger
 from trickle.db import transaction
+from trickle.jsontext import MAX_DEPTH
 from trickle.ledger import AccountKind
 from trickle.runtime import Runtime
 from trickle.settings import Settings
@@ -407,7 +408,10 @@ def test_a_bad_first_message_closes_the_socket(client: TestClient, first: str, c
     ("later", "code"),
     [
         pytest.param("{nope", 4400, id="malformed"),
-        pytest.param('{"type": "dance"}', 4415, id="unknown-type"),
+        # Issue 11 item 6: nested past the JSON nesting limit (within the size limit): was a
+        # RecursionError at ~1000 levels (a traceback, close 1000); now one limit, 32.
+        pytest.param("[" * 200 + "]" * 200, 4400, id="nested-200-deep"),
+        pytest.param('{"type": "ping", "data": ' + "[" * 33 + "]" * 33 + "}", 4400, id="nested-34"),
         pytest.param(json.dumps({"type": "ping", "data": "x" * 600}), 4413, id="too-large"),
     ],
 )
@@ -418,6 +422,28 @@ def test_a_bad_later_message_closes_the_socket(
         hello(ws, world.reader.token)
         ws.send_text(later)
         expect_close(ws, code)
+
+
+def test_the_issue_s_1000_deep_message_closes_with_4400(client: TestClient, world: World) -> None:
+    # Issue 11 item 6: it raised RecursionError in the handler (a traceback, close 1000).
+    set_limits(client, max_message_bytes=4096)
+    with client.websocket_connect(PATH) as ws:
+        hello(ws, world.reader.token)
+        ws.send_text("[" * 1000 + "]" * 1000)
+        expect_close(ws, 4400)
+
+
+def test_parse_refuses_json_nested_past_the_one_limit() -> None:
+    deep = '{"type": "ping", "data": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+    with pytest.raises(protocol.ProtocolViolation) as refused:
+        protocol.parse(deep, 4096)
+    assert (refused.value.code, refused.value.close_code) == ("malformed_message", 4400)
+    with pytest.raises(protocol.ProtocolViolation) as refused:
+        protocol.parse("[" * 1000 + "]" * 1000, 4096)  # the issue's text, a first frame too
+    assert refused.value.close_code == 4400
+    fits = '{"type": "ping", "data": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+    with pytest.raises(protocol.InvalidMessage):  # parsed, then refused by the schema
+        protocol.parse(fits, 4096)
 
 
 def test_hello_timeout(client: TestClient) -> None:

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from trickle import jsontext
+
 PROTOCOL_VERSION = 1
 
 # Close codes: the socket is closed with one of these when the client breaks the protocol.
@@ -135,6 +137,7 @@ def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
             "message_too_large", f"a message may be at most {max_bytes} bytes, got {size}"
         )
     try:
+        jsontext.check_depth(text)
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise ProtocolViolation("malformed_message", "a message must be a JSON object") from None
