@@ -39,8 +39,10 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return error_response(NotFound.code, "no such path", 404)
-    if exc.status_code == 405:
-        return error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+    if exc.status_code == 405:  # Starlette's headers name the path's methods (Allow)
+        response = error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+        response.headers.update(exc.headers or {})
+        return response
     return error_response("http_error", str(exc.detail), exc.status_code)
 
 

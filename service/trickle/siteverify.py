@@ -44,15 +44,14 @@ def token_url(origin: str) -> str:
 def site_origin(text: str, *, allow_private: bool) -> str:
     """The normalized origin; ``UnsafeUrl`` for another scheme than http(s) or for a literal
     address that is not public (names are resolved and checked when fetching)."""
-    stripped = text.strip()
-    if stripped.isascii():  # anything else is not an origin: normalize_origin says so below
+    if text.isascii():  # anything else is not an origin: normalize_origin says so below
         try:
-            scheme = urllib.parse.urlsplit(stripped).scheme.lower()
+            scheme = urllib.parse.urlsplit(text).scheme.lower()
         except ValueError:  # e.g. an unclosed IPv6 bracket
             raise ValidationFailed(f"not an origin: {text[:60]!r}") from None
         if scheme not in ("http", "https"):
             raise UnsafeUrl(f"only http:// and https:// sites can be verified, got {text[:60]!r}")
-    origin = normalize_origin(stripped)
+    origin = normalize_origin(text)
     host = urllib.parse.urlsplit(origin).hostname or ""
     literal = _literal_address(host)
     if literal is not None and not allow_private:

@@ -285,7 +285,7 @@ def test_prove_site_ownership_with_the_guided_flow(runtime: Runtime, browser: Te
         site.body = b"somebody else's token\n"
         check = {"origin": site.origin, "csrf_token": csrf}
         failed = browser.post("/dashboard/payees/proven/sites/check", data=check)
-        assert failed.status_code == 422
+        assert failed.status_code == 409
         assert "Check failed" in failed.text
         assert "site_verification_failed" in failed.text
         assert "Not verified yet" in failed.text
@@ -309,6 +309,25 @@ def test_someone_elses_payee_is_not_found(runtime: Runtime, browser: TestClient)
     bad_days = browser.get("/dashboard/earnings?days=forever")
     assert bad_days.status_code == 422
     assert "validation_failed" in bad_days.text
+
+
+def test_a_nul_character_is_the_same_4xx_on_both_databases(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    # Issue 11 item 7: each of these was a 500 on PostgreSQL ("cannot contain NUL characters").
+    _account(runtime, "nul@example.com")
+    form = browser.get(SIGN_IN)
+    nonce = _field(form.text, "login_nonce")
+    signed_in = browser.post(
+        SIGN_IN, data={"email": "nul\x00@example.com", "password": PASSWORD, "login_nonce": nonce}
+    )
+    assert signed_in.status_code == 422
+    assert "validation_failed" in signed_in.text
+    _signed_in(runtime, browser)
+    for path in ("/dashboard/payees/%00", "/dashboard/earnings?payee=%00"):
+        response = browser.get(path)
+        assert response.status_code == 422, path
+        assert "validation_failed" in response.text
 
 
 # --- earnings -------------------------------------------------------------------------------
@@ -432,7 +451,7 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     fresh = _field(after, "idempotency_key")
     assert fresh != form["idempotency_key"]
     nothing_left = browser.post("/dashboard/claims", data={**form, "idempotency_key": fresh})
-    assert nothing_left.status_code == 422
+    assert nothing_left.status_code == 409
     assert "claim_below_minimum" in nothing_left.text
 
 

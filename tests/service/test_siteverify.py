@@ -164,7 +164,7 @@ def test_a_site_that_does_not_prove_it_is_refused_with_a_reason(
     assert _start(client, creator, "not-proven", site.origin).status_code == 200
     site.status, site.body, site.headers = status, body, headers
     response = _check(client, creator, "not-proven", site.origin)
-    assert response.status_code == 422
+    assert response.status_code == 409  # the site's state, not the request, is what is wrong
     error = response.json()["error"]
     assert error["code"] == "site_verification_failed"
     assert message in error["message"]
@@ -179,7 +179,7 @@ def test_checking_needs_a_started_verification(
     creator = create_user(runtime)
     create_payee(runtime, creator.id, "unstarted")
     response = _check(client, creator, "unstarted", site.origin)
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "no verification was started" in response.json()["error"]["message"]
     assert site.requests == []
 

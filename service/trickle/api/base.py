@@ -12,10 +12,11 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trickle import sessions
+from trickle import jsontext, money, origins, sessions
 from trickle.db import transaction
 from trickle.errors import (
     BodyTooLarge,
@@ -46,16 +47,45 @@ MAX_BODY_BYTES = 64 * 1024
 SESSION_COOKIE = "trickle_session"
 CSRF_HEADER = "x-csrf-token"
 IDEMPOTENCY_HEADER = "idempotency-key"
-MAX_AMOUNT = 2**63 - 1
 
-# Money in JSON is a decimal string of minor units: never a JSON number, never a float.
-AmountMinor = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$")]
-IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,200}$")]
+# Money in JSON is a decimal string of minor units: never a JSON number, never a float; at most
+# 2^63-1 (money.MAX_AMOUNT). An amount that moves money is at least 1. The schema declares the
+# exact bounds; the server reads any canonical decimal and says ``invalid_amount`` (or, for a
+# setting, what its range is) for one out of them.
+AmountMinor = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$"),
+    Field(json_schema_extra={"pattern": money.decimal_pattern(money.MAX_AMOUNT)}),
+]
+PositiveAmountMinor = Annotated[
+    AmountMinor,
+    Field(json_schema_extra={"pattern": money.decimal_pattern(money.MAX_AMOUNT, positive=True)}),
+]
+# A limit that depends on the settings (the rate and budget caps, the currency): the model
+# names it, and the served /openapi.json declares its value (``api.openapi``).
+SETTINGS_LIMIT_KEY = "x-trickle-settings-limit"
+SettingsLimit = Literal["max_rate_per_hour_minor", "max_monthly_budget_minor", "currency"]
+
+
+def settings_limit(name: SettingsLimit) -> Any:
+    """Mark a field (``Annotated[..., settings_limit("currency")]``) with a settings limit."""
+    return Field(json_schema_extra={SETTINGS_LIMIT_KEY: name})
+
+
+# An origin as the service takes it: checked by ``origins.normalize_origin`` (422 with what is
+# wrong), declared with the same pattern (which pydantic's regex engine could not run).
+Origin = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=origins.MAX_ORIGIN_CHARS),
+    Field(json_schema_extra={"pattern": origins.ORIGIN_PATTERN}),
+]
+# A client's Idempotency-Key (docs/api.md): also the dashboard's claim form keys.
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
 
 
 def amount_value(text: str, *, allow_zero: bool = False) -> int:
     value = int(text)
-    if value > MAX_AMOUNT or (value == 0 and not allow_zero):
+    if value > money.MAX_AMOUNT or (value == 0 and not allow_zero):
         raise InvalidAmount(f"amount must be a positive integer below 2^63, got {text}")
     return value
 
@@ -114,6 +144,8 @@ class Endpoint:
     summary: str
     tag: str
     after_commit: AfterCommit | None = None
+    # The type of each path parameter, for /openapi.json (plain strings when not named here).
+    path_types: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class ApiRouter:
@@ -133,6 +165,7 @@ class ApiRouter:
         status: int = 200,
         summary: str = "",
         after_commit: AfterCommit | None = None,
+        path_types: Mapping[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorator(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
@@ -149,6 +182,7 @@ class ApiRouter:
                     doc,
                     self.tag,
                     after_commit,
+                    dict(path_types or {}),
                 )
             )
             return handler
@@ -208,10 +242,6 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | None:
     if endpoint.body is None:
         return None
@@ -219,8 +249,8 @@ def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | No
     if media_type != "application/json":
         raise UnsupportedMediaType(f"expected application/json, got {media_type or 'nothing'}")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = jsontext.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and jsontext's refusals are ValueErrors too
         raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
     try:
         return endpoint.body.model_validate(data)
@@ -301,8 +331,8 @@ def _run_idempotent(
     key = ctx.headers.get(IDEMPOTENCY_HEADER, "")
     if not key:
         raise IdempotencyKeyRequired("send an Idempotency-Key header (8-200 chars)")
-    if not 8 <= len(key) <= 200 or not key.isascii():
-        raise ValidationFailed("Idempotency-Key must be 8-200 ASCII characters")
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise ValidationFailed("Idempotency-Key must be 8-200 characters of A-Z a-z 0-9 _ . : -")
     canonical = json.dumps(
         body.model_dump(mode="json") if body is not None else None, sort_keys=True
     )

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import urllib.parse
 
 from starlette.responses import Response
 
 from trickle import accounts, earnings, money, payees, payouts, siteverify
-from trickle.api.base import SESSION_COOKIE
+from trickle.api.base import IDEMPOTENCY_KEY_PATTERN, SESSION_COOKIE
 from trickle.dashboard import chart, snippets, summary
 from trickle.dashboard.web import (
     CSRF_COOKIE,
@@ -33,7 +32,6 @@ from trickle.models import Payee
 
 DEFAULT_DAYS = 30
 DAY_CHOICES = (7, 30, 90, 365)
-CLAIM_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
 
 
 def _quote(text: str) -> str:
@@ -355,7 +353,7 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
 
 def claim(ctx: Ctx) -> Response:
     key = ctx.field("idempotency_key")
-    if not CLAIM_KEY_PATTERN.match(key):
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         raise ValidationFailed("the claim form's key is malformed; reload the page")
     amount_text = ctx.field("amount", required=False)
     amount = money.parse_decimal(amount_text, ctx.settings.asset_scale) if amount_text else None

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 
 from trickle import money, spending
-from trickle.accounts import normalize_origin
 from trickle.db import make_engine, transaction
 from trickle.errors import TrickleError
+from trickle.origins import normalize_origin
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
