@@ -43,6 +43,8 @@ class Settings:
     login_max_attempts: int = 10
     login_window_s: int = 300
     allow_private_site_urls: bool = False
+    site_check_max_concurrent: int = 8  # site checks fetching at once in one process
+    site_check_max_concurrent_per_user: int = 2  # ... and for one user in one process
     stream_interval_ms: int = 2000
     stream_max_message_bytes: int = 4096
     stream_max_streams_per_connection: int = 64
@@ -80,6 +82,16 @@ class Settings:
         if not 10 <= self.stream_interval_ms <= 60_000:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
+            )
+        if not 1 <= self.site_check_max_concurrent <= 256:
+            raise ConfigError(
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT must be 1..256, "
+                f"got {self.site_check_max_concurrent}"
+            )
+        if not 1 <= self.site_check_max_concurrent_per_user <= self.site_check_max_concurrent:
+            raise ConfigError(
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER must be 1..the process-wide limit "
+                f"({self.site_check_max_concurrent}), got {self.site_check_max_concurrent_per_user}"
             )
         if self.env == "production":
             if self.allow_private_site_urls:

@@ -31,6 +31,14 @@ def test_environment_then_flags() -> None:
         ({"TRICKLE_PORT": "70000"}, "1..65535"),
         ({"TRICKLE_ENV": "staging"}, "TRICKLE_ENV"),
         ({"TRICKLE_RECEIPT_TTL_S": "5"}, "60..86400"),
+        ({"TRICKLE_SITE_CHECK_MAX_CONCURRENT": "0"}, "1..256"),
+        (
+            {
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT": "4",
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER": "5",
+            },
+            r"1\.\.the process-wide limit \(4\)",
+        ),
         ({"TRICKLE_ENV": "production", "TRICKLE_PUBLIC_URL": "https://t.example"}, "required"),
         (
             {"TRICKLE_ENV": "production", "TRICKLE_KEY_ENCRYPTION_KEY": "a" * 44},
