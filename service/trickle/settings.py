@@ -31,6 +31,8 @@ class Settings:
     key_encryption_key: str = ""  # base64 32 bytes; empty: a 0600 file in data_dir (not production)
     receipt_ttl_s: int = 300
     key_reload_interval_s: int = 30
+    jwks_max_age_s: int = 300  # the key set's Cache-Control max-age
+    key_activation_leeway_s: int = 60  # a new key signs this much later than strictly needed
     log_level: str = "info"
     currency: str = "USD"
     asset_scale: int = 9
@@ -72,6 +74,17 @@ class Settings:
         if not 60 <= self.receipt_ttl_s <= 86_400:
             raise ConfigError(
                 f"TRICKLE_RECEIPT_TTL_S must be 60..86400 seconds, got {self.receipt_ttl_s}"
+            )
+        if not 1 <= self.key_reload_interval_s <= 3600:
+            raise ConfigError(
+                f"TRICKLE_KEY_RELOAD_INTERVAL_S must be 1..3600, got {self.key_reload_interval_s}"
+            )
+        if not 1 <= self.jwks_max_age_s <= 86_400:
+            raise ConfigError(f"TRICKLE_JWKS_MAX_AGE_S must be 1..86400, got {self.jwks_max_age_s}")
+        if not 0 <= self.key_activation_leeway_s <= 3600:
+            raise ConfigError(
+                "TRICKLE_KEY_ACTIVATION_LEEWAY_S must be 0..3600, "
+                f"got {self.key_activation_leeway_s}"
             )
         if not 0 <= self.asset_scale <= 18:
             raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -8,11 +9,11 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import LargeBinary, String, column, insert, inspect, select, table, text
 
 from trickle import migrate
 from trickle.db import make_engine
-from trickle.models import Base
+from trickle.models import Base, SigningKey, UTCDateTime
 
 
 def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
@@ -26,6 +27,44 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
         migrate.downgrade(url, "base")
         assert migrate.current_revision(engine) is None
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        migrate.upgrade(url)
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_existing_keys_sign_from_their_creation_after_the_key_activation_migration(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    migrate.upgrade(url, "0008")
+    engine = make_engine(url)
+    created = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+    keys_at_0008 = table(
+        "signing_keys",
+        column("kid", String),
+        column("public_key", LargeBinary),
+        column("sealed_private_key", LargeBinary),
+        column("created_at", UTCDateTime()),
+    )
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(keys_at_0008).values(
+                    kid="k-old",
+                    public_key=b"\x01" * 32,
+                    sealed_private_key=b"\x02" * 72,
+                    created_at=created,
+                )
+            )
+        migrate.upgrade(url)
+        with engine.connect() as connection:
+            row = connection.execute(select(SigningKey.activates_at)).one()
+        assert row.activates_at == created
+        migrate.downgrade(url, "0008")
+        assert "activates_at" not in {
+            c["name"] for c in inspect(engine).get_columns("signing_keys")
+        }
         migrate.upgrade(url)
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
