@@ -128,7 +128,7 @@ class KeyInfo:
     created_at: dt.datetime
     activates_at: dt.datetime  # signs from
     retired_at: dt.datetime | None  # signs until (None: no newer key yet)
-    published_until: dt.datetime | None  # None: as long as it signs, and then some
+    published_until: dt.datetime | None  # None: no newer key scheduled, it signs on
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
