@@ -1,13 +1,9 @@
 /**
- * The page bridge: listens for Web Monetization `monetization` events, keeps the running total,
- * and puts the site's binding value on the monetization link(s). Its two jobs for the site's
- * server live beside it: forwarding the receipts in batches (bridge-forwarding.js; README.md
- * "Forwarding protocol") and one-time payments (bridge-payments.js, `requestPayment`; README.md
- * "One-time payments"); bridge-shared.js holds what they share.
+ * The page bridge, the one file a page imports: monetization events, state, running total and
+ * binding here; receipt forwarding and one-time payments in the bridge-*.js files beside it.
  *
- * Browser-only ES modules: a page imports this file, which imports only those three (serve the
- * four side by side). Every DOM access goes through the `window` option, so tests (and unusual
- * hosts) can inject their own.
+ * Browser-only code (README.md "Page bridge"). Every DOM access goes through the `window` option,
+ * so tests (and unusual hosts) can inject their own.
  */
 
 import { MAX_BATCH_SIZE, ReceiptForwarder } from './bridge-forwarding.js';

@@ -1,8 +1,6 @@
 /// <reference types="chrome" />
-// The background's surface for the service worker: start-up (load), what the popup and options
-// pages show, and the calls the dispatcher makes, gathered from the modules that own them:
-// state.js (what is kept), status.js (tab status, badge), streams.js (the stream protocol),
-// account.js (session, socket, account calls). See docs/extension.md.
+// The background's surface for the service worker: start-up, what the popup and options pages
+// show, and the dispatcher's calls gathered from the modules that own them (docs/extension.md).
 
 import { formatMinor } from '../shared/amounts.js';
 import { connect, refreshAccount } from './account.js';

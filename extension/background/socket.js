@@ -1,6 +1,5 @@
-// The worker's one stream socket, shared by the modules that send on it. What its events do is
-// set once by account.js, which owns the session the socket belongs to: the modules below it
-// (streams, status) only send and ask whether it is connected, so none imports one above it.
+// The worker's one stream socket. account.js, which owns the session, sets what its events do, so
+// the modules below account.js (status, streams) can send on it without importing upwards.
 
 import { StreamSocket } from './connection.js';
 
