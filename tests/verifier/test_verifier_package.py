@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,15 @@ print(json.dumps([receipt.sid, receipt.total_minor]))
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["sTrEaM0aaaaaaaaaaaaaaA", 100]
+
+
+def test_the_distribution_ships_every_subpackage() -> None:
+    # A wheel (``pip install ./verifier``, not editable) holds only the packages named here.
+    root = REPO_ROOT / "verifier"
+    config = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    packages = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "trickle_verifier").rglob("__init__.py")
+    }
+    assert "trickle_verifier.stores" in packages
+    assert set(config["tool"]["setuptools"]["packages"]) == packages
