@@ -20,6 +20,8 @@ from trickle.settings import Settings, load_settings, to_environment
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from trickle_publisher.server import PublisherThread
+
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -170,16 +172,45 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.no_serve:
         return 0
+    publisher = None
     if args.publisher_port:
-        from trickle.publisher.server import start_publisher
-
-        publisher = start_publisher(settings, seeded.payment_pointer, args.publisher_port)
-        print(f"trickle demo: publisher site on {publisher.origin} (premium and for-sale articles)")
-        try:
-            return cmd_serve(args, settings)
-        finally:
+        publisher = start_demo_publisher(settings, seeded.payment_pointer, args.publisher_port)
+    try:
+        return cmd_serve(args, settings)
+    finally:
+        if publisher is not None:
             publisher.stop()
-    return cmd_serve(args, settings)
+
+
+def start_demo_publisher(
+    settings: Settings, payment_pointer: str, port: int
+) -> PublisherThread | None:
+    """Start the demo publisher site (publisher/, a package of its own that the service does not
+    need) on ``port``; if it cannot start, say why and what to do, and serve without it."""
+    try:
+        from trickle_publisher.server import start_publisher
+    except ModuleNotFoundError as exc:  # the publisher, or the verifier it needs, is missing
+        package = (exc.name or "its package").partition(".")[0]
+        _publisher_not_served(
+            f"{package} is not installed. From a checkout, `make setup` (or "
+            "`pip install -e ./verifier -e ./publisher`) installs it"
+        )
+        return None
+    try:
+        publisher = start_publisher(settings, payment_pointer, port)
+    except FileNotFoundError as exc:  # no page bridge to serve
+        _publisher_not_served(str(exc))
+        return None
+    print(f"trickle demo: publisher site on {publisher.origin} (premium and for-sale articles)")
+    return publisher
+
+
+def _publisher_not_served(reason: str) -> None:
+    print(
+        f"trickle demo: the demo publisher site is not served: {reason}. "
+        "--publisher-port 0 leaves it out.",
+        file=sys.stderr,
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

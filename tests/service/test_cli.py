@@ -140,3 +140,40 @@ def test_trickle_serve_with_workers_shares_one_database_and_key_set(tmp_path: Pa
     assert all(key_set == key_sets[0] for key_set in key_sets)  # whichever worker answered
     assert len(key_sets[0]["keys"]) == 1  # type: ignore[index]
     assert list((tmp_path / "data").glob("*.db")) == [tmp_path / "data" / "trickle.db"]
+
+
+_WITHOUT_THE_LIBRARIES = """
+import importlib, pkgutil, sys
+sys.modules["trickle_verifier"] = None  # any import of them now fails
+sys.modules["trickle_publisher"] = None
+import trickle
+from trickle.cli import main, start_demo_publisher
+from trickle.settings import load_settings
+for module in pkgutil.walk_packages(trickle.__path__, "trickle."):
+    if not module.name.startswith("trickle.migrations."):  # Alembic runs those
+        importlib.import_module(module.name)
+data_dir = sys.argv[1]
+assert main(["demo", "--no-serve", "--data-dir", data_dir]) == 0
+settings = load_settings({}, data_dir=data_dir)
+assert start_demo_publisher(settings, "http://127.0.0.1:8420/p/demo", 8421) is None
+"""
+
+
+def test_the_service_needs_neither_the_verifier_nor_the_publisher(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _WITHOUT_THE_LIBRARIES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trickle demo: reader  reader@demo.trickle.test" in result.stdout
+    assert (
+        "trickle demo: the demo publisher site is not served: trickle_publisher is not "
+        "installed. From a checkout, `make setup`"
+    ) in result.stderr
+    assert "--publisher-port 0 leaves it out" in result.stderr
+    assert "Traceback" not in result.stderr
