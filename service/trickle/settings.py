@@ -81,6 +81,11 @@ class Settings:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
             )
+        if not 512 <= self.stream_max_message_bytes <= 1_048_576:  # the transport's too
+            raise ConfigError(
+                "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
+                f"got {self.stream_max_message_bytes}"
+            )
         if self.env == "production":
             if self.allow_private_site_urls:
                 raise ConfigError("TRICKLE_ALLOW_PRIVATE_SITE_URLS is for development only")

@@ -31,6 +31,7 @@ def test_environment_then_flags() -> None:
         ({"TRICKLE_PORT": "70000"}, "1..65535"),
         ({"TRICKLE_ENV": "staging"}, "TRICKLE_ENV"),
         ({"TRICKLE_RECEIPT_TTL_S": "5"}, "60..86400"),
+        ({"TRICKLE_STREAM_MAX_MESSAGE_BYTES": "100"}, "512..1048576"),
         ({"TRICKLE_ENV": "production", "TRICKLE_PUBLIC_URL": "https://t.example"}, "required"),
         (
             {"TRICKLE_ENV": "production", "TRICKLE_KEY_ENCRYPTION_KEY": "a" * 44},
