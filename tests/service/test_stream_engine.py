@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +21,7 @@ from trickle.ledger import AccountKind
 from trickle.models import ReaderSettings, SiteOverride
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
-from trickle.streaming import protocol
+from trickle.streaming import committer, protocol
 from trickle.streaming.accrual import HOUR_MS
 from trickle.streaming.engine import Connection, EngineLimits, StreamEngine
 from trickle_verifier import KeySet, Verifier
@@ -744,28 +745,50 @@ def revoke_all_sessions(runtime: Runtime, user_id: int) -> None:
         sessions.revoke_all(session, user_id, runtime.clock())
 
 
+@pytest.mark.parametrize("batch", [False, True])
 @pytest.mark.parametrize("in_flight", [False, True])
 def test_a_revoked_session_ends_its_streams_and_closes_with_4440(
-    runtime: Runtime, world: World, in_flight: bool
+    runtime: Runtime, world: World, in_flight: bool, batch: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 11, item 2: after a revoke the connection's streams end without charging the time
     since their last increment; one already committing is delivered; then the close."""
     fund_reader(runtime, world.reader.id, 10**12)
     other = create_user(runtime)
     fund_reader(runtime, other.id, 10**12)
+    landing = threading.Event()  # while clear, a committed group is not reported back yet
+    landing.set()
+    stage = committer.stage
+
+    def held_stage(*args: Any) -> Callable[[], committer.CommitResult]:
+        finish = stage(*args)
+
+        def held_finish() -> committer.CommitResult:
+            result = finish()  # committed (SQLite's write lock is free again) but not landed
+            assert landing.wait(10)
+            return result
+
+        return held_finish
+
+    monkeypatch.setattr(committer, "stage", held_stage)
 
     async def body(h: Harness) -> None:
-        tab = await h.connect(world.reader.token)
+        tab = await h.connect(world.reader.token, batch=batch)
         sid = await h.start(tab, BLOG, pointer("alice"))
-        bystander = await h.connect(other.token)
+        bystander = await h.connect(other.token, batch=batch)
         kept = await h.start(bystander, BLOG, pointer("bob"))
         await h.run(2)
         h.clock.ms += h.interval_ms
         if in_flight:
+            landing.clear()
             h.engine.tick(h.clock.ms)
         h.clock.ms += 500
         revoke_all_sessions(runtime, world.reader.id)
         await h.engine.check_sessions()
+        if in_flight:  # the close waits for the receipt in flight; nothing new starts meanwhile
+            assert tab.connection.closing is not None and not tab.connection.closed
+            late = protocol.Start(type="start", ref="late", origin=NEWS, pointer=pointer("alice"))
+            await h.send(tab, late)
+            landing.set()
         await h.engine.flush()
         await h.drain()
         about = [m for m in tab.messages if m.get("sid") == sid]
@@ -777,6 +800,7 @@ def test_a_revoked_session_ends_its_streams_and_closes_with_4440(
         assert tab.connection.writer.done()
         await h.run(5)
         assert len(tab.receipts(sid)) == stopped["seq"]
+        assert tab.of("started")[-1]["sid"] == sid  # the late start was not carried out
         # another reader's session is not touched
         assert len(bystander.receipts(kept)) == 7 + in_flight
         paid.append(verify_all(runtime, tab, sid, BLOG, "alice"))

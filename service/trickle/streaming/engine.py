@@ -295,7 +295,8 @@ class StreamEngine:
             for stream in list(reader.streams):
                 if stream.connection is not None:
                     self._set_state(stream, "disconnected", now, notify=False)
-                    self._final(stream, now)
+                    if not stream.connection.closed:  # its receipt can still reach the client
+                        self._final(stream, now)
         deadline = time.monotonic() + self.limits.drain_timeout_s
         try:
             await asyncio.wait_for(self.flush(), self.limits.drain_timeout_s)
@@ -405,6 +406,8 @@ class StreamEngine:
     async def handle(self, connection: Connection, message: protocol.ClientMessage) -> None:
         reader = connection.reader
         assert reader is not None
+        if connection.closing is not None:
+            return  # its session ended: the close (4440) follows once its last receipts are out
         now = self.clock_ms()
         if isinstance(message, protocol.Start):
             await self._start(connection, reader, message, now)
@@ -650,8 +653,16 @@ class StreamEngine:
             }
         )
         connection.ending.discard(stream)
-        if connection.closing is not None and not connection.ending:
-            connection.close(*connection.closing)
+        self._close_if_ended(connection)
+
+    def _close_if_ended(self, connection: Connection) -> None:
+        """Close a connection waiting for its ended streams' last messages, once they are all
+        queued (while a group is delivered, a batch reader's wait in the outbox: not yet)."""
+        if connection.closing is None or connection.ending:
+            return
+        if self._outbox is not None and connection in self._outbox:
+            return  # _deliver closes it after the outbox
+        connection.close(*connection.closing)
 
     def _forget_if_idle(self, reader: Reader) -> None:
         if not reader.connections and not reader.streams:
@@ -873,6 +884,7 @@ class StreamEngine:
             outbox, self._outbox = self._outbox, None
             for connection, messages in outbox.items():
                 connection.send_batch(messages)
+                self._close_if_ended(connection)
 
     def _deliver_group(
         self,
