@@ -115,12 +115,16 @@ def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     signalled: list[signal.Signals] = []
 
+    def restore(sig: signal.Signals) -> None:
+        handler = previous[sig]
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
     def pass_on(sig: signal.Signals) -> None:
         handler = previous[sig]
         if callable(handler):
             handler(sig, None)
         else:  # nobody else handles it (SIG_DFL, SIG_IGN): as if we had not been here
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            restore(sig)
             signal.raise_signal(sig)
 
     def after_drain(sig: signal.Signals, drained: asyncio.Task[None]) -> None:
@@ -145,9 +149,9 @@ def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
+        for sig in STOP_SIGNALS:
             if signal.getsignal(sig) is on_signal:
-                signal.signal(sig, handler)
+                restore(sig)
 
 
 def create_app(runtime: Runtime) -> Starlette:
