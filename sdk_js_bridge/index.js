@@ -1,6 +1,7 @@
 /**
  * Trickle's JavaScript SDK: the receipt verifier (docs/receipts.md), the page bridge (bridge.js; a page
- * loads that file alone), the Node receipt handler (server.js) and purchase endpoint (purchases.js).
+ * loads it and the bridge-*.js files it imports, nothing else), the Node receipt handler
+ * (server.js) and purchase endpoint (purchases.js).
  * No runtime dependencies; needs WebCrypto Ed25519 (Node >= 20, current browsers).
  */
 

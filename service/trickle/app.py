@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api, dashboard
+from trickle import api, dashboard, keys
 from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.runtime import Runtime
@@ -26,8 +26,6 @@ from trickle.streaming.engine import EngineLimits, StreamEngine
 from trickle.streaming.socket import stream_socket
 
 log = logging.getLogger("trickle")
-
-JWKS_CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=60"
 
 
 def error_response(code: str, message: str, status: int) -> JSONResponse:
@@ -61,11 +59,11 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def jwks(request: Request) -> Response:
-    ring = runtime_of(request).key_ring.current
+    runtime = runtime_of(request)
     return JSONResponse(
-        ring.jwks,
+        runtime.key_ring.current.jwks,
         headers={
-            "Cache-Control": JWKS_CACHE_CONTROL,
+            "Cache-Control": keys.jwks_cache_control(runtime.settings),
             "Access-Control-Allow-Origin": "*",
         },
         media_type="application/jwk-set+json",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -70,10 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("keys", help="receipt-signing keys")
     key_sub = key.add_subparsers(dest="keys_command", required=True)
-    rotate = key_sub.add_parser("rotate", help="a new key signs from now on")
+    rotate = key_sub.add_parser(
+        "rotate", help="publish a new key now; it signs once every site can have fetched it"
+    )
     _add_common(rotate)
     rotate.set_defaults(handler=cmd_keys_rotate)
-    listing = key_sub.add_parser("list", help="key ids, creation time and state")
+    listing = key_sub.add_parser(
+        "list", help="keys: state (next, active, retiring, expired) and when each signs"
+    )
     _add_common(listing)
     listing.set_defaults(handler=cmd_keys_list)
 
@@ -203,11 +208,21 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     runtime = bootstrap(settings)
     try:
         with transaction(runtime.sessions) as session:
-            kid = keys.rotate(session, runtime.kek, utc_now())
+            now = utc_now()
+            rotation = keys.rotate(session, runtime.kek, settings, now)
     finally:
         runtime.close()
-    print(f"new signing key: {kid}")
-    print(f"running services pick it up within {settings.key_reload_interval_s} s")
+    signs_from = _when(rotation.activates_at)
+    if not rotation.created:
+        print(f"key {rotation.kid} is already waiting: it signs from {signs_from}; no new key made")
+        return 0
+    delay_s = int(keys.activation_delay(settings).total_seconds())
+    print(f"new key {rotation.kid}: published now, signs from {signs_from} (in {delay_s} s)")
+    print(
+        f"  = key reload {settings.key_reload_interval_s} s + key set max-age "
+        f"{settings.jwks_max_age_s} s + leeway {settings.key_activation_leeway_s} s, so every "
+        "site that refetches the key set as its Cache-Control allows has it by then"
+    )
     return 0
 
 
@@ -219,11 +234,18 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             infos = keys.list_keys(session, settings, utc_now())
     finally:
         engine.dispose()
-    print(f"{'kid':<20} {'created':<26} {'state':<9} published until")
+    columns = f"{'kid':<20} {'state':<9} {'signs from':<20} {'signs until':<20} published until"
+    print(columns)
     for info in infos:
-        until = "-" if info.published_until is None else info.published_until.isoformat()
-        print(f"{info.kid:<20} {info.created_at.isoformat():<26} {info.state:<9} {until}")
+        print(
+            f"{info.kid:<20} {info.state:<9} {_when(info.activates_at):<20} "
+            f"{_when(info.retired_at):<20} {_when(info.published_until)}"
+        )
     return 0
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def cmd_vouchers_create(args: argparse.Namespace, settings: Settings) -> int:

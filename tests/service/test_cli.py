@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -69,12 +70,19 @@ def test_keys_rotate_then_list(
     monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
     common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
     assert main(["keys", "rotate", *common]) == 0
-    assert main(["keys", "rotate", *common]) == 0
+    made = capsys.readouterr().out
+    assert re.search(r"new key k\S+: published now, signs from \S+Z \(in 390 s\)", made), made
+    assert main(["keys", "rotate", *common]) == 0  # a key is waiting already: no second one
+    again = capsys.readouterr().out
+    assert "is already waiting" in again and "no new key made" in again
     assert main(["keys", "list", *common]) == 0
     lines = capsys.readouterr().out.splitlines()
-    listing = lines[lines.index(next(x for x in lines if x.startswith("kid"))) + 1 :]
-    states = [line.split()[2] for line in listing]
-    assert sorted(states) == ["active", "retiring", "retiring"]
+    assert " ".join(lines[0].split()) == "kid state signs from signs until published until"
+    rows = [line.split() for line in lines[1:]]
+    assert [row[1] for row in rows] == ["active", "next"]
+    (active, waiting) = rows
+    assert active[3] == waiting[2]  # the active key signs until the next one signs
+    assert waiting[3:] == ["-", "-"]
 
 
 def test_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

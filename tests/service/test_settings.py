@@ -32,6 +32,17 @@ def test_environment_then_flags() -> None:
         ({"TRICKLE_ENV": "staging"}, "TRICKLE_ENV"),
         ({"TRICKLE_RECEIPT_TTL_S": "5"}, "60..86400"),
         ({"TRICKLE_STREAM_MAX_MESSAGE_BYTES": "100"}, "512..1048576"),
+        ({"TRICKLE_SITE_CHECK_MAX_CONCURRENT": "0"}, "1..256"),
+        ({"TRICKLE_KEY_RELOAD_INTERVAL_S": "0"}, "TRICKLE_KEY_RELOAD_INTERVAL_S must be 1..3600"),
+        ({"TRICKLE_JWKS_MAX_AGE_S": "0"}, "TRICKLE_JWKS_MAX_AGE_S must be 1..86400"),
+        ({"TRICKLE_KEY_ACTIVATION_LEEWAY_S": "-1"}, "LEEWAY_S must be 0..3600"),
+        (
+            {
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT": "4",
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER": "5",
+            },
+            r"1\.\.the process-wide limit \(4\)",
+        ),
         ({"TRICKLE_ENV": "production", "TRICKLE_PUBLIC_URL": "https://t.example"}, "required"),
         (
             {"TRICKLE_ENV": "production", "TRICKLE_KEY_ENCRYPTION_KEY": "a" * 44},
