@@ -96,6 +96,11 @@ class Settings:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
             )
+        if not 512 <= self.stream_max_message_bytes <= 1_048_576:  # the transport's too
+            raise ConfigError(
+                "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
+                f"got {self.stream_max_message_bytes}"
+            )
         if not 1 <= self.site_check_max_concurrent <= 256:
             raise ConfigError(
                 "TRICKLE_SITE_CHECK_MAX_CONCURRENT must be 1..256, "

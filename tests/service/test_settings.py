@@ -31,6 +31,7 @@ def test_environment_then_flags() -> None:
         ({"TRICKLE_PORT": "70000"}, "1..65535"),
         ({"TRICKLE_ENV": "staging"}, "TRICKLE_ENV"),
         ({"TRICKLE_RECEIPT_TTL_S": "5"}, "60..86400"),
+        ({"TRICKLE_STREAM_MAX_MESSAGE_BYTES": "100"}, "512..1048576"),
         ({"TRICKLE_SITE_CHECK_MAX_CONCURRENT": "0"}, "1..256"),
         ({"TRICKLE_KEY_RELOAD_INTERVAL_S": "0"}, "TRICKLE_KEY_RELOAD_INTERVAL_S must be 1..3600"),
         ({"TRICKLE_JWKS_MAX_AGE_S": "0"}, "TRICKLE_JWKS_MAX_AGE_S must be 1..86400"),
