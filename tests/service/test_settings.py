@@ -57,3 +57,18 @@ def test_bad_or_unsafe_settings_are_refused(environ: dict[str, str], message: st
 
 def test_public_url_is_the_issuer_without_trailing_slash() -> None:
     assert Settings(public_url="https://t.example/").issuer == "https://t.example"
+
+
+def test_the_issuer_is_the_public_url_in_the_normal_form_of_an_origin() -> None:
+    # receipts.md §3.1: verifiers normalise the issuer they are configured with; the service
+    # signs the same normal form, whatever spelling the operator wrote.
+    assert Settings(public_url="HTTPS://T.Example:443/").issuer == "https://t.example"
+    assert Settings(public_url="http://t.example:8080").issuer == "http://t.example:8080"
+
+
+@pytest.mark.parametrize(
+    "public_url", ["https://t.example/prefix", "ftp://t.example", "https://u:p@t.example", "x"]
+)
+def test_a_public_url_that_is_not_an_origin_is_refused(public_url: str) -> None:
+    with pytest.raises(ConfigError, match="TRICKLE_PUBLIC_URL must be an origin"):
+        Settings(public_url=public_url).validate()

@@ -848,13 +848,14 @@ class StreamEngine:
         issued_at = int(now.timestamp())
         expires_at = issued_at + self.settings.receipt_ttl_s
         signer = ReceiptSigner(self.runtime.key_ring.current.active)
+        issuer = self.settings.issuer
         tokens: list[str | None] = []
         for stream, posting, seq, _ in batch:
             if posting.refused is not None:
                 tokens.append(None)
                 continue
             claims = ReceiptClaims(
-                iss=self.settings.issuer,
+                iss=issuer,
                 aud=stream.origin,
                 pay=stream.payee.pointer,
                 sid=stream.sid,
