@@ -8,6 +8,7 @@
 export { KeySetError, RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
 export { KeySet } from './keys.js';
 export { MAX_TOKEN_BYTES, RECEIPT_TYPE, createVerifier } from './verifier.js';
+export { MAX_JSON_DEPTH } from './strict-json.js';
 export { CreditTracker, MemoryCreditStore } from './credits.js';
 export { Bridge, MAX_BATCH_SIZE, PAYMENT_ERROR_CODES, PaymentError, createBridge, formatMinor } from './bridge.js';
 export { MAX_BODY_BYTES, MAX_RECEIPTS_PER_REQUEST, MemorySiteStore, RESULT_CODES, createReceiptHandler } from './server.js';

@@ -6,7 +6,7 @@
 import { isMinor, majorToMinor } from '../shared/amounts.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
-import { CLOSE_UNAUTHENTICATED } from './protocol.js';
+import { endsSession } from './protocol.js';
 import { handleSocketEvents, socket } from './socket.js';
 import { addToHistory, currentAuth, requireAuth, serviceBase, signedOutError, state } from './state.js';
 import { changed, tabDocs, tabSummary } from './status.js';
@@ -23,8 +23,8 @@ handleSocketEvents({
   onMessage: (message) => handleServerMessage(message),
   onDown: (code, willRetry) => {
     connectionLost();
-    if (code === CLOSE_UNAUTHENTICATED) {
-      // The token is unknown, expired or revoked: the reader is signed out.
+    if (endsSession(code)) {
+      // The token is unknown, expired or revoked (at sign-in or while open): signed out.
       void signOutLocally();
       return;
     }

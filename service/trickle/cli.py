@@ -108,8 +108,11 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "ws": "websockets-sansio",
-        "ws_max_size": 65_536,
+        # uvicorn's websockets-sansio, closing a message over the limit with 4413, not 1009
+        "ws": "trickle.streaming.transport:StreamTransport",
+        # a little above the protocol's limit: a message just over it reaches the engine, which
+        # says by how much; the transport refuses the rest by their header, unread
+        "ws_max_size": settings.stream_max_message_bytes + 1024,
         # Receipts are mostly base64 of random bytes: compressing them costs a fifth of the event
         # loop's time and ~60 KiB per connection, and saves little.
         "ws_per_message_deflate": False,

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trickle.errors import ConfigError
+from trickle.errors import ConfigError, ValidationFailed
+from trickle.origins import normalize_origin
 
 ENVIRONMENTS = ("development", "production", "test")
 
@@ -62,11 +63,21 @@ class Settings:
 
     @property
     def issuer(self) -> str:
+        """The receipts' ``iss``: an origin in normal form (docs/receipts.md §3.1), so that a
+        verifier configured with the same URL in any spelling matches it."""
         if self.public_url:
-            return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+            return normalize_origin(self.public_url)
+        return normalize_origin(f"http://{self.host}:{self.port}")
 
     def validate(self) -> Settings:
+        if self.public_url:
+            try:
+                normalize_origin(self.public_url)
+            except ValidationFailed:
+                raise ConfigError(
+                    "TRICKLE_PUBLIC_URL must be an origin (scheme://host[:port], no path), "
+                    f"got {self.public_url[:80]!r}"
+                ) from None
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"TRICKLE_ENV must be one of {ENVIRONMENTS}, got {self.env!r}")
         if not 0 < self.port < 65536:
@@ -95,6 +106,11 @@ class Settings:
         if not 10 <= self.stream_interval_ms <= 60_000:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
+            )
+        if not 512 <= self.stream_max_message_bytes <= 1_048_576:  # the transport's too
+            raise ConfigError(
+                "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
+                f"got {self.stream_max_message_bytes}"
             )
         if not 1 <= self.site_check_max_concurrent <= 256:
             raise ConfigError(

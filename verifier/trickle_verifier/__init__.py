@@ -6,6 +6,7 @@ Only PyNaCl is required; the SQLAlchemy stores import SQLAlchemy when built, and
 
 from __future__ import annotations
 
+from ._jws import MAX_JSON_DEPTH
 from .credits import CreditStore, CreditTracker
 from .errors import (
     RECEIPT_ERRORS,
@@ -63,6 +64,7 @@ from .verifier import MAX_TOKEN_BYTES, RECEIPT_TYPE, Verifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_TOKEN_BYTES",
     "PURCHASE_ERRORS",
     "RECEIPT_ERRORS",
