@@ -1,4 +1,8 @@
 // The service's HTTP API (docs/api.md), called only from the background with the bearer token.
+// A token goes only to the origin that issued it: callApi checks the origin of every URL it
+// sends a token to, and follows no redirect (a 307 would re-send the request elsewhere).
+
+import { httpOrigin } from '../shared/links.js';
 
 export class ApiError extends Error {
   /**
@@ -15,9 +19,14 @@ export class ApiError extends Error {
 }
 
 /**
+ * A session token and the origin of the service that issued it: the token is valid there only.
+ * @typedef {{token: string, origin: string}} Auth
+ */
+
+/**
  * @typedef {object} CallOptions
  * @property {string} [method]
- * @property {string | null} [token]
+ * @property {Auth | null} [auth]  sent as a Bearer token, only if the URL's origin is auth.origin
  * @property {unknown} [body]
  * @property {string} [idempotencyKey]
  */
@@ -30,24 +39,35 @@ export class ApiError extends Error {
  * @returns {Promise<any>}
  */
 export async function callApi(base, path, options = {}) {
+  const url = `${base}${path}`;
   /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
-  if (options.token) headers.Authorization = `Bearer ${options.token}`;
+  if (options.auth) {
+    if (httpOrigin(url) !== options.auth.origin) {
+      throw new ApiError('session_origin_mismatch', `The session belongs to ${options.auth.origin}, not to ${httpOrigin(url) ?? base}.`, 0);
+    }
+    headers.Authorization = `Bearer ${options.auth.token}`;
+  }
   if (options.body !== undefined) headers['Content-Type'] = 'application/json';
   if (options.idempotencyKey) headers['Idempotency-Key'] = options.idempotencyKey;
   /** @type {Response} */
   let response;
   try {
-    response = await fetch(`${base}${path}`, {
+    response = await fetch(url, {
       method: options.method ?? 'GET',
       headers,
       body: options.body === undefined ? undefined : JSON.stringify(options.body),
       credentials: 'omit',
       cache: 'no-store',
+      redirect: 'manual',
       signal: AbortSignal.timeout(15_000),
     });
   } catch {
     throw new ApiError('service_unreachable', `The Trickle service at ${base} cannot be reached.`, 0);
+  }
+  // Browsers give a redirect as an opaque response (status 0); Node as the 3xx itself.
+  if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
+    throw new ApiError('bad_response', 'The service answered with a redirect, which the extension does not follow.', response.status);
   }
   /** @type {any} */
   let data = null;
@@ -68,3 +88,4 @@ export async function callApi(base, path, options = {}) {
   }
   return data;
 }
+

@@ -2,7 +2,8 @@
 // reconnect with backoff and jitter after a drop (never after "unauthenticated").
 
 import { backoffDelay } from '../shared/backoff.js';
-import { CLOSE_UNAUTHENTICATED, CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, parseServerFrame } from './protocol.js';
+import { httpOrigin } from '../shared/links.js';
+import { CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, endsSession, parseServerFrame } from './protocol.js';
 
 /** How often a quiet connection pings (the service closes one silent for 60 s). */
 export const PING_MS = 20_000;
@@ -23,7 +24,8 @@ export class StreamSocket {
     /** @type {WebSocket | null} */
     this.ws = null;
     this.url = '';
-    this.token = '';
+    /** @type {import('./api.js').Auth | null} */
+    this.auth = null;
     this.welcomed = false;
     this.wanted = false;
     this.attempt = 0;
@@ -36,16 +38,21 @@ export class StreamSocket {
   }
 
   /**
-   * Be connected to `url` with `token` (reconnects when either changed).
-   * @param {string} url
-   * @param {string} token
+   * Be connected to `url` with the session `auth` (reconnects when either changed). Refuses a
+   * URL outside the origin that issued the token: the hello would hand it to another service.
+   * @param {string} url  ws(s)://…
+   * @param {import('./api.js').Auth} auth
    */
-  ensure(url, token) {
-    const same = this.url === url && this.token === token;
+  ensure(url, auth) {
+    if (socketServiceOrigin(url) !== auth.origin) {
+      this.stop();
+      throw new Error(`the session of ${auth.origin} is not for ${url}`);
+    }
+    const same = this.url === url && this.auth?.token === auth.token;
     this.wanted = true;
     if (same && (this.ws || this.retryTimer)) return;
     this.url = url;
-    this.token = token;
+    this.auth = auth;
     this.attempt = 0;
     this.teardown();
     this.open();
@@ -58,9 +65,10 @@ export class StreamSocket {
     this.open();
   }
 
-  /** Close for good (signed out). */
+  /** Close for good (signed out): the socket closes and the token is forgotten. */
   stop() {
     this.wanted = false;
+    this.auth = null;
     this.teardown();
   }
 
@@ -109,7 +117,8 @@ export class StreamSocket {
     }
     this.ws = ws;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.token, batch: true }));
+      if (this.ws !== ws || !this.auth) return;
+      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.auth.token, batch: true }));
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws || typeof event.data !== 'string') return;
@@ -144,7 +153,7 @@ export class StreamSocket {
     this.lastCloseCode = code;
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
-    const retry = this.wanted && code !== CLOSE_UNAUTHENTICATED && code !== CLOSE_UNSUPPORTED_VERSION;
+    const retry = this.wanted && !endsSession(code) && code !== CLOSE_UNSUPPORTED_VERSION;
     if (retry) {
       const delay = backoffDelay(this.attempt);
       this.attempt += 1;
@@ -156,5 +165,21 @@ export class StreamSocket {
       this.wanted = false;
     }
     this.handlers.onDown(code, retry);
+  }
+}
+
+/**
+ * The http(s) origin of the service a ws(s) URL belongs to, or null.
+ * @param {string} url
+ */
+export function socketServiceOrigin(url) {
+  try {
+    const parsed = new URL(url);
+    if (parsed.protocol === 'ws:') parsed.protocol = 'http:';
+    else if (parsed.protocol === 'wss:') parsed.protocol = 'https:';
+    else return null;
+    return httpOrigin(parsed.href);
+  } catch {
+    return null;
   }
 }

@@ -41,9 +41,10 @@ async function uiDispatch(message) {
       return { ...engine.optionsState(), ...payments.optionsState() };
     case 'ui/service-url': {
       const base = serviceUrls(message.url).base;
-      await chrome.storage.local.set({ serviceUrl: base }); // storage.onChanged reconnects
-      engine.serviceUrlChanged(base);
-      return { serviceUrl: base };
+      // Signed out of the old service first; then stored (storage.onChanged finds it applied).
+      const { signedOut } = await engine.serviceUrlChanged(base);
+      await chrome.storage.local.set({ serviceUrl: base });
+      return { serviceUrl: base, signedOut };
     }
     case 'ui/limits':
       return engine.setLimits(message.rate, message.budget);

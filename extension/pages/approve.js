@@ -15,7 +15,11 @@ const approve = byId('approve', HTMLButtonElement);
 const decline = byId('decline', HTMLButtonElement);
 const status = byId('approve-status', HTMLElement);
 
-/** A click must not land on Approve by accident as the window appears. */
+/**
+ * A click must not land on Approve by accident as the window appears. Nor a key: Approve never
+ * takes the focus by itself (nothing has it), so a stray Enter or Space pays nothing; the reader
+ * clicks Approve, or Tabs to it and presses Enter.
+ */
 const ARM_DELAY_MS = 500;
 
 const request = new URLSearchParams(location.search).get('request') ?? '';
@@ -55,7 +59,6 @@ try {
   decline.disabled = false;
   setTimeout(() => {
     approve.disabled = false;
-    approve.focus();
   }, ARM_DELAY_MS);
 } catch (error) {
   say(explain(error), codeOf(error));

@@ -83,7 +83,9 @@ saveServiceUrl.addEventListener('click', async () => {
     }
     const r = await ask({ type: 'ui/service-url', url: base });
     serviceUrl.value = r.serviceUrl;
-    say(`Saved: using ${r.serviceUrl}.`);
+    // A session belongs to the service that issued it: another service means signing in again.
+    say(`Saved: using ${r.serviceUrl}.${r.signedOut ? ' You are signed out: sign in to this service from the toolbar popup.' : ''}`);
+    await load();
   } catch (error) {
     if (error instanceof TypeError) say(`Not saved: ${error.message}`, 'invalid_input');
     else say(`Not saved: ${explain(error)}`, codeOf(error));

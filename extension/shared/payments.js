@@ -202,6 +202,7 @@ export function resultCode(code) {
     case 'invalid_request':
       return code;
     case 'unauthenticated':
+    case 'session_origin_mismatch':
       return 'signed_out';
     case 'bad_response':
     case 'rate_limited':

@@ -32,6 +32,7 @@ const FRIENDLY = {
   service_unreachable: 'The Trickle service cannot be reached. Check the service URL in Options.',
   signed_out: 'You are signed out: sign in first.',
   unauthenticated: 'Your session ended: sign in again.',
+  session_origin_mismatch: 'The service URL changed: sign in to the new service.',
   invalid_credentials: 'Wrong email or password.',
   email_taken: 'An account with this email already exists: sign in instead.',
   rate_limited: 'Too many attempts: wait a few minutes and try again.',

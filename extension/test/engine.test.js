@@ -4,70 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-/** @type {{tabId: number, msg: any, opts: any}[]} */
-const delivered = [];
-/** @type {Record<string, Record<string, unknown>>} */
-const areas = { session: {}, local: {} };
-/** @param {string} name */
-const area = (name) => ({
-  /** @param {string[]} keys */
-  get: async (keys) => Object.fromEntries(keys.filter((k) => k in areas[name]).map((k) => [k, structuredClone(areas[name][k])])),
-  /** @param {Record<string, unknown>} items */
-  set: async (items) => void Object.assign(areas[name], structuredClone(items)),
-  setAccessLevel: async () => {},
-});
-const noop = async () => {};
-/** @type {any} */ (globalThis).chrome = {
-  storage: { session: area('session'), local: area('local') },
-  tabs: {
-    get: async (/** @type {number} */ id) => ({ id }),
-    sendMessage: async (/** @type {number} */ tabId, /** @type {any} */ msg, /** @type {any} */ opts) => void delivered.push({ tabId, msg, opts }),
-  },
-  action: { setBadgeText: noop, setBadgeBackgroundColor: noop, setTitle: noop },
-};
-
-class FakeWebSocket {
-  static OPEN = 1;
-  /** @type {FakeWebSocket[]} */
-  static all = [];
-  /** @param {string} url */
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    /** @type {any[]} */
-    this.sent = [];
-    /** @type {any} */ this.onopen = null;
-    /** @type {any} */ this.onmessage = null;
-    /** @type {any} */ this.onclose = null;
-    /** @type {any} */ this.onerror = null;
-    FakeWebSocket.all.push(this);
-    queueMicrotask(() => {
-      this.readyState = 1;
-      this.onopen?.();
-    });
-  }
-  /** @param {string} text */
-  send(text) {
-    this.sent.push(JSON.parse(text));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  /** @param {any} message */
-  serve(message) {
-    this.onmessage?.({ data: JSON.stringify(message) });
-  }
-  /** @param {number} code */
-  drop(code) {
-    this.readyState = 3;
-    this.onclose?.({ code });
-  }
-  /** @param {string} type */
-  last(type) {
-    return [...this.sent].reverse().find((m) => m.type === type);
-  }
-}
-/** @type {any} */ (globalThis).WebSocket = FakeWebSocket;
+import { FakeWebSocket, areas, delivered, waitFor, ws } from './fakes.js';
 
 const money = { balance_minor: '5000000000', month_spent_minor: '0', month_budget_minor: '5000000000', currency: 'USD', scale: 9 };
 /** @type {any} */ (globalThis).fetch = async (/** @type {string} */ url, /** @type {any} */ init) => {
@@ -92,15 +29,6 @@ const money = { balance_minor: '5000000000', month_spent_minor: '0', month_budge
   return { ok: status < 300, status, json: async () => body };
 };
 
-/** @param {() => unknown} cond */
-async function waitFor(cond, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 const engine = await import('../background/engine.js');
 const PAGE1 = 'aaaaaaaa-0000-4000-8000-000000000001';
 const PAGE2 = 'aaaaaaaa-0000-4000-8000-000000000002';
@@ -111,7 +39,6 @@ const sender = (frameId = 0, documentId = 'doc-1') => /** @type {any} */ ({
 });
 /** @param {string} page @param {any[]} links @param {Partial<{visible: boolean, focused: boolean, frozen: boolean}>} [att] */
 const update = (page, links, att = {}) => /** @type {const} */ ({ type: 'page/update', page, links, visible: true, focused: true, frozen: false, ...att });
-const ws = () => FakeWebSocket.all[FakeWebSocket.all.length - 1];
 
 test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
   await engine.load();
@@ -244,4 +171,41 @@ test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
     assert.equal(engine.popupState(5).tab.state, 'signed-out');
     await waitFor(() => areas.session.auth === null);
   });
+
+  await t.test('a session ended while the socket was open (4440) signs out without reconnecting', async () => {
+    await engine.signIn('sign-in', 'ann@example.com', 'password-123');
+    await waitFor(() => ws()?.sent.length === 1 && engine.state.token !== null);
+    ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
+    ws().drop(4440);
+    await waitFor(() => engine.state.token === null);
+    const count = FakeWebSocket.all.length;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(FakeWebSocket.all.length, count, 'no reconnect');
+    assert.equal(engine.popupState(5).tab.state, 'signed-out');
+  });
+});
+
+test('the history keeps the one-time part when streamed receipts follow a purchase', async () => {
+  await engine.signIn('sign-in', 'ann@example.com', 'password-123');
+  await waitFor(() => ws()?.sent.length === 1);
+  ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
+  const shop = /** @type {any} */ ({ ...sender(0, 'doc-shop'), url: 'https://shop.example/a', origin: 'https://shop.example', tab: { id: 8 } });
+  engine.pageMessage(update(PAGE1, [{ id: '1', href: POINTER, binding: null }]), shop);
+  ws().serve({ type: 'started', ref: ws().last('start').ref, sid: 'SHOP' });
+
+  engine.recordOneTime('https://shop.example', '50000000', {}); // a 0.05 USD purchase
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 1, amt: '100', tot: '100', receipt: 'jws.a' });
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 2, amt: '150', tot: '250', receipt: 'jws.b' });
+  engine.recordOneTime('https://shop.example', '20000000', {}); // and a tip
+  ws().serve({ type: 'receipt', sid: 'SHOP', seq: 3, amt: '5', tot: '255', receipt: 'jws.c' });
+
+  const entry = engine.state.history['https://shop.example'];
+  assert.equal(entry.minor, '70000255', 'streamed and one-time together');
+  assert.equal(entry.oneTime, '70000000', 'the one-time part survives the streamed receipts');
+  assert.equal(entry.oneTimeCount, 2);
+  const shown = engine.popupState(8).history.find((h) => h.origin === 'https://shop.example');
+  assert.deepEqual(shown && { minor: shown.minor, oneTime: shown.oneTime }, { minor: '70000255', oneTime: '70000000' });
+  await waitFor(() => /** @type {any} */ (areas.local.history)?.['https://shop.example']?.minor === '70000255', 2000);
+  assert.equal(/** @type {any} */ (areas.local.history)['https://shop.example'].oneTime, '70000000', 'and so does the stored copy');
+  await engine.signOut(); // closes the socket (and its ping timer)
 });

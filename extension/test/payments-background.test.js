@@ -4,57 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-/** @type {{tabId: number, msg: any, opts: any}[]} */
-const delivered = [];
-/** @type {Record<string, Record<string, unknown>>} */
-const areas = { session: {}, local: {} };
-/** @param {string} name */
-const area = (name) => ({
-  /** @param {string[]} keys */
-  get: async (keys) => Object.fromEntries(keys.filter((k) => k in areas[name]).map((k) => [k, structuredClone(areas[name][k])])),
-  /** @param {Record<string, unknown>} items */
-  set: async (items) => void Object.assign(areas[name], structuredClone(items)),
-  setAccessLevel: async () => {},
-});
-/** @type {{id: number, url: string}[]} */
-const windows = [];
-/** @type {number[]} */
-const removedWindows = [];
-const noop = async () => {};
-/** @type {any} */ (globalThis).chrome = {
-  storage: { session: area('session'), local: area('local') },
-  tabs: {
-    get: async (/** @type {number} */ id) => ({ id }),
-    sendMessage: async (/** @type {number} */ tabId, /** @type {any} */ msg, /** @type {any} */ opts) => void delivered.push({ tabId, msg, opts }),
-  },
-  windows: {
-    create: async (/** @type {any} */ o) => {
-      const w = { id: 100 + windows.length, url: o.url };
-      windows.push(w);
-      return w;
-    },
-    remove: async (/** @type {number} */ id) => void removedWindows.push(id),
-    get: async (/** @type {number} */ id) => ({ id }),
-  },
-  runtime: { getURL: (/** @type {string} */ p) => `chrome-extension://ext/${p}` },
-  action: { setBadgeText: noop, setBadgeBackgroundColor: noop, setTitle: noop },
-};
-
-class FakeWebSocket {
-  static OPEN = 1;
-  /** @param {string} url */
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    /** @type {any} */ this.onopen = null;
-    /** @type {any} */ this.onmessage = null;
-    /** @type {any} */ this.onclose = null;
-    /** @type {any} */ this.onerror = null;
-  }
-  send() {}
-  close() {}
-}
-/** @type {any} */ (globalThis).WebSocket = FakeWebSocket;
+import { delivered, removedWindows, waitFor, windows } from './fakes.js';
 
 /** @type {{path: string, key: string | undefined, body: any}[]} */
 const calls = [];
@@ -107,15 +57,6 @@ const byKey = new Map();
   }
   return answer(404, { error: { code: 'not_found', message: 'no' } });
 };
-
-/** @param {() => unknown} cond */
-async function waitFor(cond, ms = 3000) {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const engine = await import('../background/engine.js');
 const payments = await import('../background/payments.js');

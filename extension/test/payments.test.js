@@ -173,6 +173,7 @@ test('the day is the local calendar day', () => {
 test('result codes: the contract set only', () => {
   for (const code of RESULT_CODES) assert.equal(resultCode(code), code);
   assert.equal(resultCode('unauthenticated'), 'signed_out');
+  assert.equal(resultCode('session_origin_mismatch'), 'signed_out');
   assert.equal(resultCode('bad_response'), 'service_unreachable');
   assert.equal(resultCode('validation_failed'), 'invalid_request');
   assert.equal(resultCode('currency_mismatch'), 'invalid_request');

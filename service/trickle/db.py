@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,6 +99,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any, busy_timeout_ms: int
 
 def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def serialize(session: Session, lock_id: int) -> None:
+    """The rest of this transaction runs one at a time with every other transaction that called
+    this with the same ``lock_id`` (a read-then-write that must not race, e.g. making a key).
+
+    PostgreSQL: a transaction advisory lock, released at commit or rollback. SQLite: nothing to
+    do, every transaction already holds the database's write lock (``BEGIN IMMEDIATE``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

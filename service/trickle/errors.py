@@ -238,6 +238,13 @@ class SiteVerificationFailed(TrickleError):
     status = 409
 
 
+class TooManySiteChecks(TrickleError):
+    """Too many site checks are running at once: for this user, or in this service process."""
+
+    code = "too_many_site_checks"
+    status = 429
+
+
 class ClaimBelowMinimum(TrickleError):
     """The available earnings are below the minimum claim amount."""
 

@@ -4,6 +4,7 @@ the ledger (tables, SVG chart, CSV), and a claim form that claims once however o
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import html
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 
 from tests.factories import asset, create_payee, create_user
 from tests.service.test_earnings import NOW, earn
-from tests.service.test_siteverify import serving
+from tests.service.test_siteverify import holding, serving, write_at_once
 from trickle import accounts, ledger
 from trickle.app import create_app
 from trickle.dashboard import chart
@@ -297,6 +298,41 @@ def test_prove_site_ownership_with_the_guided_flow(runtime: Runtime, browser: Te
         assert f"{site.origin} is verified for proven" in done
         assert "Verified on 2026-03-10" in done
     assert browser.get("/p/proven").json()["verified_origins"] == [site.origin]
+
+
+def test_the_guided_check_holds_no_database_connection_while_the_site_answers(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    runtime.settings = dataclasses.replace(runtime.settings, allow_private_site_urls=True)
+    user_id = _signed_in(runtime, browser)
+    create_payee(runtime, user_id, "patient")
+    csrf = _csrf(browser)
+    with holding() as site:
+        started = browser.post(
+            "/dashboard/payees/patient/sites", data={"origin": site.origin, "csrf_token": csrf}
+        )
+        token = re.search(
+            r"(trickle-site-verification=[A-Za-z0-9_-]+)",
+            browser.get(started.headers["location"]).text,
+        )
+        assert token is not None
+        site.body = f"{token.group(1)}\n".encode()
+        check = {"origin": site.origin, "csrf_token": csrf}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            checking = pool.submit(
+                browser.post, "/dashboard/payees/patient/sites/check", data=check
+            )
+            try:
+                assert site.wait_for_requests(1)
+                assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+                assert write_at_once(runtime.settings.database_url) < 1.0
+            finally:
+                site.release.set()
+            verified = checking.result(timeout=30)
+    assert verified.status_code == 303
+    assert (
+        f"{site.origin} is verified for patient" in browser.get(verified.headers["location"]).text
+    )
 
 
 def test_someone_elses_payee_is_not_found(runtime: Runtime, browser: TestClient) -> None:

@@ -1,5 +1,6 @@
 """How every JSON endpoint is declared and run: schema-validated bodies (pydantic), one error
-shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns.
+shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns
+(or, for an endpoint that waits on the network, short transactions of the handler's own).
 
 A feature module builds an ``ApiRouter`` and declares endpoints with its decorators; handlers are
 plain functions ``(ctx, body) -> response model`` that call one domain function. The router also
@@ -144,6 +145,9 @@ class Endpoint:
     summary: str
     tag: str
     after_commit: AfterCommit | None = None
+    # The handler waits on the network: it opens its own short transactions through
+    # ``ctx.runtime.sessions`` and holds no connection in between; ``ctx.session`` has no database.
+    own_transactions: bool = False
     # The type of each path parameter, for /openapi.json (plain strings when not named here).
     path_types: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -165,8 +169,12 @@ class ApiRouter:
         status: int = 200,
         summary: str = "",
         after_commit: AfterCommit | None = None,
+        own_transactions: bool = False,
         path_types: Mapping[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
+        if own_transactions and (idempotent or after_commit is not None):
+            raise ValueError("an endpoint with its own transactions has no request transaction")
+
         def decorator(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
             self.endpoints.append(
@@ -182,6 +190,7 @@ class ApiRouter:
                     doc,
                     self.tag,
                     after_commit,
+                    own_transactions,
                     dict(path_types or {}),
                 )
             )
@@ -302,9 +311,15 @@ def _run_once(
         )
         if endpoint.auth:
             ctx.user, ctx.auth_session = _authenticate(ctx, request)
-        if not endpoint.idempotent:
+        if not endpoint.own_transactions:
+            if endpoint.idempotent:
+                return _run_idempotent(ctx, endpoint, request, raw, body)
             return _render(endpoint, endpoint.handler(ctx, body))
-        return _run_idempotent(ctx, endpoint, request, raw, body)
+    # Only authentication ran in the request's transaction. The handler gets a session bound to
+    # no database: using it by mistake fails loudly instead of quietly holding a connection (on
+    # SQLite, the write lock) while the handler waits on the network.
+    ctx.session = Session(bind=None)
+    return _render(endpoint, endpoint.handler(ctx, body))
 
 
 def _authenticate(ctx: Context, request: Request) -> tuple[User, AuthSession]:

@@ -293,17 +293,23 @@ def start_site_verification(ctx: Context, body: SiteIn) -> SiteChallengeOut:
 
 
 @router.post(
-    "/api/v1/payees/{name}/sites/check", body=SiteIn, response=SiteOut, path_types=NAME_IN_PATH
+    "/api/v1/payees/{name}/sites/check",
+    body=SiteIn,
+    response=SiteOut,
+    own_transactions=True,
+    path_types=NAME_IN_PATH,
 )
 def check_site_verification(ctx: Context, body: SiteIn) -> SiteOut:
     """Fetch the site's token file now; the site is verified if it holds the payee's token."""
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
+    runtime = ctx.runtime
     row = siteverify.check(
-        ctx.session,
-        payee,
-        body.origin,
-        allow_private=ctx.runtime.settings.allow_private_site_urls,
-        now=ctx.now,
+        runtime.sessions,
+        runtime.site_checks,
+        user_id=ctx.user_id,
+        payee_name=ctx.path_params["name"],
+        origin_text=body.origin,
+        allow_private=runtime.settings.allow_private_site_urls,
+        clock=runtime.clock,
     )
     return _site_out(row)
 

@@ -231,15 +231,18 @@ def start_site(ctx: Ctx) -> Response:
 
 
 def check_site(ctx: Ctx) -> Response:
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path["name"])
+    """Runs with its own transactions (see ``routes``): the fetch holds no database connection."""
+    name = ctx.path["name"]
     row = siteverify.check(
-        ctx.session,
-        payee,
-        ctx.field("origin"),
+        ctx.runtime.sessions,
+        ctx.runtime.site_checks,
+        user_id=ctx.user_id,
+        payee_name=name,
+        origin_text=ctx.field("origin"),
         allow_private=ctx.settings.allow_private_site_urls,
-        now=ctx.now,
+        clock=ctx.runtime.clock,
     )
-    return redirect(f"{PREFIX}/payees/{payee.name}?verified={_quote(row.origin)}#sites")
+    return redirect(f"{PREFIX}/payees/{_quote(name)}?verified={_quote(row.origin)}#sites")
 
 
 # --- earnings -------------------------------------------------------------------------------
