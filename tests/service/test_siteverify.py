@@ -366,7 +366,7 @@ def test_a_verification_that_changed_during_the_fetch_is_not_recorded(
         finally:
             held_site.release.set()
         response = checking.result(timeout=30)
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["error"]["code"] == "site_verification_failed"
     assert "changed while its file was fetched" in response.json()["error"]["message"]
     with transaction(runtime.sessions) as session:
@@ -398,10 +398,10 @@ def test_checks_beyond_the_limits_are_refused_at_once(
         finally:
             held_site.release.set()
         # The site answered without the tokens: failed checks give their slots back too.
-        assert first.result(timeout=30).status_code == 422
-        assert second.result(timeout=30).status_code == 422
+        assert first.result(timeout=30).status_code == 409
+        assert second.result(timeout=30).status_code == 409
     assert runtime.site_checks.running == 0
-    assert _check(client, users[2], "limited-2", held_site.origin).status_code == 422
+    assert _check(client, users[2], "limited-2", held_site.origin).status_code == 409
     assert held_site.requests == 3
 
 
