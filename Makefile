@@ -10,10 +10,10 @@ run: setup  ## install, seed the demo reader/creator/payee, serve on SQLite in .
 
 setup: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml verifier/pyproject.toml
+$(VENV)/.installed: pyproject.toml verifier/pyproject.toml publisher/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ./verifier -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./verifier -e ./publisher -e '.[dev]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -24,7 +24,7 @@ test: setup lint typecheck test-js test-py  ## install, then run every check and
 
 lint:
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service verifier
+	$(BIN)/ruff format --check service verifier publisher
 
 typecheck:
 	$(BIN)/mypy

@@ -1,13 +1,17 @@
 /**
- * The page bridge: listens for Web Monetization `monetization` events, keeps the running total,
- * puts the site's binding value on the monetization link(s), and forwards the receipts to the
- * site's own endpoint in batches (protocol: README.md "Forwarding protocol"). It also asks the
- * extension for one-time payments and hands their receipts to the site's purchase endpoint
- * (`requestPayment`, README.md "One-time payments").
+ * The page bridge, the one file a page imports: monetization events, state, running total and
+ * binding here; receipt forwarding and one-time payments in the bridge-*.js files beside it.
  *
- * Browser-only code with no imports: a page loads this file alone. Every DOM access goes through
- * the `window` option, so tests (and unusual hosts) can inject their own.
+ * Browser-only code (README.md "Page bridge"). Every DOM access goes through the `window` option,
+ * so tests (and unusual hosts) can inject their own.
  */
+
+import { MAX_BATCH_SIZE, ReceiptForwarder } from './bridge-forwarding.js';
+import { PagePayments } from './bridge-payments.js';
+import { AMOUNT_PATTERN, BINDING_ATTRIBUTE, BINDING_PATTERN, notify, subscribe } from './bridge-shared.js';
+
+export { MAX_BATCH_SIZE } from './bridge-forwarding.js';
+export { PAYMENT_ACK_TIMEOUT_MS, PAYMENT_ERROR_CODES, PaymentError } from './bridge-payments.js';
 
 /** @typedef {'unsupported' | 'pending' | 'streaming' | 'stopped'} BridgeState */
 
@@ -29,59 +33,15 @@
  * @property {string | null} paymentPointer
  */
 
-/**
- * The server's answer to one forwarded batch (README.md "Forwarding protocol").
- * @typedef {object} ForwardResult
- * @property {string[]} receipts  the batch that was acknowledged
- * @property {{code: string, credited?: string, message?: string}[]} results
- * @property {PaidTotal | null} paid
- */
-
-/** @typedef {{total: string, currency: string, scale: number}} PaidTotal */
-
-/**
- * A failed forward; the same batch is sent again after `retryInMs`.
- * @typedef {object} ForwardError
- * @property {number | null} status  the HTTP status, or null for a network failure or timeout
- * @property {string} code  the server's error code, `network_error`, `timeout` or `http_<status>`
- * @property {string} message
- * @property {number} attempt  1 for the first failure of this batch
- * @property {number} retryInMs
- */
-
-/**
- * The parts of `window` the bridge uses; `globalThis` in a browser.
- * @typedef {object} BridgeWindow
- * @property {BridgeDocument} document
- * @property {unknown} [MonetizationEvent]
- * @property {new (callback: () => void) => {observe(target: unknown, options: object): void, disconnect(): void}} [MutationObserver]
- * @property {(input: string, init: object) => Promise<{ok: boolean, status: number, json(): Promise<unknown>}>} [fetch]
- * @property {(callback: () => void, ms: number) => unknown} setTimeout
- * @property {(handle: any) => void} clearTimeout
- * @property {{getItem(key: string): string | null, setItem(key: string, value: string): void, removeItem(key: string): void} | null} [sessionStorage]
- * @property {(type: string, listener: (event: any) => void) => void} [addEventListener]
- * @property {(type: string, listener: (event: any) => void) => void} [removeEventListener]
- * @property {{origin: string, href: string}} [location]
- * @property {(message: unknown, targetOrigin: string) => void} [postMessage]
- * @property {{getRandomValues<T extends Uint8Array>(array: T): T}} [crypto]
- */
-
-/**
- * @typedef {object} BridgeDocument
- * @property {(type: string, listener: (event: any) => void, capture?: boolean) => void} addEventListener
- * @property {(type: string, listener: (event: any) => void, capture?: boolean) => void} removeEventListener
- * @property {(selector: string) => ArrayLike<BridgeLink>} querySelectorAll
- * @property {(name: string) => {relList?: {supports?(token: string): boolean}}} createElement
- * @property {unknown} [documentElement]
- * @property {string} [visibilityState]
- */
-
-/**
- * @typedef {object} BridgeLink
- * @property {(name: string) => string | null} getAttribute
- * @property {(name: string, value: string) => void} setAttribute
- * @property {(name: string) => void} removeAttribute
- */
+/** @typedef {import('./bridge-forwarding.js').ForwardResult} ForwardResult */
+/** @typedef {import('./bridge-forwarding.js').PaidTotal} PaidTotal */
+/** @typedef {import('./bridge-forwarding.js').ForwardError} ForwardError */
+/** @typedef {import('./bridge-payments.js').PaymentRequest} PaymentRequest */
+/** @typedef {import('./bridge-payments.js').PaymentOutcome} PaymentOutcome */
+/** @typedef {import('./bridge-payments.js').PaymentErrorCode} PaymentErrorCode */
+/** @typedef {import('./bridge-shared.js').BridgeWindow} BridgeWindow */
+/** @typedef {import('./bridge-shared.js').BridgeDocument} BridgeDocument */
+/** @typedef {import('./bridge-shared.js').BridgeLink} BridgeLink */
 
 /**
  * @typedef {object} BridgeOptions
@@ -100,79 +60,9 @@
  *   default "/trickle/purchase")
  */
 
-/**
- * What `requestPayment` takes. Amounts are decimal strings, never a `number`.
- * @typedef {object} PaymentRequest
- * @property {string} amount  in MAJOR units of `currency`, e.g. "0.25"
- * @property {string} currency  e.g. "USD"
- * @property {string} [description]  shown to the reader in the extension's prompt; at most 200 characters
- * @property {string} orderRef  your order reference, 1-128 printable ASCII characters; the receipt's `ord`
- * @property {string} [paymentPointer]  the payee; default: the first monetization link's href
- * @property {string | null} [binding]  default: the link's data-trickle-binding, else the bridge's binding
- * @property {string} [purchaseUrl]  default: the bridge's `purchaseUrl` option
- * @property {number} [timeoutMs]  for the whole request, prompt included (default 120000)
- */
-
-/**
- * What `requestPayment` resolves with: your purchase endpoint's answer, after it verified the receipt.
- * @typedef {{code: 'ok', order_ref: string, amount_minor: string, currency: string, scale: number}} PaymentOutcome
- */
-
-/**
- * Every `code` a `requestPayment` rejection can carry.
- * `site_rejected`: your purchase endpoint refused the receipt (its code in `detail`) or could not be
- * reached (`detail` "network_error" or "http_<status>").
- */
-export const PAYMENT_ERROR_CODES = Object.freeze(/** @type {const} */ ([
-  'declined', 'no_extension', 'insufficient_funds', 'budget_exhausted', 'site_disabled', 'signed_out',
-  'timeout', 'site_rejected', 'invalid_request', 'service_unreachable', 'payee_not_found', 'busy',
-]));
-
-/** @typedef {typeof PAYMENT_ERROR_CODES[number]} PaymentErrorCode */
-
-/** The codes the extension may put in a failed `payment-result`; anything else counts as `declined`. */
-const EXTENSION_ERROR_CODES = new Set([
-  'declined', 'insufficient_funds', 'budget_exhausted', 'site_disabled', 'signed_out', 'invalid_request',
-  'service_unreachable', 'payee_not_found', 'busy',
-]);
-
-/** How long the extension has to acknowledge a payment request before the bridge says `no_extension`. */
-export const PAYMENT_ACK_TIMEOUT_MS = 1000;
-const PAYMENT_TIMEOUT_MS = 120000;
-const PURCHASE_ATTEMPTS = 3;
-const PURCHASE_RETRY_MS = 500;
-
-/** A `requestPayment` rejection. */
-export class PaymentError extends Error {
-  /**
-   * @param {PaymentErrorCode} code
-   * @param {string} message
-   * @param {{detail?: string | null, receipt?: string | null, cause?: unknown}} [options]
-   */
-  constructor(code, message, { detail = null, receipt = null, cause } = {}) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.name = 'PaymentError';
-    /** @readonly */
-    this.code = code;
-    /** For `site_rejected`: the purchase endpoint's error code (or "network_error", "http_<status>"). */
-    this.detail = detail;
-    /** The receipt, when the reader paid but the site did not confirm (`site_rejected`, `timeout`):
-     * hand it to `submitPurchase` again later. Null otherwise. */
-    this.receipt = receipt;
-  }
-}
-
-export const MAX_BATCH_SIZE = 100;
 const LINK_SELECTOR = 'link[rel~="monetization" i]';
-const BINDING_ATTRIBUTE = 'data-trickle-binding';
-const BINDING_PATTERN = /^[\x20-\x7e]{1,256}$/;
-const AMOUNT_PATTERN = /^(0|[1-9][0-9]*)$/;
 const DECIMAL_PATTERN = /^([0-9]+)(?:\.([0-9]+))?$/;
 const CURRENCY_PATTERN = /^[A-Za-z0-9]{1,12}$/;
-const ORDER_REF_PATTERN = /^[\x20-\x7e]{1,128}$/;
-const MAJOR_AMOUNT_PATTERN = /^(0|[1-9][0-9]*)(\.[0-9]{1,18})?$/;
-const ASSET_CODE_PATTERN = /^[A-Z0-9]{3,12}$/;
-const DEFAULT_PURCHASE_URL = '/trickle/purchase';
 
 /**
  * Format minor units as a major-unit decimal string without floats.
@@ -223,60 +113,54 @@ export function createBridge(options = {}) {
 export class Bridge {
   /** @type {BridgeWindow} */ #window;
   /** @type {BridgeDocument} */ #document;
-  /** @type {string | null} */ #endpoint;
   /** @type {string | null} */ #binding = null;
   /** Whether the bridge owns the links' binding attribute: only after setBinding (or the
    * `binding` option). Until then a binding the server rendered into the page is left alone. */
   #bindingManaged = false;
-  #batchSize; #batchDelayMs; #stopAfterMs; #retryInitialMs; #retryMaxMs; #requestTimeoutMs;
-  /** @type {() => number} */ #random;
-  /** @type {string | null} */ #storageKey = null;
-  /** @type {string} */ #purchaseUrl;
-  /** a payment request waits for the extension or the site: the bridge sends one at a time */
-  #paymentPending = false;
+  #stopAfterMs;
+  /** @type {ReceiptForwarder} */ #forwarder;
+  /** @type {PagePayments} */ #payments;
 
   /** @type {BridgeState} */ #state = 'unsupported';
   #supported = false;
   #linkCount = 0;
   #receivedAny = false;
   /** @type {Map<string, {minor: bigint, scale: number}>} */ #totals = new Map();
-  /** @type {PaidTotal | null} */ #paid = null;
 
   /** receipts ever queued by this bridge, so a repeated event is queued (and counted) once */
   /** @type {Set<string>} */ #seen = new Set();
-  /** the batch being sent; it is retried unchanged until a 2xx acknowledges it */
-  /** @type {string[] | null} */ #batch = null;
-  /** @type {string[]} */ #waiting = [];
-  #inFlight = false;
-  #failures = 0;
-  /** @type {unknown} */ #flushTimer = null;
   /** @type {unknown} */ #stopTimer = null;
   #destroyed = false;
 
   /** @type {Set<(event: ReceiptEvent) => void>} */ #receiptListeners = new Set();
   /** @type {Set<(state: BridgeState, previous: BridgeState) => void>} */ #stateListeners = new Set();
-  /** @type {Set<(result: ForwardResult) => void>} */ #forwardListeners = new Set();
-  /** @type {Set<(error: ForwardError) => void>} */ #errorListeners = new Set();
   /** @type {{disconnect(): void} | null} */ #observer = null;
   #handleEvent = (/** @type {any} */ event) => this.#onEvent(event);
-  #handlePageHide = () => this.#onPageHide();
+  #handlePageHide = () => this.#forwarder.pageHidden();
 
   /** @param {BridgeOptions} [options] */
   constructor(options = {}) {
     this.#window = options.window ?? /** @type {BridgeWindow} */ (/** @type {unknown} */ (globalThis));
     this.#document = this.#window.document;
-    this.#endpoint = options.endpoint === undefined ? null : String(options.endpoint);
-    this.#batchSize = positiveInteger(options.batchSize, 20, 'batchSize', MAX_BATCH_SIZE);
-    this.#batchDelayMs = nonNegative(options.batchDelayMs, 2000, 'batchDelayMs');
+    const endpoint = options.endpoint === undefined ? null : String(options.endpoint);
+    const batchSize = positiveInteger(options.batchSize, 20, 'batchSize', MAX_BATCH_SIZE);
+    const batchDelayMs = nonNegative(options.batchDelayMs, 2000, 'batchDelayMs');
     this.#stopAfterMs = nonNegative(options.stopAfterMs, 10000, 'stopAfterMs');
-    this.#retryInitialMs = nonNegative(options.retryInitialMs, 1000, 'retryInitialMs');
-    this.#retryMaxMs = nonNegative(options.retryMaxMs, 60000, 'retryMaxMs');
-    this.#requestTimeoutMs = nonNegative(options.requestTimeoutMs, 15000, 'requestTimeoutMs');
-    this.#random = options.random ?? Math.random;
-    this.#purchaseUrl = options.purchaseUrl === undefined ? DEFAULT_PURCHASE_URL : String(options.purchaseUrl);
-    if (options.persist && this.#endpoint !== null) {
-      this.#storageKey = typeof options.persist === 'string' ? options.persist : `trickle-bridge:${this.#endpoint}`;
-    }
+    this.#forwarder = new ReceiptForwarder({
+      window: this.#window,
+      endpoint,
+      batchSize,
+      batchDelayMs,
+      retryInitialMs: nonNegative(options.retryInitialMs, 1000, 'retryInitialMs'),
+      retryMaxMs: nonNegative(options.retryMaxMs, 60000, 'retryMaxMs'),
+      requestTimeoutMs: nonNegative(options.requestTimeoutMs, 15000, 'requestTimeoutMs'),
+      random: options.random ?? Math.random,
+      persist: options.persist,
+    });
+    this.#payments = new PagePayments(this.#window, options.purchaseUrl, {
+      firstLink: () => this.#links()[0] ?? null,
+      binding: () => this.#binding,
+    });
     if (options.binding !== undefined && options.binding !== null) this.setBinding(options.binding);
 
     if (this.#document === undefined || this.#document === null) return; // not a page: stays unsupported
@@ -290,7 +174,7 @@ export class Bridge {
       });
       this.#observer = observer;
     }
-    this.#restore();
+    for (const receipt of this.#forwarder.restore()) this.#seen.add(receipt);
     this.#scan();
   }
 
@@ -326,12 +210,12 @@ export class Bridge {
 
   /** The visitor's total as the site's server last reported it (`paid` of the last answer), or null. */
   get paid() {
-    return this.#paid;
+    return this.#forwarder.paid;
   }
 
   /** How many receipts wait to be acknowledged by the endpoint. */
   get pendingCount() {
-    return (this.#batch?.length ?? 0) + this.#waiting.length;
+    return this.#forwarder.pendingCount;
   }
 
   /**
@@ -370,7 +254,7 @@ export class Bridge {
    * @returns {() => void}  unsubscribe
    */
   onForwarded(callback) {
-    return subscribe(this.#forwardListeners, callback);
+    return this.#forwarder.onForwarded(callback);
   }
 
   /**
@@ -378,14 +262,12 @@ export class Bridge {
    * @returns {() => void}  unsubscribe
    */
   onError(callback) {
-    return subscribe(this.#errorListeners, callback);
+    return this.#forwarder.onError(callback);
   }
 
   /** Send the waiting receipts now instead of after `batchDelayMs`. */
   flush() {
-    this.#clearFlushTimer();
-    this.#failures = 0;
-    void this.#send(false);
+    this.#forwarder.flush();
   }
 
   /** Stop listening, observing and forwarding. Unacknowledged receipts stay persisted if `persist` is on. */
@@ -394,7 +276,7 @@ export class Bridge {
     this.#document?.removeEventListener('monetization', this.#handleEvent, true);
     this.#window.removeEventListener?.('pagehide', this.#handlePageHide);
     this.#observer?.disconnect();
-    this.#clearFlushTimer();
+    this.#forwarder.destroy();
     if (this.#stopTimer !== null) this.#window.clearTimeout(this.#stopTimer);
     this.#stopTimer = null;
   }
@@ -410,21 +292,8 @@ export class Bridge {
    * @param {PaymentRequest} request
    * @returns {Promise<PaymentOutcome>}
    */
-  async requestPayment(request) {
-    const started = Date.now();
-    const { message, origin, purchaseUrl, timeoutMs } = this.#paymentMessage(request);
-    if (typeof this.#window.MonetizationEvent !== 'function' || typeof this.#window.postMessage !== 'function') {
-      throw new PaymentError('no_extension', 'the Trickle extension is not installed or not active on this page');
-    }
-    if (this.#paymentPending) throw new PaymentError('busy', 'another payment request of this page is waiting');
-    this.#paymentPending = true;
-    try {
-      const receipt = await this.#askExtension(message, origin, timeoutMs);
-      const remainingMs = Math.max(0, timeoutMs - (Date.now() - started));
-      return await this.#postPurchase(receipt, message.orderRef, purchaseUrl, remainingMs);
-    } finally {
-      this.#paymentPending = false;
-    }
+  requestPayment(request) {
+    return this.#payments.request(request);
   }
 
   /**
@@ -433,206 +302,8 @@ export class Bridge {
    * @param {{receipt: string, orderRef: string, purchaseUrl?: string, timeoutMs?: number}} submission
    * @returns {Promise<PaymentOutcome>}
    */
-  async submitPurchase({ receipt, orderRef, purchaseUrl, timeoutMs = PAYMENT_TIMEOUT_MS }) {
-    if (typeof receipt !== 'string' || receipt === '') throw invalid('receipt: expected the receipt string');
-    if (typeof orderRef !== 'string' || !ORDER_REF_PATTERN.test(orderRef)) throw invalid('orderRef: expected 1-128 printable ASCII characters');
-    if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) throw invalid('timeoutMs: expected a positive number');
-    return this.#postPurchase(receipt, orderRef, this.#sameOriginUrl(purchaseUrl ?? this.#purchaseUrl), timeoutMs);
-  }
-
-  /**
-   * The page → extension message of a request, checked; every problem is `invalid_request`.
-   * @param {PaymentRequest} request
-   */
-  #paymentMessage(request) {
-    if (typeof request !== 'object' || request === null) throw invalid('expected {amount, currency, description, orderRef}');
-    const { amount, currency, description = '', orderRef, timeoutMs = PAYMENT_TIMEOUT_MS } = request;
-    if (typeof amount !== 'string' || !MAJOR_AMOUNT_PATTERN.test(amount) || !/[1-9]/.test(amount)) {
-      throw invalid(`amount: expected a positive decimal string in major units like "0.25" (never a number), got ${describeValue(amount)}`);
-    }
-    if (typeof currency !== 'string' || !ASSET_CODE_PATTERN.test(currency)) throw invalid(`currency: expected an asset code like "USD", got ${describeValue(currency)}`);
-    if (typeof description !== 'string' || [...description].length > 200) throw invalid('description: expected a string of at most 200 characters');
-    if (typeof orderRef !== 'string' || !ORDER_REF_PATTERN.test(orderRef)) throw invalid(`orderRef: expected 1-128 printable ASCII characters, got ${describeValue(orderRef)}`);
-    if (!(typeof timeoutMs === 'number' && timeoutMs > 0 && Number.isFinite(timeoutMs))) throw invalid('timeoutMs: expected a positive number of milliseconds');
-    const origin = this.#window.location?.origin;
-    if (typeof origin !== 'string' || origin === '' || origin === 'null') throw invalid('the page has no origin to talk to the extension from');
-    const link = this.#links()[0] ?? null;
-    const paymentPointer = request.paymentPointer ?? this.#absolute(link?.getAttribute('href') ?? null);
-    if (typeof paymentPointer !== 'string' || !isHttpUrl(paymentPointer)) {
-      throw invalid(`paymentPointer: expected an http(s) URL (or a <link rel="monetization">), got ${describeValue(paymentPointer)}`);
-    }
-    const binding = request.binding !== undefined ? request.binding : (link?.getAttribute(BINDING_ATTRIBUTE) ?? this.#binding);
-    if (binding !== null && (typeof binding !== 'string' || !BINDING_PATTERN.test(binding))) {
-      throw invalid('binding: expected 1-256 printable ASCII characters or null');
-    }
-    const purchaseUrl = this.#sameOriginUrl(request.purchaseUrl ?? this.#purchaseUrl);
-    /** @type {Record<string, unknown> & {orderRef: string}} */
-    const message = {
-      source: 'trickle-page', type: 'payment-request', id: this.#randomId(),
-      amount, currency, description, orderRef, paymentPointer,
-    };
-    if (binding !== null) message.binding = binding;
-    return { message, origin, purchaseUrl, timeoutMs };
-  }
-
-  /**
-   * Post the request to the extension (this window only, never "*") and wait for its answer.
-   * @param {Record<string, unknown>} message
-   * @param {string} origin
-   * @param {number} timeoutMs
-   * @returns {Promise<string>}  the receipt
-   */
-  #askExtension(message, origin, timeoutMs) {
-    const win = this.#window;
-    return new Promise((resolve, reject) => {
-      /** @type {unknown} */ let ackTimer = null;
-      /** @type {unknown} */ let timer = null;
-      const finish = () => {
-        win.removeEventListener?.('message', onMessage);
-        win.clearTimeout(ackTimer);
-        win.clearTimeout(timer);
-      };
-      const onMessage = (/** @type {any} */ event) => {
-        // Only this window's own posts, from its own origin: frames and other windows are ignored.
-        if (event?.source !== win || event.origin !== origin) return;
-        const data = event.data;
-        if (typeof data !== 'object' || data === null || data.source !== 'trickle-extension' || data.id !== message.id) return;
-        if (data.type === 'payment-ack') {
-          win.clearTimeout(ackTimer);
-          ackTimer = null;
-          return;
-        }
-        if (data.type !== 'payment-result') return;
-        finish();
-        if (data.ok === true && typeof data.receipt === 'string' && data.receipt !== '') {
-          resolve(data.receipt);
-        } else if (data.ok === true) {
-          reject(new PaymentError('invalid_request', 'the extension answered without a receipt'));
-        } else {
-          const code = EXTENSION_ERROR_CODES.has(data.code) ? data.code : 'declined';
-          reject(new PaymentError(code, typeof data.message === 'string' && data.message !== '' ? data.message : `the payment failed: ${code}`));
-        }
-      };
-      win.addEventListener?.('message', onMessage);
-      ackTimer = win.setTimeout(() => {
-        finish();
-        reject(new PaymentError('no_extension', `the Trickle extension did not answer within ${PAYMENT_ACK_TIMEOUT_MS} ms`));
-      }, PAYMENT_ACK_TIMEOUT_MS);
-      timer = win.setTimeout(() => {
-        finish();
-        reject(new PaymentError('timeout', `no answer to the payment request within ${timeoutMs} ms`));
-      }, timeoutMs);
-      try {
-        /** @type {(message: unknown, targetOrigin: string) => void} */ (win.postMessage).call(win, message, origin);
-      } catch (error) {
-        finish();
-        reject(new PaymentError('no_extension', 'the payment request could not be posted', { cause: error }));
-      }
-    });
-  }
-
-  /**
-   * POST the receipt to the purchase endpoint; a network failure or a 5xx is retried (the endpoint
-   * answers the same receipt of the same visitor with the same purchase).
-   * @param {string} receipt
-   * @param {string} orderRef
-   * @param {string} purchaseUrl
-   * @param {number} timeoutMs
-   * @returns {Promise<PaymentOutcome>}
-   */
-  async #postPurchase(receipt, orderRef, purchaseUrl, timeoutMs) {
-    const win = this.#window;
-    const fetchFn = win.fetch;
-    if (typeof fetchFn !== 'function') throw new PaymentError('site_rejected', 'fetch is not available', { detail: 'network_error', receipt });
-    const controller = typeof AbortController === 'function' ? new AbortController() : null;
-    const timer = win.setTimeout(() => controller?.abort(), timeoutMs);
-    try {
-      for (let attempt = 1; ; attempt += 1) {
-        /** @type {{detail: string, message: string}} */
-        let failure;
-        try {
-          const response = await fetchFn.call(win, purchaseUrl, {
-            method: 'POST',
-            headers: { 'Content-Type': 'application/json' },
-            body: JSON.stringify({ receipt, order_ref: orderRef }),
-            credentials: 'same-origin',
-            signal: controller?.signal,
-          });
-          /** @type {any} */
-          let body = null;
-          try {
-            body = await response.json();
-          } catch {
-            body = null;
-          }
-          if (response.ok) {
-            if (body?.code === 'ok' && body.order_ref === orderRef && typeof body.amount_minor === 'string'
-                && AMOUNT_PATTERN.test(body.amount_minor) && typeof body.currency === 'string' && Number.isSafeInteger(body.scale)) {
-              return { code: 'ok', order_ref: body.order_ref, amount_minor: body.amount_minor, currency: body.currency, scale: body.scale };
-            }
-            throw new PaymentError('site_rejected', 'the purchase endpoint answered without a purchase for this order', { detail: 'invalid_answer', receipt });
-          }
-          const error = body?.error;
-          const detail = typeof error?.code === 'string' ? error.code : `http_${response.status}`;
-          const text = typeof error?.message === 'string' ? error.message : `the purchase endpoint answered ${response.status}`;
-          if (response.status < 500) throw new PaymentError('site_rejected', text, { detail, receipt });
-          failure = { detail, message: text };
-        } catch (error) {
-          if (error instanceof PaymentError) throw error;
-          if (controller?.signal.aborted === true) {
-            throw new PaymentError('timeout', `the purchase endpoint did not answer within ${timeoutMs} ms`, { receipt, cause: error });
-          }
-          failure = { detail: 'network_error', message: String(/** @type {any} */ (error)?.message ?? error) };
-        }
-        if (attempt >= PURCHASE_ATTEMPTS || controller?.signal.aborted === true) {
-          throw new PaymentError('site_rejected', failure.message, { detail: failure.detail, receipt });
-        }
-        await new Promise((resolve) => win.setTimeout(() => resolve(undefined), PURCHASE_RETRY_MS * attempt));
-      }
-    } finally {
-      win.clearTimeout(timer);
-    }
-  }
-
-  /**
-   * @param {string} url
-   * @returns {string}  the absolute URL, when it is on the page's origin
-   */
-  #sameOriginUrl(url) {
-    const location = this.#window.location;
-    let resolved;
-    try {
-      resolved = new URL(String(url), location?.href);
-    } catch {
-      throw invalid(`purchaseUrl: expected a URL, got ${describeValue(url)}`);
-    }
-    if (location === undefined || resolved.origin !== location.origin) {
-      throw invalid('purchaseUrl: expected a URL on the page\'s own origin (the receipt goes to your server only)');
-    }
-    return resolved.href;
-  }
-
-  /**
-   * @param {string | null} href
-   * @returns {string | null}
-   */
-  #absolute(href) {
-    if (href === null) return null;
-    try {
-      return new URL(href, this.#window.location?.href).href;
-    } catch {
-      return href;
-    }
-  }
-
-  /** 128 random bits, base64url (22 characters): the request id. */
-  #randomId() {
-    const bytes = new Uint8Array(16);
-    if (this.#window.crypto !== undefined) this.#window.crypto.getRandomValues(bytes);
-    else globalThis.crypto.getRandomValues(bytes);
-    let text = '';
-    for (const byte of bytes) text += String.fromCharCode(byte);
-    return btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  submitPurchase(submission) {
+    return this.#payments.submit(submission);
   }
 
   /** Re-read the links: support, binding attribute, state. */
@@ -716,7 +387,7 @@ export class Bridge {
       total,
       paymentPointer: typeof event.paymentPointer === 'string' ? event.paymentPointer : null,
     };
-    if (receipt !== null && this.#endpoint !== null) this.#enqueue(receipt);
+    if (receipt !== null && this.#forwarder.enabled) this.#forwarder.enqueue(receipt);
     notify(this.#receiptListeners, (listener) => listener(payload));
   }
 
@@ -730,239 +401,6 @@ export class Bridge {
     const minor = current.minor * 10n ** BigInt(scale - current.scale) + amount.minor * 10n ** BigInt(scale - amount.scale);
     this.#totals.set(amount.currency, { minor, scale });
     return { currency: amount.currency, minor, scale, value: formatMinor(minor, scale) };
-  }
-
-  /** @param {string} receipt */
-  #enqueue(receipt) {
-    this.#waiting.push(receipt);
-    this.#save();
-    if (this.#inFlight || this.#failures > 0) return; // the running send / retry picks it up
-    if (this.#waiting.length >= this.#batchSize) {
-      this.#clearFlushTimer();
-      void this.#send(false);
-    } else if (this.#flushTimer === null) {
-      this.#schedule(this.#batchDelayMs);
-    }
-  }
-
-  /** @param {number} ms */
-  #schedule(ms) {
-    this.#clearFlushTimer();
-    this.#flushTimer = this.#window.setTimeout(() => {
-      this.#flushTimer = null;
-      void this.#send(false);
-    }, ms);
-  }
-
-  #clearFlushTimer() {
-    if (this.#flushTimer !== null) this.#window.clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-  }
-
-  /**
-   * Send the current batch (forming it from the waiting receipts if there is none).
-   * @param {boolean} keepalive  true while the page is being unloaded
-   */
-  async #send(keepalive) {
-    if (this.#inFlight || this.#endpoint === null) return;
-    if (this.#batch === null) {
-      if (this.#waiting.length === 0) return;
-      this.#batch = this.#waiting.splice(0, this.#batchSize);
-    }
-    const batch = this.#batch;
-    const fetchFn = this.#window.fetch;
-    this.#inFlight = true;
-    /** @type {ForwardError | null} */
-    let failure = null;
-    /** @type {unknown} */
-    let body = null;
-    const controller = typeof AbortController === 'function' ? new AbortController() : null;
-    const timer = this.#window.setTimeout(() => controller?.abort(), this.#requestTimeoutMs);
-    try {
-      if (typeof fetchFn !== 'function') throw new Error('fetch is not available');
-      const response = await fetchFn.call(this.#window, this.#endpoint, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ receipts: batch }),
-        credentials: 'same-origin',
-        keepalive,
-        signal: controller?.signal,
-      });
-      try {
-        body = await response.json();
-      } catch {
-        body = null;
-      }
-      if (!response.ok) {
-        const error = /** @type {any} */ (body)?.error;
-        failure = {
-          status: response.status,
-          code: typeof error?.code === 'string' ? error.code : `http_${response.status}`,
-          message: typeof error?.message === 'string' ? error.message : `the endpoint answered ${response.status}`,
-          attempt: 0, retryInMs: 0,
-        };
-      }
-    } catch (error) {
-      const aborted = controller?.signal.aborted === true;
-      failure = {
-        status: null,
-        code: aborted ? 'timeout' : 'network_error',
-        message: aborted ? `no answer within ${this.#requestTimeoutMs} ms` : String(/** @type {any} */ (error)?.message ?? error),
-        attempt: 0, retryInMs: 0,
-      };
-    } finally {
-      this.#window.clearTimeout(timer);
-      this.#inFlight = false;
-    }
-    if (this.#destroyed) return;
-
-    if (failure !== null) {
-      this.#failures += 1;
-      const backoff = Math.min(this.#retryMaxMs, this.#retryInitialMs * 2 ** (this.#failures - 1));
-      failure.attempt = this.#failures;
-      failure.retryInMs = Math.round(backoff * (0.5 + this.#random() / 2));
-      this.#schedule(failure.retryInMs);
-      const reported = failure;
-      notify(this.#errorListeners, (listener) => listener(reported));
-      return;
-    }
-
-    this.#failures = 0;
-    this.#batch = null;
-    this.#save();
-    const result = parseAnswer(batch, body);
-    if (result.paid !== null) this.#paid = result.paid;
-    if (this.#waiting.length >= this.#batchSize) void this.#send(false);
-    else if (this.#waiting.length > 0) this.#schedule(this.#batchDelayMs);
-    notify(this.#forwardListeners, (listener) => listener(result));
-  }
-
-  #onPageHide() {
-    if (this.#endpoint === null || this.pendingCount === 0) return;
-    this.#clearFlushTimer();
-    void this.#send(true);
-  }
-
-  #storage() {
-    try {
-      return this.#window.sessionStorage ?? null;
-    } catch {
-      return null; // storage disabled by the browser
-    }
-  }
-
-  #save() {
-    if (this.#storageKey === null) return;
-    const pending = [...(this.#batch ?? []), ...this.#waiting];
-    try {
-      const storage = this.#storage();
-      if (pending.length === 0) storage?.removeItem(this.#storageKey);
-      else storage?.setItem(this.#storageKey, JSON.stringify(pending));
-    } catch {
-      // quota or privacy mode: the in-memory queue still holds them
-    }
-  }
-
-  #restore() {
-    if (this.#storageKey === null) return;
-    /** @type {unknown} */
-    let saved = null;
-    try {
-      saved = JSON.parse(this.#storage()?.getItem(this.#storageKey) ?? 'null');
-    } catch {
-      saved = null;
-    }
-    if (!Array.isArray(saved)) return;
-    for (const receipt of saved) {
-      if (typeof receipt === 'string' && !this.#seen.has(receipt)) {
-        this.#seen.add(receipt);
-        this.#waiting.push(receipt);
-      }
-    }
-    if (this.#waiting.length > 0) this.#schedule(0);
-  }
-}
-
-/**
- * @param {string[]} receipts
- * @param {unknown} body
- * @returns {ForwardResult}
- */
-function parseAnswer(receipts, body) {
-  const answer = /** @type {any} */ (body);
-  const results = Array.isArray(answer?.results) ? answer.results.filter(
-    (/** @type {any} */ item) => typeof item?.code === 'string',
-  ) : [];
-  const paid = answer?.paid;
-  const validPaid = typeof paid?.total === 'string' && AMOUNT_PATTERN.test(paid.total)
-    && typeof paid.currency === 'string' && Number.isSafeInteger(paid.scale);
-  return {
-    receipts,
-    results,
-    paid: validPaid ? { total: paid.total, currency: paid.currency, scale: paid.scale } : null,
-  };
-}
-
-/**
- * @param {string} message
- * @returns {PaymentError}
- */
-function invalid(message) {
-  return new PaymentError('invalid_request', message);
-}
-
-/**
- * @param {string} value
- * @returns {boolean}
- */
-function isHttpUrl(value) {
-  try {
-    const url = new URL(value);
-    return url.protocol === 'https:' || url.protocol === 'http:';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * @param {unknown} value
- * @returns {string}
- */
-function describeValue(value) {
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
-  if (value === null) return 'null';
-  return `a ${typeof value}`;
-}
-
-/**
- * @template T
- * @param {Set<T>} listeners
- * @param {T} callback
- * @returns {() => void}
- */
-function subscribe(listeners, callback) {
-  if (typeof callback !== 'function') throw new TypeError('expected a callback function');
-  listeners.add(callback);
-  return () => {
-    listeners.delete(callback);
-  };
-}
-
-/**
- * Call every listener; one that throws does not stop the others nor the bridge.
- * @template T
- * @param {Set<T>} listeners
- * @param {(listener: T) => void} call
- */
-function notify(listeners, call) {
-  for (const listener of [...listeners]) {
-    try {
-      call(listener);
-    } catch (error) {
-      const report = /** @type {any} */ (globalThis).reportError;
-      if (typeof report === 'function') report(error);
-      else console.error(error);
-    }
   }
 }
 

@@ -1,12 +1,14 @@
 /**
  * Trickle's JavaScript SDK: the receipt verifier (docs/receipts.md), the page bridge (bridge.js; a page
- * loads that file alone), the Node receipt handler (server.js) and purchase endpoint (purchases.js).
+ * loads it and the bridge-*.js files it imports, nothing else), the Node receipt handler
+ * (server.js) and purchase endpoint (purchases.js).
  * No runtime dependencies; needs WebCrypto Ed25519 (Node >= 20, current browsers).
  */
 
 export { KeySetError, RECEIPT_ERROR_CODES, ReceiptError } from './errors.js';
 export { KeySet } from './keys.js';
 export { MAX_TOKEN_BYTES, RECEIPT_TYPE, createVerifier } from './verifier.js';
+export { MAX_JSON_DEPTH } from './strict-json.js';
 export { CreditTracker, MemoryCreditStore } from './credits.js';
 export { Bridge, MAX_BATCH_SIZE, PAYMENT_ERROR_CODES, PaymentError, createBridge, formatMinor } from './bridge.js';
 export { MAX_BODY_BYTES, MAX_RECEIPTS_PER_REQUEST, MemorySiteStore, RESULT_CODES, createReceiptHandler } from './server.js';

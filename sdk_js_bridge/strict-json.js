@@ -1,13 +1,15 @@
 /**
- * A small strict JSON (RFC 8259) parser for receipt headers and payloads. Unlike `JSON.parse`,
- * which silently keeps the last of two equal member names, it rejects duplicate member names in
- * every object (two parsers could otherwise disagree on what was signed), and it keeps integers
- * exact: a number written without fraction or exponent is returned as a `bigint`.
+ * A small strict JSON (RFC 8259) parser for receipt headers and payloads: the JSON of
+ * docs/receipts.md §2. Unlike `JSON.parse`, which silently keeps the last of two equal member
+ * names, it rejects duplicate member names in every object (two parsers could otherwise disagree
+ * on what was signed), nesting deeper than `MAX_JSON_DEPTH` and lone surrogates, and it keeps
+ * integers exact: a number written without fraction or exponent is returned as a `bigint`.
  */
 
 /**
  * @typedef {null | boolean | string | bigint | number | JsonValue[] | JsonObject} JsonValue
- *   `bigint` for integer literals (`12`, `-3`), `number` for literals with a fraction or exponent.
+ *   `bigint` for integer literals (`12`, `-3`), `number` for literals with a fraction or exponent
+ *   and for `-0` (not an integer of the profile, and a `bigint` has no negative zero).
  */
 /** @typedef {{[name: string]: JsonValue}} JsonObject  a prototype-less object */
 
@@ -17,15 +19,23 @@ const ESCAPES = /** @type {Record<string, string>} */ ({
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 const PLAIN_RUN = /[^"\\\u0000-\u001f]*/y;
 const HEX4 = /^[0-9a-fA-F]{4}$/;
+// With the u flag a surrogate class matches only surrogates that are not half of a pair.
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+/** The deepest nesting of arrays and objects allowed; the top-level value is level 1. */
+export const MAX_JSON_DEPTH = 32;
 
 /**
- * Parse JSON text strictly.
- * The input is bounded by the caller (receipts are at most 4096 bytes), which bounds the nesting.
+ * Parse JSON text strictly. The nesting limit keeps the recursion here shallow whatever the
+ * caller's stack, so the Python and JS verifiers reject exactly the same texts.
  * @param {string} text
  * @returns {JsonValue}
- * @throws {SyntaxError} on any grammar error or duplicate member name, with its offset
+ * @throws {SyntaxError} on any grammar error, duplicate member name, nesting deeper than
+ *   `MAX_JSON_DEPTH` or lone surrogate (raw or escaped), with its offset
  */
 export function parseStrictJson(text) {
+  const lone = LONE_SURROGATE.exec(text);
+  if (lone !== null) throw new SyntaxError(`JSON: expected well-formed Unicode text, got a lone surrogate at offset ${lone.index}`);
   const parser = new Parser(text);
   const value = parser.value();
   parser.whitespace();
@@ -38,6 +48,7 @@ class Parser {
   constructor(text) {
     this.text = text;
     this.at = 0;
+    this.depth = 0;
   }
 
   /**
@@ -68,14 +79,22 @@ class Parser {
     return this.number();
   }
 
+  /** Enter an array or object: one level deeper, at most `MAX_JSON_DEPTH`. */
+  enter() {
+    this.depth += 1;
+    if (this.depth > MAX_JSON_DEPTH) this.fail(`JSON nested at most ${MAX_JSON_DEPTH} levels deep`);
+    this.at += 1;
+  }
+
   /** @returns {JsonObject} */
   object() {
     /** @type {JsonObject} */
     const object = Object.create(null);
-    this.at += 1;
+    this.enter();
     this.whitespace();
     if (this.text[this.at] === '}') {
       this.at += 1;
+      this.depth -= 1;
       return object;
     }
     for (;;) {
@@ -93,7 +112,10 @@ class Parser {
       this.whitespace();
       const c = this.text[this.at];
       this.at += 1;
-      if (c === '}') return object;
+      if (c === '}') {
+        this.depth -= 1;
+        return object;
+      }
       if (c !== ',') {
         this.at -= 1;
         this.fail('"," or "}"');
@@ -105,10 +127,11 @@ class Parser {
   array() {
     /** @type {JsonValue[]} */
     const array = [];
-    this.at += 1;
+    this.enter();
     this.whitespace();
     if (this.text[this.at] === ']') {
       this.at += 1;
+      this.depth -= 1;
       return array;
     }
     for (;;) {
@@ -116,7 +139,10 @@ class Parser {
       this.whitespace();
       const c = this.text[this.at];
       this.at += 1;
-      if (c === ']') return array;
+      if (c === ']') {
+        this.depth -= 1;
+        return array;
+      }
       if (c !== ',') {
         this.at -= 1;
         this.fail('"," or "]"');
@@ -142,13 +168,17 @@ class Parser {
       if (c !== '\\') this.fail('a string character or closing quote (control characters must be escaped)');
       const escape = text[this.at + 1];
       if (escape === 'u') {
-        const hex = text.slice(this.at + 2, this.at + 6);
-        if (!HEX4.test(hex)) {
-          this.at += 2;
-          this.fail('four hex digits after \\u');
+        const unit = this.hex4(this.at + 2);
+        if (unit >= 0xd800 && unit <= 0xdfff) {
+          // Only a high-low pair names a character (RFC 7493 §2.1); a lone half is refused.
+          const low = unit <= 0xdbff && text.startsWith('\\u', this.at + 6) ? this.hex4(this.at + 8) : -1;
+          if (low < 0xdc00 || low > 0xdfff) this.fail('a surrogate pair (\\uD800-\\uDBFF then \\uDC00-\\uDFFF), not a lone surrogate');
+          result += String.fromCharCode(unit, low);
+          this.at += 12;
+        } else {
+          result += String.fromCharCode(unit);
+          this.at += 6;
         }
-        result += String.fromCharCode(parseInt(hex, 16));
-        this.at += 6;
       } else if (escape !== undefined && Object.hasOwn(ESCAPES, escape)) {
         result += ESCAPES[escape];
         this.at += 2;
@@ -157,6 +187,19 @@ class Parser {
         this.fail('one of " \\ / b f n r t u after a backslash');
       }
     }
+  }
+
+  /**
+   * @param {number} at  where four hex digits must be
+   * @returns {number}  their value
+   */
+  hex4(at) {
+    const hex = this.text.slice(at, at + 4);
+    if (!HEX4.test(hex)) {
+      this.at = at;
+      this.fail('four hex digits after \\u');
+    }
+    return parseInt(hex, 16);
   }
 
   /**
@@ -177,7 +220,7 @@ class Parser {
     const match = NUMBER.exec(this.text);
     if (match === null) this.fail('a JSON value');
     this.at = NUMBER.lastIndex;
-    const isInteger = match[1] === undefined && match[2] === undefined;
+    const isInteger = match[1] === undefined && match[2] === undefined && match[0] !== '-0';
     return isInteger ? BigInt(match[0]) : Number(match[0]);
   }
 }

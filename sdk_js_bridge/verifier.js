@@ -27,8 +27,9 @@ import { parseStrictJson } from './strict-json.js';
 
 /**
  * @typedef {object} VerifierOptions
- * @property {string} issuer  the service URL the site trusts; `iss` must equal it
- * @property {string} audience  the site's own origin; `aud` must equal it
+ * @property {string} issuer  the origin of the service the site trusts; `iss` must equal it, normalised (below)
+ * @property {string} audience  the site's own origin; `aud` must equal it, normalised: `https://Blog.Example:443/` is
+ *   `https://blog.example`, and anything that is not an http(s) origin throws `TypeError` (docs/receipts.md §3.1)
  * @property {Iterable<string>} payees  the payment pointers the site accepts; `pay` must be one
  * @property {KeySet} keys  the issuer's public keys
  * @property {number} [leewayS]  allowed clock skew in whole seconds; default 60
@@ -55,6 +56,14 @@ const AMOUNT_PATTERN = /^(0|[1-9][0-9]*)$/;
 const MAX_SAFE_INTEGER = BigInt(Number.MAX_SAFE_INTEGER);
 const MAX_AMOUNT_EXCLUSIVE = 2n ** 63n;
 const MAX_SCALE = 18n;
+const MAX_ORIGIN_LENGTH = 300;
+const DEFAULT_PORTS = /** @type {Record<string, number>} */ ({ http: 80, https: 443 });
+// Tested on ASCII text only (checked first), so case folding cannot let a Kelvin sign pass as "k".
+// An empty query or fragment ("https://blog.example/?") is no query or fragment.
+const ORIGIN_PATTERN = /^(https?):\/\/(\[[0-9a-f]*:[0-9a-f:.]*\]|[a-z0-9_.-]+)(?::([0-9]*))?\/?\??#?$/i;
+const LABEL_PATTERN = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+const IPV4_PART_PATTERN = /^(?:0|[1-9][0-9]{0,2})$/;
+const IPV6_GROUP_PATTERN = /^[0-9a-f]{1,4}$/;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const ascii = new TextEncoder();
@@ -75,9 +84,11 @@ export function isVerifiedReceipt(value) {
  * @param {VerifierOptions} options
  * @returns {Verifier}
  */
-export function createVerifier({ issuer, audience, payees, keys, leewayS = 60, clock = () => Date.now() / 1000 }) {
-  requireOption(typeof issuer === 'string' && issuer !== '', 'issuer', 'a non-empty string', issuer);
-  requireOption(typeof audience === 'string' && audience !== '', 'audience', 'a non-empty string (the site origin)', audience);
+export function createVerifier({ issuer: issuerOption, audience: audienceOption, payees, keys, leewayS = 60, clock = () => Date.now() / 1000 }) {
+  requireOption(typeof issuerOption === 'string' && issuerOption !== '', 'issuer', 'a non-empty string', issuerOption);
+  requireOption(typeof audienceOption === 'string' && audienceOption !== '', 'audience', 'a non-empty string (the site origin)', audienceOption);
+  const issuer = normalizeOrigin('issuer', issuerOption);
+  const audience = normalizeOrigin('audience', audienceOption);
   requireOption(typeof payees !== 'string', 'payees', 'a list of payment pointer URLs, not one string', payees);
   const payeeSet = new Set(payees);
   requireOption(payeeSet.size > 0 && [...payeeSet].every((p) => typeof p === 'string' && p !== ''), 'payees', 'a non-empty list of strings', payees);
@@ -217,8 +228,8 @@ function checkClaimShapes(claims) {
     seq: integerClaim(claims, 'seq', 1n, MAX_SAFE_INTEGER),
     cur: stringClaim(claims, 'cur', CURRENCY_PATTERN),
     scale: integerClaim(claims, 'scale', 0n, MAX_SCALE),
-    iat: integerClaim(claims, 'iat', -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
-    exp: integerClaim(claims, 'exp', -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER),
+    iat: integerClaim(claims, 'iat', 0n, MAX_SAFE_INTEGER),
+    exp: integerClaim(claims, 'exp', 0n, MAX_SAFE_INTEGER),
     jti: stringClaim(claims, 'jti', ID_PATTERN),
     bnd: Object.hasOwn(claims, 'bnd') ? stringClaim(claims, 'bnd', BINDING_PATTERN) : null,
     ord: Object.hasOwn(claims, 'ord') ? stringClaim(claims, 'ord', ORDER_REF_PATTERN) : null,
@@ -324,6 +335,66 @@ function amountClaim(claims, name) {
   const amount = BigInt(value);
   if (amount >= MAX_AMOUNT_EXCLUSIVE) fail('invalid_amount', `expected ${name} below 2^63, got ${value}`);
   return amount;
+}
+
+/**
+ * The origin rule of docs/receipts.md §3.1, as the service applies it to the origins it signs:
+ * `HTTPS://Blog.Example:443/` is `https://blog.example`. Anything that is not an http(s) origin
+ * (a path, a query, credentials, a bad host or port, non-ASCII) is a configuration error.
+ * @param {string} name  the option, for the message
+ * @param {string} text
+ * @returns {string}
+ */
+export function normalizeOrigin(name, text) {
+  const match = text.length <= MAX_ORIGIN_LENGTH && /^[\x00-\x7f]*$/.test(text) ? ORIGIN_PATTERN.exec(text) : null;
+  requireOption(match !== null, name, 'an http(s) origin such as https://blog.example (scheme, host, optional port; no path, query or credentials)', text);
+  const scheme = match[1].toLowerCase();
+  const host = match[2].toLowerCase();
+  requireOption(isValidHost(host), name, 'an http(s) origin whose host is a DNS name, an IPv4 address or a [bracketed] IPv6 address', text);
+  if (match[3] === undefined || match[3] === '') return `${scheme}://${host}`; // an empty ":" is dropped, as browsers do
+  const port = Number(match[3]);
+  requireOption(port >= 1 && port <= 65535, name, 'an http(s) origin with a port in 1..65535', text);
+  return port === DEFAULT_PORTS[scheme] ? `${scheme}://${host}` : `${scheme}://${host}:${port}`;
+}
+
+/**
+ * @param {string} host  lower case, of the origin pattern's characters
+ * @returns {boolean}
+ */
+function isValidHost(host) {
+  if (host.startsWith('[')) return isValidIpv6(host.slice(1, -1));
+  const labels = host.split('.');
+  if (labels.every((label) => /^[0-9]+$/.test(label))) return isValidIpv4(host); // browsers read all-numeric hosts as IPv4
+  return host.length <= 253 && labels.every((label) => LABEL_PATTERN.test(label));
+}
+
+/**
+ * @param {string} text
+ * @returns {boolean}
+ */
+function isValidIpv4(text) {
+  const parts = text.split('.');
+  return parts.length === 4 && parts.every((part) => IPV4_PART_PATTERN.test(part) && Number(part) <= 255);
+}
+
+/**
+ * RFC 4291 text form: eight groups of 1-4 hex digits, one `::` for a run of zero groups, the last
+ * two groups optionally written as an IPv4 address.
+ * @param {string} text
+ * @returns {boolean}
+ */
+function isValidIpv6(text) {
+  let hex = text;
+  if (hex.includes('.')) {
+    const lastColon = hex.lastIndexOf(':');
+    if (!isValidIpv4(hex.slice(lastColon + 1))) return false;
+    hex = `${hex.slice(0, lastColon + 1)}0:0`;
+  }
+  const gap = hex.indexOf('::');
+  const [head, tail] = gap < 0 ? [hex, ''] : [hex.slice(0, gap), hex.slice(gap + 2)];
+  const groups = [...(head === '' ? [] : head.split(':')), ...(tail === '' ? [] : tail.split(':'))];
+  if (tail.includes('::') || !groups.every((group) => IPV6_GROUP_PATTERN.test(group))) return false;
+  return gap < 0 ? groups.length === 8 : groups.length < 8;
 }
 
 /**

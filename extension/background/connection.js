@@ -3,7 +3,7 @@
 
 import { backoffDelay } from '../shared/backoff.js';
 import { httpOrigin } from '../shared/links.js';
-import { CLOSE_UNAUTHENTICATED, CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, parseServerFrame } from './protocol.js';
+import { CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, endsSession, parseServerFrame } from './protocol.js';
 
 /** How often a quiet connection pings (the service closes one silent for 60 s). */
 export const PING_MS = 20_000;
@@ -153,7 +153,7 @@ export class StreamSocket {
     this.lastCloseCode = code;
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.pingTimer = null;
-    const retry = this.wanted && code !== CLOSE_UNAUTHENTICATED && code !== CLOSE_UNSUPPORTED_VERSION;
+    const retry = this.wanted && !endsSession(code) && code !== CLOSE_UNSUPPORTED_VERSION;
     if (retry) {
       const delay = backoffDelay(this.attempt);
       this.attempt += 1;

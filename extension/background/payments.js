@@ -19,8 +19,10 @@ import {
   spentOn,
   tipOrderRef,
 } from '../shared/payments.js';
+import { currentScale, recordOneTime } from './account.js';
 import { ApiError, callApi } from './api.js';
-import * as engine from './engine.js';
+import { knownScale, requireAuth, signedOutError, state } from './state.js';
+import { tabDocs } from './status.js';
 
 /**
  * @typedef {object} Pending
@@ -158,9 +160,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 async function postPayment(body, idempotencyKey) {
   for (let attempt = 0; ; attempt++) {
-    const auth = engine.requireAuth();
+    const auth = requireAuth();
     try {
-      return await callApi(engine.state.serviceUrl, '/api/v1/payments', { method: 'POST', auth, body, idempotencyKey });
+      return await callApi(state.serviceUrl, '/api/v1/payments', { method: 'POST', auth, body, idempotencyKey });
     } catch (error) {
       if (!(error instanceof ApiError) || !retryable(error) || attempt >= RETRY_DELAYS_MS.length) throw error;
       await sleep(RETRY_DELAYS_MS[attempt]);
@@ -199,7 +201,7 @@ async function execute(p) {
     const answer = await postPayment(body, p.idempotencyKey);
     if (typeof answer.receipt !== 'string' || answer.receipt === '') throw new ApiError('bad_response', 'The service gave no receipt.', 0);
     const amountMinor = String(answer.amount_minor ?? p.amountMinor);
-    engine.recordOneTime(p.origin, amountMinor, answer);
+    recordOneTime(p.origin, amountMinor, answer);
     remember({
       at: Date.now(),
       kind: 'purchase',
@@ -280,15 +282,15 @@ export async function request(message, sender, origin) {
   };
   pending[p.key] = p;
   savePending();
-  if (!engine.state.token) return finish(p, failure(p, 'signed_out', 'The reader is signed out of Trickle.'));
+  if (!state.token) return finish(p, failure(p, 'signed_out', 'The reader is signed out of Trickle.'));
   try {
-    p.scale = await engine.currentScale();
+    p.scale = await currentScale();
   } catch (error) {
     const code = error instanceof ApiError ? resultCode(error.code) : 'service_unreachable';
     return finish(p, failure(p, code, error instanceof Error ? error.message : String(error)));
   }
   if (!pending[p.key]) return; // the page went away meanwhile
-  const settings = engine.state.settings;
+  const settings = state.settings;
   if (!settings || settings.currency !== req.currency) {
     return finish(p, failure(p, 'invalid_request', `currency: this reader pays in ${settings?.currency ?? 'another currency'}`));
   }
@@ -418,13 +420,13 @@ export function pageLeft(tabId, frameId, page) {
  * @param {string} amount  major units, as typed
  */
 export async function tip(tabId, amount) {
-  engine.requireAuth();
-  const doc = engine.tabDocs(tabId)[0];
+  requireAuth();
+  const doc = tabDocs(tabId)[0];
   const link = doc ? chooseLink(doc.links, new Set(doc.refused)) : null;
   if (!doc || !link) throw new ApiError('not_monetized', 'This tab has no monetized page to tip.', 400);
-  const scale = await engine.currentScale();
-  const settings = engine.state.settings;
-  if (!settings) throw new ApiError('signed_out', 'You are signed out: sign in first.', 401);
+  const scale = await currentScale();
+  const settings = state.settings;
+  if (!settings) throw signedOutError();
   const amountMinor = /** @type {string} */ (readerAmount(amount, scale, { positive: true }));
   const orderRef = tipOrderRef();
   const body = {
@@ -437,7 +439,7 @@ export async function tip(tabId, amount) {
   };
   const answer = await postPayment(body, crypto.randomUUID());
   const paid = String(answer.amount_minor ?? amountMinor);
-  engine.recordOneTime(doc.origin, paid, answer);
+  recordOneTime(doc.origin, paid, answer);
   remember({
     at: Date.now(),
     kind: 'tip',
@@ -455,16 +457,12 @@ export async function tip(tabId, amount) {
   return { origin: doc.origin, payee: link.pointer, amount: paid, currency: settings.currency, scale, balance: String(answer.balance_minor ?? '') };
 }
 
-function scaleNow() {
-  return engine.state.settings?.scale ?? engine.state.money?.scale ?? null;
-}
-
 /**
  * The tab's site's auto-approve limit for the popup: major units, '' = none.
  * @param {string | null} origin
  */
 export function autoApproveFor(origin) {
-  const scale = scaleNow();
+  const scale = knownScale();
   const limit = origin ? oneTime.autoApprove[origin] : undefined;
   return limit && scale !== null ? formatMinor(limit, scale) : '';
 }
@@ -475,10 +473,10 @@ export function autoApproveFor(origin) {
  * @param {string} limit  major units
  */
 export async function setAutoApprove(tabId, limit) {
-  engine.requireAuth();
-  const origin = engine.tabDocs(tabId)[0]?.origin;
+  requireAuth();
+  const origin = tabDocs(tabId)[0]?.origin;
   if (!origin) throw new ApiError('not_monetized', 'This tab has no monetized page.', 400);
-  const scale = await engine.currentScale();
+  const scale = await currentScale();
   const minor = readerAmount(limit, scale, { allowBlank: true });
   if (minor === null || BigInt(minor) === 0n) delete oneTime.autoApprove[origin];
   else oneTime.autoApprove[origin] = minor;
@@ -498,8 +496,8 @@ export function clearAutoApprove(origin) {
  * @param {string} cap  major units
  */
 export async function setDailyCap(cap) {
-  engine.requireAuth();
-  const scale = await engine.currentScale();
+  requireAuth();
+  const scale = await currentScale();
   oneTime.dailyCap = readerAmount(cap, scale, { allowBlank: true });
   saveLocal();
   return optionsState();
@@ -507,7 +505,7 @@ export async function setDailyCap(cap) {
 
 /** What the options page shows about one-time payments. */
 export function optionsState() {
-  const scale = scaleNow();
+  const scale = knownScale();
   const today = dayKey(new Date());
   return {
     dailyCap: scale === null ? (oneTime.dailyCap === null ? DEFAULT_DAILY_CAP : '') : formatMinor(dailyCapMinor(scale), scale),

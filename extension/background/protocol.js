@@ -108,4 +108,14 @@ function readMessage(data) {
 
 /** Close codes after which reconnecting cannot help until something changes. */
 export const CLOSE_UNAUTHENTICATED = 4401;
+/** The session was revoked ("log out everywhere") or expired while the socket was open. */
+export const CLOSE_SESSION_ENDED = 4440;
 export const CLOSE_UNSUPPORTED_VERSION = 4426;
+
+/**
+ * Whether a close code means the session is over (the reader is signed out, no reconnect).
+ * @param {number} code
+ */
+export function endsSession(code) {
+  return code === CLOSE_UNAUTHENTICATED || code === CLOSE_SESSION_ENDED;
+}

@@ -9,7 +9,8 @@
 import { isMinor } from '../shared/amounts.js';
 import { checkoutUrl, parseOptions, parseTopup } from '../shared/topups.js';
 import { ApiError, callApi } from './api.js';
-import * as engine from './engine.js';
+import { socket } from './socket.js';
+import { requireAuth, state } from './state.js';
 
 /** Delays between attempts of one top-up creation (same Idempotency-Key) that got no answer. */
 export const RETRY_DELAYS_MS = [500, 1500];
@@ -23,8 +24,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** @returns {Promise<import('../shared/topups.js').TopupOptions>} */
 export async function options() {
-  const auth = engine.requireAuth();
-  return parseOptions(await callApi(engine.state.serviceUrl, '/api/v1/topups/options', { auth }));
+  const auth = requireAuth();
+  return parseOptions(await callApi(state.serviceUrl, '/api/v1/topups/options', { auth }));
 }
 
 /**
@@ -32,7 +33,7 @@ export async function options() {
  * @param {string} amountMinor  one of the presets the service offered
  */
 export async function start(amountMinor) {
-  const auth = engine.requireAuth();
+  const auth = requireAuth();
   const offered = await options();
   const card = offered.card;
   if (!card) throw new ApiError('card_topups_unavailable', 'This Trickle service takes no card top-ups.', 404);
@@ -45,7 +46,7 @@ export async function start(amountMinor) {
   let answer;
   for (let attempt = 0; ; attempt += 1) {
     try {
-      answer = await callApi(engine.state.serviceUrl, '/api/v1/topups', { method: 'POST', auth, body, idempotencyKey });
+      answer = await callApi(state.serviceUrl, '/api/v1/topups', { method: 'POST', auth, body, idempotencyKey });
       break;
     } catch (error) {
       // No answer, or Stripe did not answer the service (stripe_unavailable, 502): the same key
@@ -64,7 +65,7 @@ export async function start(amountMinor) {
 
 /** The latest top-up as the service sees it now, or null when there is none. */
 export async function status() {
-  const auth = engine.requireAuth();
+  const auth = requireAuth();
   if (latest.id === null) {
     const stored = (await chrome.storage.session.get([STORAGE_KEY]))[STORAGE_KEY];
     latest.id = Number.isSafeInteger(stored) ? /** @type {number} */ (stored) : null;
@@ -73,7 +74,7 @@ export async function status() {
   /** @type {any} */
   let answer;
   try {
-    answer = await callApi(engine.state.serviceUrl, `/api/v1/topups/${latest.id}`, { auth });
+    answer = await callApi(state.serviceUrl, `/api/v1/topups/${latest.id}`, { auth });
   } catch (error) {
     if (!(error instanceof ApiError && error.code === 'topup_not_found')) throw error;
     latest.id = null; // another reader's, after a sign-in as someone else
@@ -83,7 +84,7 @@ export async function status() {
   const topup = parseTopup(answer);
   if (topup.state === 'credited' && latest.credited !== topup.id) {
     latest.credited = topup.id;
-    engine.requestBalance();
+    socket.send({ type: 'balance' }); // the new balance, for the popup
   }
   return topup;
 }

@@ -171,6 +171,18 @@ test('the engine streams, delivers, pauses, resumes and stops', async (t) => {
     assert.equal(engine.popupState(5).tab.state, 'signed-out');
     await waitFor(() => areas.session.auth === null);
   });
+
+  await t.test('a session ended while the socket was open (4440) signs out without reconnecting', async () => {
+    await engine.signIn('sign-in', 'ann@example.com', 'password-123');
+    await waitFor(() => ws()?.sent.length === 1 && engine.state.token !== null);
+    ws().serve({ type: 'welcome', v: 1, interval_ms: 2000, limits: {}, ...money });
+    ws().drop(4440);
+    await waitFor(() => engine.state.token === null);
+    const count = FakeWebSocket.all.length;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(FakeWebSocket.all.length, count, 'no reconnect');
+    assert.equal(engine.popupState(5).tab.state, 'signed-out');
+  });
 });
 
 test('the history keeps the one-time part when streamed receipts follow a purchase', async () => {

@@ -198,10 +198,32 @@ function page({ agent = true, link = true, storage = new FakeStorage() } = {}) {
 /** @param {number} n */
 const receipt = (n) => `eyJhbGciOiJFZERTQSJ9.payload${n}.sig${n}`;
 
-test('bridge.js imports nothing, so a page can load it alone', () => {
-  const source = readFileSync(new URL('../bridge.js', import.meta.url), 'utf8');
-  assert.doesNotMatch(source, /^\s*import\s/m);
-  assert.doesNotMatch(source, /\brequire\(|node:/);
+test('bridge.js imports only the page files README.md lists, which import nothing else', () => {
+  // A page loads bridge.js and, from the same folder, what it imports: nothing from Node, no
+  // other path, no dynamic import. The names fit /sdk/<name>.js of the demo publisher.
+  /** @type {Set<string>} */
+  const loaded = new Set();
+  /** @param {string} name */
+  const load = (name) => {
+    if (loaded.has(name)) return;
+    loaded.add(name);
+    // JSDoc types may name other files (`import('./x.js').Type`): only the code counts.
+    const source = readFileSync(new URL(`../${name}`, import.meta.url), 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/^\s*\/\/.*$/gm, '');
+    assert.doesNotMatch(source, /\brequire\(|node:|\bimport\s*\(/, name);
+    assert.doesNotMatch(source, /^\s*import\s+['"]/m, `${name}: no import for its side effects`);
+    for (const [, specifier] of source.matchAll(/^\s*(?:import|export)\s[^;]*?\bfrom\s+['"]([^'"]*)['"]/gms)) {
+      assert.match(specifier, /^\.\/[a-z0-9-]+\.js$/, `${name} imports ${specifier}: only a file beside it`);
+      load(specifier.slice(2));
+    }
+  };
+  load('bridge.js');
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Page bridge'), readme.indexOf('### Copy-paste snippet'));
+  const listed = new Set([...section.matchAll(/`(bridge[a-z-]*\.js)`/g)].map((m) => m[1]));
+  assert.deepEqual([...loaded].sort(), [...listed].sort());
+  assert.ok(loaded.size > 1 && loaded.has('bridge-shared.js'), 'the imports are read');
 });
 
 test('formatMinor writes minor units as a major-unit decimal string without floats', () => {

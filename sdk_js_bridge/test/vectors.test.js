@@ -80,6 +80,29 @@ if (vectors !== null) {
     }
   });
 
+  // docs/receipts.md §3.1: the configured issuer and audience are normalised, or refused.
+  describe('configured origins', () => {
+    for (const vector of file.origins) {
+      test(`${vector.name}: ${JSON.stringify(vector.configured)} → ${vector.origin ?? 'refused'}`, async () => {
+        const configured = vector.configured;
+        if (vector.origin === null) {
+          for (const option of ['issuer', 'audience']) {
+            assert.throws(() => createVerifier({ issuer, audience, payees, keys, [option]: configured }), (error) => {
+              assert.ok(error instanceof TypeError, String(error));
+              assert.match(error.message, new RegExp(`expected ${option} to be an http\\(s\\) origin`));
+              return true;
+            });
+          }
+          return;
+        }
+        const configuredVerifier = createVerifier({ issuer: configured, audience: configured, payees, keys, leewayS });
+        const receipt = await configuredVerifier.verify(vector.token, { now });
+        assert.equal(receipt.iss, vector.origin);
+        assert.equal(receipt.aud, vector.origin);
+      });
+    }
+  });
+
   test('flipping any bit of the first valid vector is rejected', async () => {
     const vector = file.valid[0];
     for (let index = 0; index < vector.token.length; index += 1) {

@@ -14,6 +14,7 @@ export const VECTORS_URL = new URL('../../tests/vectors/receipts.json', import.m
  * @property {{name: string, token: string, binding: string | null, now: number | null, claims: Record<string, unknown>}[]} valid
  * @property {{name: string, token: string, binding: string | null, now: number | null, code: string}[]} invalid
  * @property {{name: string, steps: {token: string, credited: string}[]}[]} credit
+ * @property {{name: string, configured: string, origin: string | null, token: string | null}[]} origins
  */
 
 /**

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import ipaddress
 import re
 import unicodedata
 from typing import TypeVar
@@ -21,7 +20,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from trickle import origins, ratelimit, sessions
+from trickle import money, origins, ratelimit, sessions
 from trickle.db import transaction
 from trickle.errors import (
     EmailTaken,
@@ -39,13 +38,17 @@ EMAIL_MAX_CHARS = 254
 MAX_RATE_PER_HOUR_MAJOR = 100  # 100 currency units an hour: far above any sane reading rate
 MAX_MONTHLY_BUDGET_MAJOR = 100_000
 MAX_SITE_OVERRIDES = 200  # what the Web Monetization extension allows too
-_MAX_MINOR = 2**63 - 1
 
-_EMAIL = re.compile(
-    r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
-    r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+# An address as the service takes it (any case, spaces around it: it stores it trimmed and
+# lowercase), also declared in /openapi.json. With at most EMAIL_MAX_CHARS, the domain cannot
+# pass DNS's 253 characters.
+_EMAIL_SPACE = " \t\r\n"
+EMAIL_PATTERN = (
+    r"^[ \t\r\n]*[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]"
+    r"[ \t\r\n]*$"
 )
-_HOST_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 # --- passwords ------------------------------------------------------------------------------
@@ -57,15 +60,16 @@ def _password_bytes(password: str) -> bytes:
 
 
 def hash_password(password: str) -> str:
-    """An argon2id hash (libsodium's "interactive" cost: ~0.1 s, 64 MiB) in PHC string form."""
-    normalized = unicodedata.normalize("NFKC", password)
-    if not PASSWORD_MIN_CHARS <= len(normalized) <= PASSWORD_MAX_CHARS:
+    """An argon2id hash (libsodium's "interactive" cost: ~0.1 s, 64 MiB) in PHC string form.
+    The length rule counts the characters as typed (as the API's schema and the dashboard do),
+    not after NFKC, which may join or split them."""
+    if not PASSWORD_MIN_CHARS <= len(password) <= PASSWORD_MAX_CHARS:
         raise ValidationFailed(
             f"password: must be {PASSWORD_MIN_CHARS}..{PASSWORD_MAX_CHARS} characters, "
-            f"got {len(normalized)}"
+            f"got {len(password)}"
         )
     hashed = nacl.pwhash.argon2id.str(
-        normalized.encode(),
+        _password_bytes(password),
         opslimit=nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE,
         memlimit=nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE,
     )
@@ -88,57 +92,16 @@ def _password_matches(password_hash: str | None, password: str) -> bool:
     return usable
 
 
-# --- emails and origins ---------------------------------------------------------------------
+# --- emails --------------------------------------------------------------------------------
 
 
 def normalize_email(text: str) -> str:
-    """``" Ann@Example.COM "`` -> ``ann@example.com``; anything not shaped like an address is
-    ``ValidationFailed`` (internationalized domains must be sent in punycode)."""
-    email = text.strip().lower()
-    if len(email) > EMAIL_MAX_CHARS or not _EMAIL.match(email):
+    """``" Ann@Example.COM "`` -> ``ann@example.com``; anything ``EMAIL_PATTERN`` does not match
+    is ``ValidationFailed`` (internationalized domains must be sent in punycode)."""
+    email = text.strip(_EMAIL_SPACE).lower()
+    if len(email) > EMAIL_MAX_CHARS or not _EMAIL.fullmatch(text):
         raise ValidationFailed(f"email: not an email address: {text[:60]!r}")
     return email
-
-
-def normalize_origin(text: str) -> str:
-    """A site origin as ``scheme://host[:port]``: http(s) only, lowercase, no default port, no
-    path, query, fragment or credentials; the host a DNS name or an IP address, the port 1..65535.
-
-    ``trickle.origins.normalize_origin`` does the parsing (the streaming engine uses it too); this
-    adds the host and port checks a stored rule needs.
-    """
-    try:
-        origin = origins.normalize_origin(text)
-    except ValueError:  # urlsplit's own complaints (unbalanced or bad [IPv6] brackets)
-        raise ValidationFailed(f"origin: not an origin: {text[:60]!r}") from None
-    authority = origin.split("://", 1)[1]
-    if authority.startswith("["):  # [IPv6]:port
-        address, _, port = authority.partition("]")
-        host, port = address + "]", port.removeprefix(":")
-    else:
-        host, _, port = authority.partition(":")
-    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise ValidationFailed(f"origin: bad port in {text[:60]!r}")
-    if not _valid_host(host):
-        raise ValidationFailed(f"origin: not a host name or IP address: {text[:60]!r}")
-    return origin
-
-
-def _valid_host(host: str) -> bool:
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return False
-        return True
-    labels = host.split(".")
-    if all(label.isdigit() for label in labels):  # browsers read all-numeric hosts as IPv4
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return False
-        return True
-    return len(host) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
 
 
 # --- sign-up, log-in, log-out ---------------------------------------------------------------
@@ -265,11 +228,11 @@ def _major_unit(settings: Settings) -> int:
 
 
 def max_rate_per_hour_minor(settings: Settings) -> int:
-    return min(MAX_RATE_PER_HOUR_MAJOR * _major_unit(settings), _MAX_MINOR)
+    return min(MAX_RATE_PER_HOUR_MAJOR * _major_unit(settings), money.MAX_AMOUNT)
 
 
 def max_monthly_budget_minor(settings: Settings) -> int:
-    return min(MAX_MONTHLY_BUDGET_MAJOR * _major_unit(settings), _MAX_MINOR)
+    return min(MAX_MONTHLY_BUDGET_MAJOR * _major_unit(settings), money.MAX_AMOUNT)
 
 
 def _check_range(field: str, value: int, maximum: int) -> int:
@@ -380,7 +343,7 @@ def set_site_override(
     settings: Settings,
 ) -> SiteRule:
     """Create or replace the reader's rule for one site: another rate, or off."""
-    origin = normalize_origin(origin)
+    origin = origins.normalize_origin(origin)
     if rate_per_hour_minor is None and not disabled:
         raise ValidationFailed(
             "an override needs rate_per_hour_minor or disabled: true "
@@ -408,7 +371,7 @@ def set_site_override(
 
 def delete_site_override(session: Session, user_id: int, origin: str) -> str:
     """Remove the reader's rule for a site (the default rate applies again); returns the origin."""
-    origin = normalize_origin(origin)
+    origin = origins.normalize_origin(origin)
     result = session.execute(
         delete(SiteOverride).where(SiteOverride.user_id == user_id, SiteOverride.origin == origin)
     )

@@ -1,11 +1,15 @@
-"""The Starlette application: routes, error rendering, and the background key reload."""
+"""The Starlette application: routes, error rendering, the background key reload, and the
+graceful stop of the streaming engine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api, dashboard
+from trickle import api, dashboard, keys
 from trickle.api import topups as topups_api
 from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
@@ -23,8 +27,6 @@ from trickle.streaming.engine import EngineLimits, StreamEngine
 from trickle.streaming.socket import stream_socket
 
 log = logging.getLogger("trickle")
-
-JWKS_CACHE_CONTROL = "public, max-age=300, stale-while-revalidate=60"
 
 
 def error_response(code: str, message: str, status: int) -> JSONResponse:
@@ -40,8 +42,10 @@ async def on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return error_response(NotFound.code, "no such path", 404)
-    if exc.status_code == 405:
-        return error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+    if exc.status_code == 405:  # Starlette's headers name the path's methods (Allow)
+        response = error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+        response.headers.update(exc.headers or {})
+        return response
     return error_response("http_error", str(exc.detail), exc.status_code)
 
 
@@ -58,11 +62,11 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def jwks(request: Request) -> Response:
-    ring = runtime_of(request).key_ring.current
+    runtime = runtime_of(request)
     return JSONResponse(
-        ring.jwks,
+        runtime.key_ring.current.jwks,
         headers={
-            "Cache-Control": JWKS_CACHE_CONTROL,
+            "Cache-Control": keys.jwks_cache_control(runtime.settings),
             "Access-Control-Allow-Origin": "*",
         },
         media_type="application/jwk-set+json",
@@ -94,6 +98,63 @@ def engine_limits(settings: Settings) -> EngineLimits:
     )
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
+    """uvicorn answers SIGTERM or SIGINT by closing every WebSocket at once (code 1012), and
+    runs the lifespan's shutdown only after that: too late to deliver the receipts of the
+    increments in flight. So the engine hears the signal first: it drains (``engine.drain``:
+    accrual stops, the last increments commit, their receipts go out, the sockets close with
+    1001), and only then is the signal passed on to the server's own handler. A second signal
+    is passed on at once (a second Ctrl+C forces uvicorn out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread gets signals (a test client runs the app in another)
+        return
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    signalled: list[signal.Signals] = []
+
+    def restore(sig: signal.Signals) -> None:
+        handler = previous[sig]
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    def pass_on(sig: signal.Signals) -> None:
+        handler = previous[sig]
+        if callable(handler):
+            handler(sig, None)
+        else:  # nobody else handles it (SIG_DFL, SIG_IGN): as if we had not been here
+            restore(sig)
+            signal.raise_signal(sig)
+
+    def after_drain(sig: signal.Signals, drained: asyncio.Task[None]) -> None:
+        if not drained.cancelled() and drained.exception() is not None:
+            log.error("graceful stop failed", exc_info=drained.exception())
+        pass_on(sig)
+
+    def begin_drain(sig: signal.Signals) -> None:
+        drained = loop.create_task(engine.drain())
+        drained.add_done_callback(lambda task: after_drain(sig, task))
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        sig = signal.Signals(number)
+        if signalled:
+            pass_on(sig)
+            return
+        signalled.append(sig)
+        loop.call_soon_threadsafe(begin_drain, sig)  # a signal handler must not touch the loop
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) is on_signal:
+                restore(sig)
+
+
 def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,7 +163,8 @@ def create_app(runtime: Runtime) -> Starlette:
         app.state.engine = engine
         engine.start()
         try:
-            yield
+            with drain_before_stop_signals(engine):
+                yield
         finally:
             await engine.stop()
             task.cancel()

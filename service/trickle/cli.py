@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -18,6 +19,8 @@ from trickle.settings import Settings, load_settings, to_environment
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+
+    from trickle_publisher.server import PublisherThread
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -70,10 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     key = sub.add_parser("keys", help="receipt-signing keys")
     key_sub = key.add_subparsers(dest="keys_command", required=True)
-    rotate = key_sub.add_parser("rotate", help="a new key signs from now on")
+    rotate = key_sub.add_parser(
+        "rotate", help="publish a new key now; it signs once every site can have fetched it"
+    )
     _add_common(rotate)
     rotate.set_defaults(handler=cmd_keys_rotate)
-    listing = key_sub.add_parser("list", help="key ids, creation time and state")
+    listing = key_sub.add_parser(
+        "list", help="keys: state (next, active, retiring, expired) and when each signs"
+    )
     _add_common(listing)
     listing.set_defaults(handler=cmd_keys_list)
 
@@ -102,8 +109,11 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
-        "ws": "websockets-sansio",
-        "ws_max_size": 65_536,
+        # uvicorn's websockets-sansio, closing a message over the limit with 4413, not 1009
+        "ws": "trickle.streaming.transport:StreamTransport",
+        # a little above the protocol's limit: a message just over it reaches the engine, which
+        # says by how much; the transport refuses the rest by their header, unread
+        "ws_max_size": settings.stream_max_message_bytes + 1024,
         # Receipts are mostly base64 of random bytes: compressing them costs a fifth of the event
         # loop's time and ~60 KiB per connection, and saves little.
         "ws_per_message_deflate": False,
@@ -166,16 +176,45 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.no_serve:
         return 0
+    publisher = None
     if args.publisher_port:
-        from trickle.publisher.server import start_publisher
-
-        publisher = start_publisher(settings, seeded.payment_pointer, args.publisher_port)
-        print(f"trickle demo: publisher site on {publisher.origin} (premium and for-sale articles)")
-        try:
-            return cmd_serve(args, settings)
-        finally:
+        publisher = start_demo_publisher(settings, seeded.payment_pointer, args.publisher_port)
+    try:
+        return cmd_serve(args, settings)
+    finally:
+        if publisher is not None:
             publisher.stop()
-    return cmd_serve(args, settings)
+
+
+def start_demo_publisher(
+    settings: Settings, payment_pointer: str, port: int
+) -> PublisherThread | None:
+    """Start the demo publisher site (publisher/, a package of its own that the service does not
+    need) on ``port``; if it cannot start, say why and what to do, and serve without it."""
+    try:
+        from trickle_publisher.server import start_publisher
+    except ModuleNotFoundError as exc:  # the publisher, or the verifier it needs, is missing
+        package = (exc.name or "its package").partition(".")[0]
+        _publisher_not_served(
+            f"{package} is not installed. From a checkout, `make setup` (or "
+            "`pip install -e ./verifier -e ./publisher`) installs it"
+        )
+        return None
+    try:
+        publisher = start_publisher(settings, payment_pointer, port)
+    except FileNotFoundError as exc:  # no page bridge to serve
+        _publisher_not_served(str(exc))
+        return None
+    print(f"trickle demo: publisher site on {publisher.origin} (premium and for-sale articles)")
+    return publisher
+
+
+def _publisher_not_served(reason: str) -> None:
+    print(
+        f"trickle demo: the demo publisher site is not served: {reason}. "
+        "--publisher-port 0 leaves it out.",
+        file=sys.stderr,
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
@@ -201,11 +240,21 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     runtime = bootstrap(settings)
     try:
         with transaction(runtime.sessions) as session:
-            kid = keys.rotate(session, runtime.kek, utc_now())
+            now = utc_now()
+            rotation = keys.rotate(session, runtime.kek, settings, now)
     finally:
         runtime.close()
-    print(f"new signing key: {kid}")
-    print(f"running services pick it up within {settings.key_reload_interval_s} s")
+    signs_from = _when(rotation.activates_at)
+    if not rotation.created:
+        print(f"key {rotation.kid} is already waiting: it signs from {signs_from}; no new key made")
+        return 0
+    delay_s = int(keys.activation_delay(settings).total_seconds())
+    print(f"new key {rotation.kid}: published now, signs from {signs_from} (in {delay_s} s)")
+    print(
+        f"  = key reload {settings.key_reload_interval_s} s + key set max-age "
+        f"{settings.jwks_max_age_s} s + leeway {settings.key_activation_leeway_s} s, so every "
+        "site that refetches the key set as its Cache-Control allows has it by then"
+    )
     return 0
 
 
@@ -217,11 +266,18 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             infos = keys.list_keys(session, settings, utc_now())
     finally:
         engine.dispose()
-    print(f"{'kid':<20} {'created':<26} {'state':<9} published until")
+    columns = f"{'kid':<20} {'state':<9} {'signs from':<20} {'signs until':<20} published until"
+    print(columns)
     for info in infos:
-        until = "-" if info.published_until is None else info.published_until.isoformat()
-        print(f"{info.kid:<20} {info.created_at.isoformat():<26} {info.state:<9} {until}")
+        print(
+            f"{info.kid:<20} {info.state:<9} {_when(info.activates_at):<20} "
+            f"{_when(info.retired_at):<20} {_when(info.published_until)}"
+        )
     return 0
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def cmd_vouchers_create(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,5 @@
-"""Database engines and sessions: one place that knows SQLite from PostgreSQL."""
+"""Database engines and sessions: one place that knows SQLite from PostgreSQL, and the one
+check every statement's text parameters pass (no NUL character) on both."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from trickle.errors import ValidationFailed
 
 
 def is_sqlite(url: str) -> bool:
@@ -27,6 +30,12 @@ def make_engine(url: str, *, lock_wait_s: float | None = None, **kwargs: Any) ->
     (SQLite's busy timeout, 30 s when None; on PostgreSQL, when given, ``lock_timeout``,
     ``statement_timeout`` and the connect timeout; PostgreSQL's own defaults when None).
     """
+    engine = _make_engine(url, lock_wait_s=lock_wait_s, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul_characters)
+    return engine
+
+
+def _make_engine(url: str, *, lock_wait_s: float | None, **kwargs: Any) -> Engine:
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -52,6 +61,32 @@ def make_engine(url: str, *, lock_wait_s: float | None = None, **kwargs: Any) ->
     return create_engine(url, **kwargs)
 
 
+def _refuse_nul_characters(
+    _connection: Connection,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> None:
+    """PostgreSQL cannot store U+0000 in text and fails the statement (a 500); SQLite stores it.
+    No text the service takes in has a use for it, so any statement with it in a text parameter
+    is refused here, before the database sees it, as the same ``ValidationFailed`` on both
+    databases: every path from the outside (an email, a payee name in a URL, a form field, a
+    stream's pointer) reaches the database through this one check. The streaming group commit's
+    ``DriverCursor`` bypasses it: it only writes values that were checked on their way in."""
+    pending = [parameters]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValidationFailed("text may not contain the NUL character (U+0000)")
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
     cursor = dbapi_connection.cursor()
@@ -64,6 +99,16 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any, busy_timeout_ms: int
 
 def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def serialize(session: Session, lock_id: int) -> None:
+    """The rest of this transaction runs one at a time with every other transaction that called
+    this with the same ``lock_id`` (a read-then-write that must not race, e.g. making a key).
+
+    PostgreSQL: a transaction advisory lock, released at commit or rollback. SQLite: nothing to
+    do, every transaction already holds the database's write lock (``BEGIN IMMEDIATE``)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

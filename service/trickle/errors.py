@@ -56,14 +56,16 @@ def all_error_classes() -> list[type[TrickleError]]:
 
 
 class MalformedJSON(TrickleError):
-    """The body is not valid UTF-8 JSON."""
+    """The body is not valid UTF-8 JSON, nests deeper than ``jsontext.MAX_DEPTH``, or holds what
+    no text can (NaN, Infinity, a lone surrogate)."""
 
     code = "malformed_json"
     status = 400
 
 
 class ValidationFailed(TrickleError):
-    """The JSON is well-formed but does not match the endpoint's schema (types, unknown fields)."""
+    """The JSON is well-formed but does not match the endpoint's schema (types, unknown fields,
+    formats, limits); or text with a NUL character, from anywhere (``db`` refuses it)."""
 
     code = "validation_failed"
     status = 422
@@ -166,6 +168,14 @@ class CurrencyMismatch(TrickleError):
     status = 422
 
 
+class AmountOverflow(TrickleError):
+    """A balance or a sum would pass 2^63-1 minor units (or an account that may go negative below
+    -(2^63-1)), the most the ledger holds: nothing moved."""
+
+    code = "amount_overflow"
+    status = 409
+
+
 class IdempotencyConflict(TrickleError):
     """A transfer with this idempotency key exists with a different amount or asset."""
 
@@ -225,14 +235,21 @@ class SiteVerificationFailed(TrickleError):
     """The origin did not serve the expected token at /.well-known/trickle.txt."""
 
     code = "site_verification_failed"
-    status = 422
+    status = 409
+
+
+class TooManySiteChecks(TrickleError):
+    """Too many site checks are running at once: for this user, or in this service process."""
+
+    code = "too_many_site_checks"
+    status = 429
 
 
 class ClaimBelowMinimum(TrickleError):
     """The available earnings are below the minimum claim amount."""
 
     code = "claim_below_minimum"
-    status = 422
+    status = 409
 
 
 class PayoutNotFound(TrickleError):
@@ -256,7 +273,7 @@ class TooManySiteOverrides(TrickleError):
     """A reader already has the most per-site overrides allowed (200)."""
 
     code = "too_many_site_overrides"
-    status = 422
+    status = 409
 
 
 # --- one-time payments --------------------------------------------------------------------

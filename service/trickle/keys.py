@@ -3,6 +3,12 @@
 Keys live in the database so that several service processes share them; each private seed is
 sealed with the key-encryption key (KEK) from the settings, or, in development, with a KEK kept
 in a 0600 file in the data folder. Private keys are never logged or printed.
+
+A key's life: ``next`` (published, not signing yet) → ``active`` (signs) → ``retiring`` (a newer
+key signs; still published while receipts it signed may be alive) → ``expired`` (unpublished).
+A rotated-in key is ``next`` for ``activation_delay``: every verifier that refetches the key set
+as its ``Cache-Control`` allows then has the key before the first receipt it signs exists. Only
+the very first key of a database signs at once: nobody can hold an older set.
 """
 
 from __future__ import annotations
@@ -13,20 +19,26 @@ import datetime as dt
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nacl.exceptions
 import nacl.secret
 import nacl.signing
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from trickle.db import serialize
 from trickle.errors import ConfigError, KeyStoreError
 from trickle.models import SigningKey
 from trickle.settings import Settings
 
 KEK_FILE_NAME = "key-encryption.key"
-KEY_STATES = ("active", "retiring", "expired")
+KeyState = Literal["next", "active", "retiring", "expired"]
+KEY_STATES: tuple[KeyState, ...] = ("next", "active", "retiring", "expired")
+# Making or retiring keys runs one transaction at a time (PostgreSQL advisory lock id: "trickle
+# keys" in ASCII, trimmed to 63 bits), so racing first starts make one key and racing rotations
+# one next key.
+KEYS_LOCK_ID = 0x6B657973
 
 
 def b64url(data: bytes) -> str:
@@ -112,10 +124,20 @@ class SigningKeyPair:
 @dataclasses.dataclass(frozen=True, slots=True)
 class KeyInfo:
     kid: str
+    state: KeyState
     created_at: dt.datetime
-    retired_at: dt.datetime | None
-    published_until: dt.datetime | None
-    state: str
+    activates_at: dt.datetime  # signs from
+    retired_at: dt.datetime | None  # signs until (None: no newer key yet)
+    published_until: dt.datetime | None  # None: no newer key scheduled, it signs on
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rotation:
+    """What ``rotate`` did: ``created`` False when a next key was already waiting (that one)."""
+
+    kid: str
+    activates_at: dt.datetime
+    created: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,7 +162,35 @@ def publication_window(settings: Settings) -> dt.timedelta:
     return dt.timedelta(seconds=settings.key_reload_interval_s + settings.receipt_ttl_s + 60)
 
 
-def create_key(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str:
+def activation_delay(settings: Settings) -> dt.timedelta:
+    """How long a rotated-in key is published before it signs.
+
+    Every process publishes it from its next key reload (``key_reload_interval_s``); a verifier
+    may keep the set it fetched just before that for the set's max-age (``jwks_max_age_s``);
+    the leeway covers service hosts whose clocks disagree and verifiers that refetch a little
+    late. Processes start signing with it at their first reload after it activates.
+    """
+    return dt.timedelta(
+        seconds=settings.key_reload_interval_s
+        + settings.jwks_max_age_s
+        + settings.key_activation_leeway_s
+    )
+
+
+def jwks_cache_control(settings: Settings) -> str:
+    """The key set's ``Cache-Control``: what ``activation_delay`` counts on, and nothing more
+    (no ``stale-while-revalidate``: a cache could serve an old set past the max-age)."""
+    return f"public, max-age={settings.jwks_max_age_s}"
+
+
+def create_key(
+    session: Session,
+    kek: KeyEncryptionKey,
+    now: dt.datetime,
+    *,
+    activates_at: dt.datetime,
+    retired_at: dt.datetime | None = None,
+) -> str:
     seed = secrets.token_bytes(32)
     pair = SigningKeyPair(new_kid(now), seed)
     session.add(
@@ -149,6 +199,8 @@ def create_key(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str
             public_key=pair.public_key,
             sealed_private_key=kek.seal(seed),
             created_at=now,
+            activates_at=activates_at,
+            retired_at=retired_at,
         )
     )
     session.flush()
@@ -156,52 +208,80 @@ def create_key(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str
 
 
 def ensure_active_key(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str:
-    """The kid of the signing key, creating the first one on a new database."""
-    active = _active_row(session)
-    if active is not None:
-        return active.kid
-    return create_key(session, kek, now)
-
-
-def rotate(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str:
-    """Retire the signing key(s) and create a new one that signs from now on."""
-    session.execute(
-        update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=now)
+    """The kid of the key that signs now; on a new database, a first key that signs at once."""
+    serialize(session, KEYS_LOCK_ID)
+    signing = _signing_row(session, now)
+    if signing is not None:
+        return signing.kid
+    waiting = _next_row(session, now)
+    return create_key(
+        session,
+        kek,
+        now,
+        activates_at=now,
+        retired_at=None if waiting is None else waiting.activates_at,
     )
-    return create_key(session, kek, now)
+
+
+def rotate(
+    session: Session, kek: KeyEncryptionKey, settings: Settings, now: dt.datetime
+) -> Rotation:
+    """Publish a new key now; it signs from ``now + activation_delay``, when the key that signs
+    now retires. If a next key is already waiting, nothing changes and that one is returned
+    (so running ``trickle keys rotate`` twice makes one new key)."""
+    serialize(session, KEYS_LOCK_ID)
+    waiting = _next_row(session, now)
+    if waiting is not None:
+        return Rotation(waiting.kid, waiting.activates_at, created=False)
+    activates_at = now + activation_delay(settings)
+    session.execute(
+        update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=activates_at)
+    )
+    kid = create_key(session, kek, now, activates_at=activates_at)
+    return Rotation(kid, activates_at, created=True)
+
+
+def _state(row: SigningKey, window: dt.timedelta, now: dt.datetime) -> KeyState:
+    if row.activates_at > now:
+        return "next"
+    if row.retired_at is None or row.retired_at > now:
+        return "active"
+    return "retiring" if row.retired_at + window > now else "expired"
 
 
 def list_keys(session: Session, settings: Settings, now: dt.datetime) -> list[KeyInfo]:
     window = publication_window(settings)
-    rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
-    infos = []
-    for row in rows:
-        until = None if row.retired_at is None else row.retired_at + window
-        if row.retired_at is None:
-            state = "active"
-        elif until is not None and until > now:
-            state = "retiring"
-        else:
-            state = "expired"
-        infos.append(KeyInfo(row.kid, row.created_at, row.retired_at, until, state))
-    return infos
+    rows = session.scalars(
+        select(SigningKey).order_by(SigningKey.activates_at, SigningKey.created_at)
+    ).all()
+    return [
+        KeyInfo(
+            kid=row.kid,
+            state=_state(row, window, now),
+            created_at=row.created_at,
+            activates_at=row.activates_at,
+            retired_at=row.retired_at,
+            published_until=None if row.retired_at is None else row.retired_at + window,
+        )
+        for row in rows
+    ]
 
 
 def load_key_ring(
     session: Session, kek: KeyEncryptionKey, settings: Settings, now: dt.datetime
 ) -> KeyRing:
-    active = _active_row(session)
+    """The key that signs now and the published set: next, active and retiring keys."""
+    active = _signing_row(session, now)
     if active is None:
         raise KeyStoreError("no active signing key: run `trickle keys rotate` or start the service")
     pair = SigningKeyPair(active.kid, kek.open(active.sealed_private_key))
     if pair.public_key != active.public_key:
         raise KeyStoreError(f"signing key {active.kid} does not match its stored public key")
-    rows = session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())).all()
-    published = [
-        row
-        for row in rows
-        if row.retired_at is None or row.retired_at + publication_window(settings) > now
-    ]
+    window = publication_window(settings)
+    rows = session.scalars(
+        select(SigningKey).order_by(SigningKey.activates_at.desc(), SigningKey.kid.desc())
+    ).all()
+    published = [row for row in rows if _state(row, window, now) != "expired"]
     jwks = {"keys": [public_jwk(row.kid, row.public_key) for row in published]}
     return KeyRing(active=pair, jwks=jwks, loaded_at=now)
 
@@ -217,11 +297,23 @@ def public_jwk(kid: str, public_key: bytes) -> dict[str, str]:
     }
 
 
-def _active_row(session: Session) -> SigningKey | None:
+def _signing_row(session: Session, now: dt.datetime) -> SigningKey | None:
     return session.scalars(
         select(SigningKey)
-        .where(SigningKey.retired_at.is_(None))
-        .order_by(SigningKey.created_at.desc(), SigningKey.kid.desc())
+        .where(
+            SigningKey.activates_at <= now,
+            or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > now),
+        )
+        .order_by(SigningKey.activates_at.desc(), SigningKey.kid.desc())
+        .limit(1)
+    ).first()
+
+
+def _next_row(session: Session, now: dt.datetime) -> SigningKey | None:
+    return session.scalars(
+        select(SigningKey)
+        .where(SigningKey.activates_at > now)
+        .order_by(SigningKey.activates_at.desc(), SigningKey.kid.desc())
         .limit(1)
     ).first()
 

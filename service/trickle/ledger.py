@@ -26,17 +26,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from trickle import money
 from trickle.db import DriverCursor
 from trickle.errors import (
     AccountNotFound,
+    AmountOverflow,
     CurrencyMismatch,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidAmount,
 )
 from trickle.models import LedgerAccount, Transfer, UTCDateTime
-
-MAX_AMOUNT = 2**63 - 1
 
 
 class AccountKind(enum.StrEnum):
@@ -96,7 +96,7 @@ class PostedTransfer:
 
 def check_amount(amount_minor: object) -> int:
     # bool is an int in Python; money is never a bool (nor a float)
-    if type(amount_minor) is not int or not 0 < amount_minor <= MAX_AMOUNT:
+    if type(amount_minor) is not int or not 0 < amount_minor <= money.MAX_AMOUNT:
         raise InvalidAmount(
             f"amount must be a positive integer of minor units below 2^63, got {amount_minor!r}"
         )
@@ -194,12 +194,18 @@ def post_transfer(session: Session, request: TransferRequest, now: dt.datetime) 
 
 
 def _debit(session: Session, request: TransferRequest, amount: int) -> None:
+    # An account that may go negative still stops at -(2^63-1): the bound is computed here, so
+    # the database never computes a balance it cannot hold (money.headroom).
     debited = session.execute(
         update(LedgerAccount)
         .where(
             LedgerAccount.id == request.debit_account_id,
             LedgerAccount.currency == request.currency,
-            LedgerAccount.may_go_negative | (LedgerAccount.balance_minor >= amount),
+            (LedgerAccount.balance_minor >= amount)
+            | (
+                LedgerAccount.may_go_negative
+                & (LedgerAccount.balance_minor >= -money.headroom(amount))
+            ),
         )
         .values(balance_minor=LedgerAccount.balance_minor - amount)
         .execution_options(synchronize_session=False)
@@ -213,6 +219,8 @@ def _debit(session: Session, request: TransferRequest, amount: int) -> None:
         raise CurrencyMismatch(
             f"account {found.id} holds {found.currency}, the transfer is in {request.currency}"
         )
+    if found.may_go_negative:
+        raise AmountOverflow(f"account {found.id} cannot go {amount} minor units further down")
     raise InsufficientFunds(f"account {found.id} cannot cover {amount} minor units")
 
 
@@ -222,6 +230,7 @@ def _credit(session: Session, request: TransferRequest, amount: int) -> None:
         .where(
             LedgerAccount.id == request.credit_account_id,
             LedgerAccount.currency == request.currency,
+            LedgerAccount.balance_minor <= money.headroom(amount),
         )
         .values(balance_minor=LedgerAccount.balance_minor + amount)
         .execution_options(synchronize_session=False)
@@ -231,9 +240,11 @@ def _credit(session: Session, request: TransferRequest, amount: int) -> None:
     found = session.get(LedgerAccount, request.credit_account_id)
     if found is None:
         raise AccountNotFound(f"no ledger account {request.credit_account_id}")
-    raise CurrencyMismatch(
-        f"account {found.id} holds {found.currency}, the transfer is in {request.currency}"
-    )
+    if found.currency != request.currency:
+        raise CurrencyMismatch(
+            f"account {found.id} holds {found.currency}, the transfer is in {request.currency}"
+        )
+    raise AmountOverflow(f"account {found.id} cannot hold {amount} minor units more")
 
 
 def _find(session: Session, request: TransferRequest) -> Transfer | None:
@@ -260,12 +271,14 @@ def _replay(existing: Transfer, request: TransferRequest) -> PostedTransfer:
 # --- batches (group commit) -----------------------------------------------------------------
 
 # The group commit speaks to the driver directly (``db.DriverCursor``, ``?`` placeholders).
+# The same bounds as ``_debit`` and ``_credit``, their values from ``money.headroom``.
 _BATCH_DEBIT = (
-    "UPDATE ledger_accounts SET balance_minor = balance_minor - ? "
-    "WHERE id = ? AND currency = ? AND (may_go_negative OR balance_minor >= ?)"
+    "UPDATE ledger_accounts SET balance_minor = balance_minor - ? WHERE id = ? AND currency = ? "
+    "AND (balance_minor >= ? OR (may_go_negative AND balance_minor >= ?))"
 )
 _BATCH_CREDIT = (
-    "UPDATE ledger_accounts SET balance_minor = balance_minor + ? WHERE id = ? AND currency = ?"
+    "UPDATE ledger_accounts SET balance_minor = balance_minor + ? "
+    "WHERE id = ? AND currency = ? AND balance_minor <= ?"
 )
 # SQLite: all of a batch's rows in ONE statement too (a JSON array, unnested by json_each): one
 # call into SQLite, so the caller's thread releases the GIL once for all of it (the streaming
@@ -323,8 +336,14 @@ def move_balances(connection: Connection, requests: Sequence[TransferRequest]) -
     back). With the rows of ``transfer_rows``, this is ``post_batch``."""
     for request in requests:
         check_amount(request.amount_minor)
-    debits = [(a, account, cur, a) for account, cur, a in per_account(requests, debit=True)]
-    credits = [(a, account, cur) for account, cur, a in per_account(requests, debit=False)]
+    debits = [
+        (a, account, cur, a, -money.headroom(a))
+        for account, cur, a in per_account(requests, debit=True)
+    ]
+    credits = [
+        (a, account, cur, money.headroom(a))
+        for account, cur, a in per_account(requests, debit=False)
+    ]
     cursor = DriverCursor(connection)
     if cursor.executemany(_BATCH_DEBIT, debits) != len(debits):
         raise BatchRefused("a debit was refused")
@@ -367,7 +386,7 @@ def per_account(requests: Sequence[TransferRequest], *, debit: bool) -> list[tup
     for r in requests:
         key = (r.debit_account_id if debit else r.credit_account_id, r.currency)
         totals[key] = totals.get(key, 0) + r.amount_minor
-    if any(total > MAX_AMOUNT for total in totals.values()):
+    if any(money.headroom(total) < 0 for total in totals.values()):
         raise BatchRefused("a sum is past the largest amount; post the transfers one by one")
     # in account order: two processes' batches lock shared rows in the same order (no deadlock)
     return [(account, currency, total) for (account, currency), total in sorted(totals.items())]
@@ -388,20 +407,15 @@ class Violation:
 def check(session: Session) -> list[Violation]:
     """Recompute every balance from the transfers and check every invariant of docs/ledger.md."""
     violations: list[Violation] = []
-    credits = dict(
-        session.execute(
-            select(Transfer.credit_account_id, func.sum(Transfer.amount_minor)).group_by(
-                Transfer.credit_account_id
-            )
-        ).all()
-    )
-    debits = dict(
-        session.execute(
-            select(Transfer.debit_account_id, func.sum(Transfer.amount_minor)).group_by(
-                Transfer.debit_account_id
-            )
-        ).all()
-    )
+    # Summed here, not with SQL's SUM: an account's credits may add up past 2^63-1 while its
+    # balance stays within it, and SQLite's SUM fails on that ("integer overflow").
+    credits: dict[int, int] = {}
+    debits: dict[int, int] = {}
+    for debit_id, credit_id, amount in session.execute(
+        select(Transfer.debit_account_id, Transfer.credit_account_id, Transfer.amount_minor)
+    ):
+        debits[debit_id] = debits.get(debit_id, 0) + amount
+        credits[credit_id] = credits.get(credit_id, 0) + amount
     totals: dict[str, int] = {}
     accounts = {a.id: a for a in session.scalars(select(LedgerAccount))}
     for acc in accounts.values():

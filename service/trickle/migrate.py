@@ -1,16 +1,28 @@
-"""Schema migrations, run from the service (on start, or `trickle db ...`) through Alembic."""
+"""Schema migrations, run from the service (on start, or `trickle db ...`) through Alembic.
+
+Several processes may migrate one database at the same moment (``trickle serve`` on a fresh
+database, started twice): the migrations run one process at a time, under a database lock, and
+the later ones find the schema at head and do nothing.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
+
+from trickle.db import make_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock every migration takes (a constant of this application's own:
+# "trickle migrations" in ASCII, trimmed to 63 bits).
+MIGRATION_LOCK_ID = 0x747269636B6C65
 
 
 def alembic_config(database_url: str) -> Config:
@@ -20,12 +32,47 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@contextlib.contextmanager
+def _locked(database_url: str) -> Iterator[Config]:
+    """An Alembic config that migrates over one connection holding the migration lock.
+
+    PostgreSQL: a session advisory lock, taken and committed before Alembic begins its own
+    transaction and released after it committed, so a waiting process reads the new version.
+    SQLite: every transaction is ``BEGIN IMMEDIATE`` (see ``make_engine``), and Alembic reads the
+    version table inside its transaction, so concurrent upgrades already wait for each other on
+    the database's write lock (for the busy timeout, 30 s).
+    """
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                _advisory(connection, "pg_advisory_lock")
+            try:
+                config = alembic_config(database_url)
+                config.attributes["connection"] = connection
+                yield config
+            finally:
+                if postgres:
+                    connection.rollback()  # a failed migration must not keep the lock held
+                    _advisory(connection, "pg_advisory_unlock")
+    finally:
+        engine.dispose()
+
+
+def _advisory(connection: Connection, function: str) -> None:
+    connection.execute(text(f"SELECT {function}(:id)"), {"id": MIGRATION_LOCK_ID})
+    connection.commit()
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _locked(database_url) as config:
+        command.upgrade(config, revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    with _locked(database_url) as config:
+        command.downgrade(config, revision)
 
 
 def head_revision() -> str | None:

@@ -60,8 +60,9 @@ class Base(DeclarativeBase):
 class SigningKey(Base):
     """An Ed25519 receipt-signing key. The private seed is sealed with the key-encryption key.
 
-    The newest key with no ``retired_at`` signs; a retired key stays published until every
-    receipt it signed has expired.
+    A key is published from its creation, signs from ``activates_at`` until ``retired_at`` (the
+    next key's ``activates_at``; none yet: it signs on), and stays published until every receipt
+    it signed has expired. See ``keys.py``.
     """
 
     __tablename__ = "signing_keys"
@@ -70,6 +71,7 @@ class SigningKey(Base):
     public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
     sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    activates_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 

@@ -1,4 +1,5 @@
-"""Amounts for people: decimal text <-> integer minor units, exactly (no floats anywhere)."""
+"""Amounts: decimal text <-> integer minor units, exactly (no floats anywhere), and the one bound
+every amount, sum and balance stays within (a BIGINT), checked before the database sees it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 
 from trickle.errors import InvalidAmount
 
+# The largest amount, sum or balance: the database's BIGINT. Past it, PostgreSQL fails the
+# statement ("bigint out of range") and SQLite turns the value into a float.
 MAX_AMOUNT = 2**63 - 1
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
 
@@ -37,3 +40,34 @@ def fee_of(amount_minor: int, fee_bps: int) -> int:
     """The platform's fee on a payment to a payee: ``fee_bps`` basis points, rounded down (the
     payee keeps the remainder), the same rule for streamed increments and one-time payments."""
     return amount_minor * fee_bps // 10_000
+
+
+def headroom(amount_minor: int, limit_minor: int = MAX_AMOUNT) -> int:
+    """The most a stored value (a balance, a month's spending) may hold for ``value + amount`` to
+    stay within ``limit_minor``; negative when nothing can take the amount. A conditional UPDATE
+    compares the column with it (``spent_minor <= ?``) instead of computing ``spent_minor + ?``
+    in SQL, which would overflow before the comparison could refuse it. ``amount_minor`` and
+    ``limit_minor`` are in 0..MAX_AMOUNT, so the result fits a BIGINT too."""
+    return limit_minor - amount_minor
+
+
+def decimal_pattern(high_minor: int, *, positive: bool = False) -> str:
+    """A regular expression (anchored; JSON Schema's dialect too) for exactly the decimal strings
+    of the integers 0..high_minor (1..high_minor when ``positive``) with no sign, no leading zero
+    and no fraction: how the API declares an amount's bounds in /openapi.json and checks them."""
+    if high_minor < (1 if positive else 0):
+        raise ValueError(f"no amounts in an empty range up to {high_minor}")
+    digits = str(high_minor)
+    choices = [] if positive else ["0"]
+    if len(digits) > 1:  # every number with fewer digits
+        shorter = len(digits) - 2
+        choices.append(f"[1-9][0-9]{{0,{shorter}}}" if shorter else "[1-9]")
+    for index, digit in enumerate(digits):  # same length: equal up to index, then smaller
+        lowest = 1 if index == 0 else 0
+        if int(digit) > lowest:
+            top = int(digit) - 1
+            smaller = f"[{lowest}-{top}]" if top > lowest else str(lowest)
+            rest = len(digits) - index - 1
+            choices.append(digits[:index] + smaller + (f"[0-9]{{{rest}}}" if rest else ""))
+    choices.append(digits)
+    return "^(?:" + "|".join(dict.fromkeys(choices)) + ")$"

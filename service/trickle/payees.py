@@ -16,6 +16,7 @@ from trickle.errors import PayeeNameTaken, PayeeNotFound, ValidationFailed
 from trickle.ledger import AccountKind, Asset
 from trickle.models import LedgerAccount, Payee, SiteVerification
 from trickle.settings import Settings
+from trickle.text import clean_text
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DISPLAY_NAME_MAX_CHARS = 200
@@ -55,7 +56,7 @@ def payment_pointer(settings: Settings, name: str) -> str:
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValidationFailed(
             "a payee name is 2-63 characters of a-z, 0-9 and '-', starting with a letter or "
             f"digit, got {name[:70]!r}"
@@ -66,12 +67,7 @@ def check_name(name: str) -> str:
 def _display_name(text: str | None, name: str) -> str:
     if text is None:
         return name
-    cleaned = " ".join(text.split())
-    if not cleaned or len(cleaned) > DISPLAY_NAME_MAX_CHARS or not cleaned.isprintable():
-        raise ValidationFailed(
-            f"a display name is 1-{DISPLAY_NAME_MAX_CHARS} printable characters, got {text[:70]!r}"
-        )
-    return cleaned
+    return clean_text(text, field="display_name", max_chars=DISPLAY_NAME_MAX_CHARS)
 
 
 def create(

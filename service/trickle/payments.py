@@ -38,6 +38,7 @@ from trickle.origins import normalize_origin
 from trickle.receipts import ORDER_REF_PATTERN, ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.settings import Settings
 from trickle.streaming import directory
+from trickle.text import clean_text
 
 BINDING_PATTERN = re.compile(r"^[\x20-\x7e]{1,256}$")
 DESCRIPTION_MAX_CHARS = 200
@@ -84,15 +85,7 @@ def _checked(request: PaymentRequest, settings: Settings) -> PaymentRequest:
         raise ValidationFailed("binding must be 1-256 printable ASCII characters")
     description = request.description
     if description is not None:
-        description = " ".join(description.split())
-        if (
-            not description
-            or len(description) > DESCRIPTION_MAX_CHARS
-            or not description.isprintable()
-        ):
-            raise ValidationFailed(
-                f"description must be 1-{DESCRIPTION_MAX_CHARS} printable characters"
-            )
+        description = clean_text(description, field="description", max_chars=DESCRIPTION_MAX_CHARS)
     return dataclasses.replace(
         request, origin=normalize_origin(request.origin), description=description
     )

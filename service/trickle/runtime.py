@@ -1,4 +1,5 @@
-"""What a running service process holds: settings, database, key ring. Built once at start."""
+"""What a running service process holds: settings, database, key ring, the slots of site
+checks. Built once at start."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from trickle import keys, migrate
+from trickle import keys, migrate, siteverify
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.settings import Settings
 
@@ -28,6 +29,13 @@ class Runtime:
     kek: keys.KeyEncryptionKey
     key_ring: keys.KeyRingCache
     clock: Clock = utc_now
+    site_checks: siteverify.CheckSlots = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.site_checks = siteverify.CheckSlots(
+            self.settings.site_check_max_concurrent,
+            self.settings.site_check_max_concurrent_per_user,
+        )
 
     def reload_keys(self) -> None:
         with transaction(self.sessions) as session:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from trickle import cards
-from trickle.errors import ConfigError
+from trickle.errors import ConfigError, ValidationFailed
+from trickle.origins import normalize_origin
 
 ENVIRONMENTS = ("development", "production", "test")
 
@@ -32,6 +33,8 @@ class Settings:
     key_encryption_key: str = ""  # base64 32 bytes; empty: a 0600 file in data_dir (not production)
     receipt_ttl_s: int = 300
     key_reload_interval_s: int = 30
+    jwks_max_age_s: int = 300  # the key set's Cache-Control max-age
+    key_activation_leeway_s: int = 60  # a new key signs this much later than strictly needed
     log_level: str = "info"
     currency: str = "USD"
     asset_scale: int = 9
@@ -44,6 +47,8 @@ class Settings:
     login_max_attempts: int = 10
     login_window_s: int = 300
     allow_private_site_urls: bool = False
+    site_check_max_concurrent: int = 8  # site checks fetching at once in one process
+    site_check_max_concurrent_per_user: int = 2  # ... and for one user in one process
     stream_interval_ms: int = 2000
     stream_max_message_bytes: int = 4096
     stream_max_streams_per_connection: int = 64
@@ -68,11 +73,21 @@ class Settings:
 
     @property
     def issuer(self) -> str:
+        """The receipts' ``iss``: an origin in normal form (docs/receipts.md §3.1), so that a
+        verifier configured with the same URL in any spelling matches it."""
         if self.public_url:
-            return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+            return normalize_origin(self.public_url)
+        return normalize_origin(f"http://{self.host}:{self.port}")
 
     def validate(self) -> Settings:
+        if self.public_url:
+            try:
+                normalize_origin(self.public_url)
+            except ValidationFailed:
+                raise ConfigError(
+                    "TRICKLE_PUBLIC_URL must be an origin (scheme://host[:port], no path), "
+                    f"got {self.public_url[:80]!r}"
+                ) from None
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"TRICKLE_ENV must be one of {ENVIRONMENTS}, got {self.env!r}")
         if not 0 < self.port < 65536:
@@ -80,6 +95,17 @@ class Settings:
         if not 60 <= self.receipt_ttl_s <= 86_400:
             raise ConfigError(
                 f"TRICKLE_RECEIPT_TTL_S must be 60..86400 seconds, got {self.receipt_ttl_s}"
+            )
+        if not 1 <= self.key_reload_interval_s <= 3600:
+            raise ConfigError(
+                f"TRICKLE_KEY_RELOAD_INTERVAL_S must be 1..3600, got {self.key_reload_interval_s}"
+            )
+        if not 1 <= self.jwks_max_age_s <= 86_400:
+            raise ConfigError(f"TRICKLE_JWKS_MAX_AGE_S must be 1..86400, got {self.jwks_max_age_s}")
+        if not 0 <= self.key_activation_leeway_s <= 3600:
+            raise ConfigError(
+                "TRICKLE_KEY_ACTIVATION_LEEWAY_S must be 0..3600, "
+                f"got {self.key_activation_leeway_s}"
             )
         if not 0 <= self.asset_scale <= 18:
             raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")
@@ -90,6 +116,21 @@ class Settings:
         if not 10 <= self.stream_interval_ms <= 60_000:
             raise ConfigError(
                 f"TRICKLE_STREAM_INTERVAL_MS must be 10..60000, got {self.stream_interval_ms}"
+            )
+        if not 512 <= self.stream_max_message_bytes <= 1_048_576:  # the transport's too
+            raise ConfigError(
+                "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
+                f"got {self.stream_max_message_bytes}"
+            )
+        if not 1 <= self.site_check_max_concurrent <= 256:
+            raise ConfigError(
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT must be 1..256, "
+                f"got {self.site_check_max_concurrent}"
+            )
+        if not 1 <= self.site_check_max_concurrent_per_user <= self.site_check_max_concurrent:
+            raise ConfigError(
+                "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER must be 1..the process-wide limit "
+                f"({self.site_check_max_concurrent}), got {self.site_check_max_concurrent_per_user}"
             )
         if self.env == "production":
             if self.allow_private_site_urls:

@@ -1,11 +1,14 @@
 """Site verification: a creator proves control of a site origin by serving a token at
 ``<origin>/.well-known/trickle.txt``, which the service fetches carefully (it is a request to an
 address a user chose: http(s) only, public addresses only, pinned to the address it checked, no
-redirects, 5 s in all, 4 KiB at most).
+redirects, 5 s in all, 4 KiB at most, a bounded number at once, and never while holding a
+database connection).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
 import hmac
 import http.client
@@ -14,14 +17,18 @@ import ipaddress
 import secrets
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import cast
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from trickle.errors import SiteVerificationFailed, UnsafeUrl, ValidationFailed
+from trickle import payees
+from trickle.db import transaction
+from trickle.errors import SiteVerificationFailed, TooManySiteChecks, UnsafeUrl, ValidationFailed
 from trickle.models import Payee, SiteVerification
 from trickle.origins import normalize_origin
 
@@ -44,15 +51,14 @@ def token_url(origin: str) -> str:
 def site_origin(text: str, *, allow_private: bool) -> str:
     """The normalized origin; ``UnsafeUrl`` for another scheme than http(s) or for a literal
     address that is not public (names are resolved and checked when fetching)."""
-    stripped = text.strip()
-    if stripped.isascii():  # anything else is not an origin: normalize_origin says so below
+    if text.isascii():  # anything else is not an origin: normalize_origin says so below
         try:
-            scheme = urllib.parse.urlsplit(stripped).scheme.lower()
+            scheme = urllib.parse.urlsplit(text).scheme.lower()
         except ValueError:  # e.g. an unclosed IPv6 bracket
             raise ValidationFailed(f"not an origin: {text[:60]!r}") from None
         if scheme not in ("http", "https"):
             raise UnsafeUrl(f"only http:// and https:// sites can be verified, got {text[:60]!r}")
-    origin = normalize_origin(stripped)
+    origin = normalize_origin(text)
     host = urllib.parse.urlsplit(origin).hostname or ""
     literal = _literal_address(host)
     if literal is not None and not allow_private:
@@ -80,27 +86,125 @@ def start(
     return row
 
 
-def check(
-    session: Session, payee: Payee, origin_text: str, *, allow_private: bool, now: dt.datetime
-) -> SiteVerification:
-    """Fetch the origin's token file; mark the origin verified if it holds this payee's token.
-    ``UnsafeUrl`` or ``SiteVerificationFailed`` (saying what was wrong) otherwise."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Challenge:
+    """What a check reads from the database before it fetches: the row and the token it expects."""
+
+    verification_id: int
+    payee_id: int
+    origin: str
+    token: str
+
+
+def challenge(
+    session: Session, payee: Payee, origin_text: str, *, allow_private: bool
+) -> Challenge:
+    """The started verification of an origin for a payee; ``SiteVerificationFailed`` if none."""
     origin = site_origin(origin_text, allow_private=allow_private)
     row = _find(session, payee.id, origin)
     if row is None:
         raise SiteVerificationFailed(
             f"no verification was started for {origin} on this payee; start one first"
         )
-    body = fetch_token_file(origin, allow_private=allow_private)
-    if not _holds_token(body, row.token):
+    return Challenge(row.id, row.payee_id, row.origin, row.token)
+
+
+def confirm(body: bytes, expected: Challenge) -> None:
+    """``SiteVerificationFailed`` unless the fetched file holds the challenge's token."""
+    if not _holds_token(body, expected.token):
         raise SiteVerificationFailed(
-            f"{token_url(origin)} does not contain this payee's token; serve it as a line of "
-            "the file (several tokens may share the file, one per line)"
+            f"{token_url(expected.origin)} does not contain this payee's token; serve it as a "
+            "line of the file (several tokens may share the file, one per line)"
+        )
+
+
+def record(session: Session, proven: Challenge, now: dt.datetime) -> SiteVerification:
+    """Mark the origin verified (once: a later check keeps the first time). The row is read
+    again: ``SiteVerificationFailed`` if it is gone or now expects another token."""
+    row = session.get(SiteVerification, proven.verification_id, with_for_update=True)
+    if row is None or (row.payee_id, row.origin, row.token) != (
+        proven.payee_id,
+        proven.origin,
+        proven.token,
+    ):
+        raise SiteVerificationFailed(
+            f"the verification of {proven.origin} changed while its file was fetched; check again"
         )
     if row.verified_at is None:
         row.verified_at = now
         session.flush()
     return row
+
+
+def check(
+    sessions: sessionmaker[Session],
+    slots: CheckSlots,
+    *,
+    user_id: int,
+    payee_name: str,
+    origin_text: str,
+    allow_private: bool,
+    clock: Callable[[], dt.datetime],
+) -> SiteVerification:
+    """Fetch the origin's token file; mark the origin verified if it holds the payee's token.
+
+    Runs its own two short transactions and the fetch between them, with no database connection
+    held while the site answers (or does not): on SQLite a transaction holds the write lock of
+    the whole database, on PostgreSQL a connection of a small pool. The user must own the payee
+    in both. ``TooManySiteChecks`` when ``slots`` has no room (nothing is fetched);
+    ``PayeeNotFound``, ``UnsafeUrl`` or ``SiteVerificationFailed`` (saying what was wrong).
+    """
+    with slots.hold(user_id):
+        with transaction(sessions) as session:
+            payee = payees.owned(session, user_id, payee_name)
+            expected = challenge(session, payee, origin_text, allow_private=allow_private)
+        confirm(fetch_token_file(expected.origin, allow_private=allow_private), expected)
+    with transaction(sessions) as session:
+        payees.owned(session, user_id, payee_name)
+        return record(session, expected, clock())
+
+
+class CheckSlots:
+    """How many site checks may fetch at once in this process: in all and per user. A check
+    holds a slot for its whole fetch (at most ``TIMEOUT_S`` after the name resolved); one that
+    finds no slot is refused at once (``TooManySiteChecks``) rather than queued, so slow or
+    silent sites can tie up neither the request threads nor the database."""
+
+    def __init__(self, max_checks: int, max_checks_per_user: int) -> None:
+        self.max_checks = max_checks
+        self.max_checks_per_user = max_checks_per_user
+        self._lock = threading.Lock()
+        self._running: dict[int, int] = {}  # user id -> checks running
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return sum(self._running.values())
+
+    @contextlib.contextmanager
+    def hold(self, user_id: int) -> Iterator[None]:
+        with self._lock:
+            mine = self._running.get(user_id, 0)
+            if mine >= self.max_checks_per_user:
+                raise TooManySiteChecks(
+                    f"you have {mine} site checks running (at most {self.max_checks_per_user} "
+                    f"at once); try again when one has finished (within {TIMEOUT_S:g} s)"
+                )
+            if sum(self._running.values()) >= self.max_checks:
+                raise TooManySiteChecks(
+                    f"the service is running its most site checks at once "
+                    f"({self.max_checks}); try again in a few seconds"
+                )
+            self._running[user_id] = mine + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._running[user_id] - 1
+                if left:
+                    self._running[user_id] = left
+                else:
+                    del self._running[user_id]
 
 
 def _find(session: Session, payee_id: int, origin: str) -> SiteVerification | None:

@@ -7,7 +7,7 @@ a payee's earnings are exactly the sum of the receipts' ``amt``. Earnings are he
 ``CLAIM_HOLD_S`` (1 s) and the smallest claim is ``MIN_CLAIM_MINOR``, so that a creator can claim
 what a test's reading earned.
 
-The demo publisher (``service/trickle/publisher/``) runs as its own process (``DemoPublisher``),
+The demo publisher (``publisher/trickle_publisher/``) runs as its own process (``DemoPublisher``),
 exactly as ``trickle demo`` starts it (``start_publisher``), against the test service's issuer and
 keys, for a payee of the test's choosing.
 """
@@ -386,7 +386,7 @@ class TestSite:
 _PUBLISHER_MAIN = """
 import sys
 from trickle.settings import load_settings
-from trickle.publisher.server import start_publisher
+from trickle_publisher.server import start_publisher
 thread = start_publisher(load_settings(), sys.argv[1], int(sys.argv[2]))
 while thread.is_alive():
     thread.join(0.5)

@@ -296,10 +296,21 @@ def test_a_link_added_later_starts_paying_and_removing_it_stops(
     wait_for_events(page, 2)
     page.evaluate("removeMonetizationLink()")
     count = _settle_then_assert_quiet(page)
-    receipts = _settled_receipts(page, service, site, payee, binding="dyn-1")
+    receipts = verify_events(
+        events(page), service=service, audience=site.origin, pointer=payee.pointer, binding="dyn-1"
+    )
     assert len(receipts) == count >= 2
+    # The stop charged the time since the last receipt as a final increment (stream protocol,
+    # `stop`); its receipt came after the link was gone, so it reached the extension (the
+    # history counts it) but no page: the creator earned the page's receipts plus at most one
+    # interval's worth.
+    earned = payee.earnings_minor(service)
+    one_interval = int(reader.settings(service)["rate_per_hour_minor"]) * STREAM_INTERVAL_MS
+    assert 0 <= earned - sum(r.amount_minor for r in receipts) <= one_interval // 3_600_000 + 1
     popup = browser.popup(page)
     expect(popup.locator("#tab-status")).to_have_attribute("data-state", "not-monetized")
+    row = popup.locator(f'#history li[data-origin="{site.origin}"]')
+    expect(row).to_have_attribute("data-minor", str(earned))
     browser.screenshot(popup, "popup-link-removed")
 
 

@@ -1,5 +1,5 @@
 """The demo publisher end to end (issue 6): a real headless Chromium with the extension reads the
-demo site (``service/trickle/publisher/``, started as ``trickle demo`` starts it) against a real
+demo site (``publisher/trickle_publisher/``, started as ``trickle demo`` starts it) against a real
 service; premium articles open only when the publisher's server has verified receipts worth their
 price for this visit.
 

@@ -455,7 +455,7 @@ def test_a_reader_has_at_most_200_site_overrides(
     response = client.put(
         url, json={"origin": "https://one-more.example", "disabled": True}, headers=user.auth
     )
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert error_code(response) == "too_many_site_overrides"
     # Changing an existing rule is still fine.
     existing = {"origin": "https://s0.example", "rate_per_hour_minor": "5", "disabled": False}
@@ -519,48 +519,6 @@ def test_racing_puts_of_one_new_override_both_succeed_and_the_last_wins(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("https://blog.example", "https://blog.example"),
-        ("HTTPS://Blog.Example:443/", "https://blog.example"),
-        ("http://blog.example:80", "http://blog.example"),
-        ("http://localhost:8080", "http://localhost:8080"),
-        ("https://127.0.0.1", "https://127.0.0.1"),
-        ("http://[::1]:3000", "http://[::1]:3000"),
-        ("https://[::1]", "https://[::1]"),
-        ("http://[2001:DB8::1]:443", "http://[2001:db8::1]:443"),
-        ("https://my_site.example", "https://my_site.example"),
-        ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
-    ],
-)
-def test_normalize_origin_accepts_origins(text: str, expected: str) -> None:
-    assert accounts.normalize_origin(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "blog.example",
-        "javascript:alert(1)",
-        "https://",
-        "https://blog.example/a",
-        "https://blog.example#x",
-        "https://a:b@blog.example",
-        "https://blog .example",
-        "https://-blog.example",
-        "https://blog.example.",
-        "https://[::g]",
-        "https://[::1",
-        "https://]a",
-        "https://blog.example:65536",
-    ],
-)
-def test_normalize_origin_refuses_everything_else(text: str) -> None:
-    with pytest.raises(ValidationFailed):
-        accounts.normalize_origin(text)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
         (" Ann@Example.COM ", "ann@example.com"),
         ("a.b+tag@sub.example.org", "a.b+tag@sub.example.org"),
     ],
@@ -583,6 +541,9 @@ def test_normalize_email(text: str, expected: str) -> None:
         "ann@-example.com",
         "x" * 65 + "@example.com",
         "ann@ex.c0m.",
+        "\u00a0ann@example.com",  # only ASCII spaces are trimmed
+        "ann@\u212axample.com",  # KELVIN SIGN lowercases to an ASCII k: not an address
+        "ann\x00@example.com",
     ],
 )
 def test_normalize_email_refuses_non_addresses(text: str) -> None:
@@ -594,6 +555,13 @@ def test_passwords_outside_10_to_200_characters_are_refused() -> None:
     for password in ("x" * 9, "x" * 201):
         with pytest.raises(ValidationFailed):
             accounts.hash_password(password)
+
+
+def test_a_password_s_length_is_counted_as_typed_not_after_nfkc() -> None:
+    # What the API's schema and the dashboard count: NFKC joins "e" + U+0301 into one character
+    # and splits U+FB03 into three, but the password is as long as it was typed.
+    for password in ("e\u0301" * 5, "\ufb03" * 200):
+        assert accounts.hash_password(password).startswith("$argon2id$")
 
 
 def test_log_in_refuses_an_overlong_email_without_counting_it(runtime: Runtime) -> None:

@@ -40,6 +40,25 @@ def test_wrong_method_is_a_typed_json_error(client: TestClient) -> None:
     assert response.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/.well-known/jwks.json", {"GET", "HEAD"}),
+        ("PATCH", "/api/v1/payments", {"GET", "HEAD", "POST"}),
+        ("PUT", "/api/v1/sessions", {"POST", "DELETE"}),
+        ("OPTIONS", "/p/someone", {"GET", "HEAD"}),
+        ("DELETE", "/dashboard/earnings", {"GET", "HEAD"}),
+    ],
+)
+def test_a_405_says_which_methods_the_path_takes(
+    client: TestClient, method: str, path: str, allowed: set[str]
+) -> None:
+    # Issue 11 item 13: the Allow header (RFC 9110) was dropped with the JSON error body.
+    response = client.request(method, path)
+    assert (response.status_code, response.json()["error"]["code"]) == (405, "method_not_allowed")
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == allowed
+
+
 def test_an_unexpected_exception_is_a_500_without_traceback(
     runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -69,12 +70,19 @@ def test_keys_rotate_then_list(
     monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
     common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
     assert main(["keys", "rotate", *common]) == 0
-    assert main(["keys", "rotate", *common]) == 0
+    made = capsys.readouterr().out
+    assert re.search(r"new key k\S+: published now, signs from \S+Z \(in 390 s\)", made), made
+    assert main(["keys", "rotate", *common]) == 0  # a key is waiting already: no second one
+    again = capsys.readouterr().out
+    assert "is already waiting" in again and "no new key made" in again
     assert main(["keys", "list", *common]) == 0
     lines = capsys.readouterr().out.splitlines()
-    listing = lines[lines.index(next(x for x in lines if x.startswith("kid"))) + 1 :]
-    states = [line.split()[2] for line in listing]
-    assert sorted(states) == ["active", "retiring", "retiring"]
+    assert " ".join(lines[0].split()) == "kid state signs from signs until published until"
+    rows = [line.split() for line in lines[1:]]
+    assert [row[1] for row in rows] == ["active", "next"]
+    (active, waiting) = rows
+    assert active[3] == waiting[2]  # the active key signs until the next one signs
+    assert waiting[3:] == ["-", "-"]
 
 
 def test_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,3 +140,40 @@ def test_trickle_serve_with_workers_shares_one_database_and_key_set(tmp_path: Pa
     assert all(key_set == key_sets[0] for key_set in key_sets)  # whichever worker answered
     assert len(key_sets[0]["keys"]) == 1  # type: ignore[index]
     assert list((tmp_path / "data").glob("*.db")) == [tmp_path / "data" / "trickle.db"]
+
+
+_WITHOUT_THE_LIBRARIES = """
+import importlib, pkgutil, sys
+sys.modules["trickle_verifier"] = None  # any import of them now fails
+sys.modules["trickle_publisher"] = None
+import trickle
+from trickle.cli import main, start_demo_publisher
+from trickle.settings import load_settings
+for module in pkgutil.walk_packages(trickle.__path__, "trickle."):
+    if not module.name.startswith("trickle.migrations."):  # Alembic runs those
+        importlib.import_module(module.name)
+data_dir = sys.argv[1]
+assert main(["demo", "--no-serve", "--data-dir", data_dir]) == 0
+settings = load_settings({}, data_dir=data_dir)
+assert start_demo_publisher(settings, "http://127.0.0.1:8420/p/demo", 8421) is None
+"""
+
+
+def test_the_service_needs_neither_the_verifier_nor_the_publisher(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRICKLE_")}
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _WITHOUT_THE_LIBRARIES, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trickle demo: reader  reader@demo.trickle.test" in result.stdout
+    assert (
+        "trickle demo: the demo publisher site is not served: trickle_publisher is not "
+        "installed. From a checkout, `make setup`"
+    ) in result.stderr
+    assert "--publisher-port 0 leaves it out" in result.stderr
+    assert "Traceback" not in result.stderr

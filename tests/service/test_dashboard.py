@@ -4,6 +4,7 @@ the ledger (tables, SVG chart, CSV), and a claim form that claims once however o
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import html
@@ -17,7 +18,7 @@ from starlette.testclient import TestClient
 
 from tests.factories import asset, create_payee, create_user
 from tests.service.test_earnings import NOW, earn
-from tests.service.test_siteverify import serving
+from tests.service.test_siteverify import holding, serving, write_at_once
 from trickle import accounts, ledger
 from trickle.app import create_app
 from trickle.dashboard import chart
@@ -285,7 +286,7 @@ def test_prove_site_ownership_with_the_guided_flow(runtime: Runtime, browser: Te
         site.body = b"somebody else's token\n"
         check = {"origin": site.origin, "csrf_token": csrf}
         failed = browser.post("/dashboard/payees/proven/sites/check", data=check)
-        assert failed.status_code == 422
+        assert failed.status_code == 409
         assert "Check failed" in failed.text
         assert "site_verification_failed" in failed.text
         assert "Not verified yet" in failed.text
@@ -299,6 +300,41 @@ def test_prove_site_ownership_with_the_guided_flow(runtime: Runtime, browser: Te
     assert browser.get("/p/proven").json()["verified_origins"] == [site.origin]
 
 
+def test_the_guided_check_holds_no_database_connection_while_the_site_answers(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    runtime.settings = dataclasses.replace(runtime.settings, allow_private_site_urls=True)
+    user_id = _signed_in(runtime, browser)
+    create_payee(runtime, user_id, "patient")
+    csrf = _csrf(browser)
+    with holding() as site:
+        started = browser.post(
+            "/dashboard/payees/patient/sites", data={"origin": site.origin, "csrf_token": csrf}
+        )
+        token = re.search(
+            r"(trickle-site-verification=[A-Za-z0-9_-]+)",
+            browser.get(started.headers["location"]).text,
+        )
+        assert token is not None
+        site.body = f"{token.group(1)}\n".encode()
+        check = {"origin": site.origin, "csrf_token": csrf}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            checking = pool.submit(
+                browser.post, "/dashboard/payees/patient/sites/check", data=check
+            )
+            try:
+                assert site.wait_for_requests(1)
+                assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+                assert write_at_once(runtime.settings.database_url) < 1.0
+            finally:
+                site.release.set()
+            verified = checking.result(timeout=30)
+    assert verified.status_code == 303
+    assert (
+        f"{site.origin} is verified for patient" in browser.get(verified.headers["location"]).text
+    )
+
+
 def test_someone_elses_payee_is_not_found(runtime: Runtime, browser: TestClient) -> None:
     _signed_in(runtime, browser)
     stranger = create_user(runtime)
@@ -309,6 +345,25 @@ def test_someone_elses_payee_is_not_found(runtime: Runtime, browser: TestClient)
     bad_days = browser.get("/dashboard/earnings?days=forever")
     assert bad_days.status_code == 422
     assert "validation_failed" in bad_days.text
+
+
+def test_a_nul_character_is_the_same_4xx_on_both_databases(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    # Issue 11 item 7: each of these was a 500 on PostgreSQL ("cannot contain NUL characters").
+    _account(runtime, "nul@example.com")
+    form = browser.get(SIGN_IN)
+    nonce = _field(form.text, "login_nonce")
+    signed_in = browser.post(
+        SIGN_IN, data={"email": "nul\x00@example.com", "password": PASSWORD, "login_nonce": nonce}
+    )
+    assert signed_in.status_code == 422
+    assert "validation_failed" in signed_in.text
+    _signed_in(runtime, browser)
+    for path in ("/dashboard/payees/%00", "/dashboard/earnings?payee=%00"):
+        response = browser.get(path)
+        assert response.status_code == 422, path
+        assert "validation_failed" in response.text
 
 
 # --- earnings -------------------------------------------------------------------------------
@@ -432,7 +487,7 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     fresh = _field(after, "idempotency_key")
     assert fresh != form["idempotency_key"]
     nothing_left = browser.post("/dashboard/claims", data={**form, "idempotency_key": fresh})
-    assert nothing_left.status_code == 422
+    assert nothing_left.status_code == 409
     assert "claim_below_minimum" in nothing_left.text
 
 

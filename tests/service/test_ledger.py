@@ -7,10 +7,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.factories import asset, create_user
-from trickle import ledger
+from trickle import ledger, money, spending
 from trickle.db import transaction
 from trickle.errors import (
     AccountNotFound,
+    AmountOverflow,
     CurrencyMismatch,
     IdempotencyConflict,
     InsufficientFunds,
@@ -213,3 +214,67 @@ def test_a_batch_with_a_key_posted_before_moves_nothing(runtime: Runtime) -> Non
             NOW,
         )
     assert (_balance(runtime, reader), _balance(runtime, payee)) == (97, 3)
+
+
+# --- the bound every balance stays within (issue 11, item 8) ----------------------------------
+
+MAX = money.MAX_AMOUNT
+
+
+def _funding(runtime: Runtime, provider: str) -> int:
+    with transaction(runtime.sessions) as session:
+        return ledger.account(session, AccountKind.FUNDING, provider, asset(runtime), NOW).id
+
+
+def test_a_credit_past_2_63_is_a_typed_refusal_on_both_databases(runtime: Runtime) -> None:
+    # Before: PostgreSQL failed the statement ("bigint out of range", a 500); SQLite turned the
+    # balance into a float, and the ledger no longer added up.
+    source, reader, payee = _accounts(runtime)
+    other = _funding(runtime, "other")
+    _post(runtime, source, reader, MAX, "fill")
+    with pytest.raises(AmountOverflow):
+        _post(runtime, other, reader, 1, "one-more")
+    assert (_balance(runtime, reader), _balance(runtime, other)) == (MAX, 0)
+    _post(runtime, reader, payee, 10, "spend", TransferKind.STREAM)
+    _post(runtime, other, reader, 10, "fits-again")  # exactly up to the bound
+    assert _balance(runtime, reader) == MAX
+
+
+def test_an_account_that_may_go_negative_stops_at_minus_2_63(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    _post(runtime, source, reader, MAX, "fill")
+    _post(runtime, reader, payee, MAX, "empty", TransferKind.STREAM)
+    with pytest.raises(AmountOverflow):
+        _post(runtime, source, reader, 1, "below-the-bound")
+    assert (_balance(runtime, source), _balance(runtime, reader)) == (-MAX, 0)
+
+
+def test_a_batch_past_2_63_is_refused_before_the_database_sees_it(runtime: Runtime) -> None:
+    source, reader, payee = _accounts(runtime)
+    other = _funding(runtime, "other")
+    _post(runtime, source, reader, MAX, "fill")
+    _post(runtime, reader, payee, MAX - 5, "almost", TransferKind.STREAM)
+    _post(runtime, other, reader, MAX - 5, "refill")
+    for batch in (
+        [_stream(reader, payee, 6, "over")],  # the payee's balance would pass the bound
+        [_stream(reader, payee, MAX, "a"), _stream(reader, payee, MAX, "b")],  # the sum would
+    ):
+        with transaction(runtime.sessions) as session, pytest.raises(ledger.BatchRefused):
+            ledger.post_batch(session.connection(), batch, NOW)
+    assert (_balance(runtime, reader), _balance(runtime, payee)) == (MAX, MAX - 5)
+
+
+def test_a_month_s_spending_is_bounded_before_the_database_adds(runtime: Runtime) -> None:
+    user = create_user(runtime)
+    month = spending.month_of(NOW)
+    budget = 1_000
+    with transaction(runtime.sessions) as session:
+        assert spending.add(session, spending.Spend(user.id, month, 10, budget))
+        # Before: PostgreSQL computed spent_minor + amount and failed ("bigint out of range").
+        assert not spending.add(session, spending.Spend(user.id, month, MAX, budget))
+        assert not spending.add(session, spending.Spend(user.id, month, budget - 9, budget))
+        assert spending.add(session, spending.Spend(user.id, month, budget - 10, budget))
+        spends = [spending.Spend(user.id, month, MAX, MAX)] * 2  # a sum past 2^63-1
+        with pytest.raises(spending.BudgetRefused):
+            spending.add_batch(session.connection(), spends)
+        assert spending.spent(session, user.id, month) == budget

@@ -14,9 +14,12 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.conftest import REPO
-from trickle import api
-from trickle.api.base import ApiRouter, Context, Empty
+from trickle import accounts, api, money, payees
+from trickle.api.base import IDEMPOTENCY_KEY_PATTERN, ApiRouter, Context, Empty
 from trickle.api.openapi import PUBLIC_OPERATIONS, document, openapi_path
+from trickle.origins import ORIGIN_PATTERN
+from trickle.settings import Settings
+from trickle.text import TEXT_PATTERN
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 
@@ -131,7 +134,7 @@ def test_idempotent_endpoints_require_the_idempotency_key_header(doc: dict[str, 
 def test_money_is_a_decimal_string_in_the_schemas(doc: dict[str, Any]) -> None:
     schemas = doc["components"]["schemas"]
     assert schemas["SettingsOut"]["properties"]["rate_per_hour_minor"] == {
-        "pattern": "^(0|[1-9][0-9]{0,18})$",
+        "pattern": money.decimal_pattern(money.MAX_AMOUNT),
         "title": "Rate Per Hour Minor",
         "type": "string",
     }
@@ -180,3 +183,81 @@ def test_every_endpoint_is_documented_in_api_md() -> None:
         if method in METHODS
     }
     assert documented == in_code
+
+
+# --- formats and limits (issue 11, item 13): declared exactly as the server checks them -------
+
+
+def _property(doc: dict[str, Any], model: str, field: str) -> dict[str, Any]:
+    prop: dict[str, Any] = doc["components"]["schemas"][model]["properties"][field]
+    variants = [v for v in prop.get("anyOf", [prop]) if v.get("type") != "null"]
+    assert len(variants) == 1, (model, field)
+    return variants[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "pattern"),
+    [
+        ("PaymentIn", "origin", ORIGIN_PATTERN),
+        ("SiteIn", "origin", ORIGIN_PATTERN),
+        ("SiteOverrideIn", "origin", ORIGIN_PATTERN),
+        ("SiteOverrideDeleteIn", "origin", ORIGIN_PATTERN),
+        ("SignUpIn", "email", accounts.EMAIL_PATTERN),
+        ("LogInIn", "email", accounts.EMAIL_PATTERN),
+        ("PayeeIn", "name", payees.NAME_PATTERN.pattern),
+        ("ClaimIn", "payee", payees.NAME_PATTERN.pattern),
+        ("PayeeIn", "display_name", TEXT_PATTERN),
+        ("PaymentIn", "description", TEXT_PATTERN),
+        ("PaymentIn", "amount_minor", money.decimal_pattern(money.MAX_AMOUNT, positive=True)),
+        ("ClaimIn", "amount_minor", money.decimal_pattern(money.MAX_AMOUNT, positive=True)),
+    ],
+)
+def test_the_formats_the_server_checks_are_declared(
+    doc: dict[str, Any], model: str, field: str, pattern: str
+) -> None:
+    assert _property(doc, model, field)["pattern"] == pattern
+
+
+def test_path_and_header_formats_are_declared(doc: dict[str, Any]) -> None:
+    ops = operations(doc)
+    for key in [("GET", "/p/{name}"), ("POST", "/api/v1/payees/{name}/sites")]:
+        (name,) = [p for p in ops[key]["parameters"] if p["name"] == "name"]
+        assert name["schema"]["pattern"] == payees.NAME_PATTERN.pattern
+    (header,) = [
+        p for p in ops[("POST", "/api/v1/payments")]["parameters"] if p["name"] == "Idempotency-Key"
+    ]
+    assert header["schema"]["pattern"] == IDEMPOTENCY_KEY_PATTERN.pattern
+
+
+def test_the_served_document_declares_the_limits_of_the_settings(client: TestClient) -> None:
+    served = client.get("/openapi.json").json()
+    settings: Settings = client.app.state.runtime.settings  # type: ignore[attr-defined]
+    rate = money.decimal_pattern(accounts.max_rate_per_hour_minor(settings))
+    budget = money.decimal_pattern(accounts.max_monthly_budget_minor(settings))
+    assert _property(served, "SettingsIn", "rate_per_hour_minor")["pattern"] == rate
+    assert _property(served, "SiteOverrideIn", "rate_per_hour_minor")["pattern"] == rate
+    assert _property(served, "SettingsIn", "monthly_budget_minor")["pattern"] == budget
+    assert _property(served, "PaymentIn", "currency")["enum"] == [settings.currency]
+    assert "x-trickle-settings-limit" not in client.get("/openapi.json").text
+
+
+def _patterns(node: Any) -> list[str]:
+    found: list[str] = []
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("pattern"), str):
+                found.append(item["pattern"])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
+
+
+def test_every_pattern_reads_the_same_in_json_schema_and_python(client: TestClient) -> None:
+    # A pattern JSON Schema's validators cannot compile is silently not checked by fuzzers.
+    for pattern in set(_patterns(client.get("/openapi.json").json())):
+        re.compile(pattern)
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+        assert "(?P<" not in pattern and "(?=" not in pattern and "(?!" not in pattern

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from tests import factories
 from tests.factories import create_payee, create_user, fund_reader
-from trickle import ledger, payments, spending
+from trickle import ledger, money, origins, payments, spending
 from trickle.db import transaction
 from trickle.errors import (
     BudgetExhausted,
@@ -26,10 +26,11 @@ from trickle.errors import (
     PayeeNotFound,
     SiteDisabled,
 )
-from trickle.ledger import AccountKind, Asset
+from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
 from trickle.models import IdempotentRequest, Payment, SiteOverride, Transfer
 from trickle.receipts import ReceiptSigner
 from trickle.runtime import Runtime
+from trickle.streaming import engine
 from trickle_verifier import InvalidClaim, KeySet, Verifier
 
 UNIT = 1_000_000_000  # 1.00 USD at scale 9
@@ -341,6 +342,14 @@ def test_an_unknown_payee_is_refused(
         ({"description": "   "}, 422, "validation_failed"),
         ({"origin": "https://shop.example/path"}, 422, "validation_failed"),
         ({"origin": "javascript:alert(1)"}, 422, "validation_failed"),
+        # Issue 11 item 9: these were paid, and signed into the receipt's `aud`.
+        ({"origin": 'https://x"onmouseover="alert(1)'}, 422, "validation_failed"),
+        ({"origin": "https://<b>"}, 422, "validation_failed"),
+        ({"origin": "https://shop\x01.example"}, 422, "validation_failed"),
+        ({"origin": "https://shop.example\n"}, 422, "validation_failed"),
+        ({"origin": "https://shop\x00.example"}, 422, "validation_failed"),
+        ({"origin": "https://1.2.3"}, 422, "validation_failed"),
+        ({"description": "bidi \u202e override"}, 422, "validation_failed"),
         ({"extra": "field"}, 422, "validation_failed"),
     ],
 )
@@ -357,6 +366,42 @@ def test_bad_payments_get_typed_errors(
     assert _reader_balance(runtime, shop) == 2 * UNIT
 
 
+def test_a_payment_takes_origins_exactly_as_a_stream_start_does() -> None:
+    # One function decides what an origin is, for a stream's `aud` and a payment's alike.
+    assert payments.normalize_origin is engine.normalize_origin is origins.normalize_origin
+
+
+def test_a_payment_of_2_63_minus_1_is_past_the_budget_on_both_databases(
+    runtime: Runtime, client: TestClient, shop: Shop
+) -> None:
+    # Issue 11 item 8: with something spent this month, PostgreSQL computed spent + amount in
+    # the budget's UPDATE and failed ("bigint out of range", a 500); SQLite said 409.
+    assert _pay(client, shop.reader, "buy-small-01", _body(shop, amount_minor="5"))[0] == 201
+    big = _body(shop, amount_minor=str(money.MAX_AMOUNT), order_ref="article-43")
+    status, body, _ = _pay(client, shop.reader, "buy-huge-001", big)
+    assert (status, body["error"]["code"]) == (409, "budget_exhausted")
+    assert (_month_spent(runtime, shop.reader.id), _count(runtime, Payment)) == (5, 1)
+
+
+def test_a_payment_that_would_overflow_the_payee_s_balance_moves_nothing(
+    runtime: Runtime, client: TestClient, shop: Shop
+) -> None:
+    with transaction(runtime.sessions) as session:
+        now = runtime.clock()
+        source = ledger.account(session, AccountKind.FUNDING, "fill", _asset(runtime), now)
+        payee = ledger.account(
+            session, AccountKind.PAYEE, f"payee:{shop.payee_id}", _asset(runtime), now
+        )
+        request = TransferRequest(
+            source.id, payee.id, money.MAX_AMOUNT - 1, "USD", TransferKind.TOPUP, "fill-payee"
+        )
+        ledger.post_transfer(session, request, now)
+    status, body, _ = _pay(client, shop.reader, "buy-over-001", _body(shop))
+    assert (status, body["error"]["code"]) == (409, "amount_overflow")
+    assert _reader_balance(runtime, shop) == 2 * UNIT
+    assert (_month_spent(runtime, shop.reader.id), _count(runtime, Payment)) == (0, 0)
+
+
 def test_a_payment_needs_a_session_and_an_idempotency_key(
     runtime: Runtime, client: TestClient, shop: Shop
 ) -> None:
@@ -369,7 +414,19 @@ def test_a_payment_needs_a_session_and_an_idempotency_key(
         "/api/v1/payments", json=_body(shop), headers={"Idempotency-Key": "anon-key-01"}
     )
     assert response.status_code == 401
+    # The documented character set is enforced (before: any 8-200 ASCII characters passed).
+    for key in ("not allowed!", "with space", "semi;colon", "x" * 7, "y" * 201):
+        response = client.post(
+            "/api/v1/payments",
+            json=_body(shop),
+            headers={**shop.reader.auth, "Idempotency-Key": key},
+        )
+        assert (response.status_code, response.json()["error"]["code"]) == (
+            422,
+            "validation_failed",
+        ), key
     assert _reader_balance(runtime, shop) == 2 * UNIT
+    assert _count(runtime, IdempotentRequest) == 0
 
 
 def test_readers_list_only_their_own_payments_newest_first(

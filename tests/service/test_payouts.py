@@ -338,7 +338,7 @@ def test_claiming_through_the_api_is_idempotent(runtime: Runtime, client: TestCl
     )
     assert (status, error["error"]["code"]) == (422, "idempotency_key_reused")  # type: ignore[index]
     status, error, _ = _claim_request(client, user.auth, "api-claim-2", {"payee": "api-claim"})
-    assert (status, error["error"]["code"]) == (422, "claim_below_minimum")  # type: ignore[index]
+    assert (status, error["error"]["code"]) == (409, "claim_below_minimum")  # type: ignore[index]
 
     listed = client.get("/api/v1/payouts", headers=user.auth).json()
     assert listed == {"payouts": [body]}

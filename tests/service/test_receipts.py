@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import jwt
@@ -109,8 +108,10 @@ def test_joserfc_verifies_service_receipts_against_the_jwks(runtime: Runtime) ->
 def test_receipts_signed_before_a_rotation_still_verify(runtime: Runtime) -> None:
     before = ReceiptSigner(runtime.key_ring.current.active).sign(_claims())
     with transaction(runtime.sessions) as session:
-        keys.rotate(session, runtime.kek, dt.datetime.now(dt.UTC))
+        rotation = keys.rotate(session, runtime.kek, runtime.settings, runtime.clock())
+    runtime.clock = lambda: rotation.activates_at  # the new key signs from then on
     runtime.reload_keys()
+    assert runtime.key_ring.current.active.kid == rotation.kid
     after = ReceiptSigner(runtime.key_ring.current.active).sign(_claims())
     verifier = _verifier(runtime)
     assert verifier.verify(before).total_minor == verifier.verify(after).total_minor

@@ -3,6 +3,7 @@ careful fetch (non-public addresses, redirects, size, time). Nothing here leaves
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
@@ -20,12 +21,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from tests import factories
 from tests.factories import create_payee, create_user
 from trickle import siteverify
-from trickle.errors import SiteVerificationFailed, UnsafeUrl
+from trickle.db import make_engine, transaction
+from trickle.errors import SiteVerificationFailed, TooManySiteChecks, UnsafeUrl
+from trickle.models import SiteVerification
 from trickle.runtime import Runtime
 
 # --- a tiny site ----------------------------------------------------------------------------
@@ -83,6 +87,80 @@ def serving(tls: ssl.SSLContext | None = None) -> Iterator[Site]:
 @pytest.fixture
 def site() -> Iterator[Site]:
     with serving() as s:
+        yield s
+
+
+@dataclasses.dataclass
+class HeldSite:
+    """A site that answers only once ``release`` is set (a slow or silent site), counting the
+    requests it holds at once."""
+
+    port: int = 0
+    body: bytes = b""
+    release: threading.Event = dataclasses.field(default_factory=threading.Event)
+    requests: int = 0
+    holding: int = 0
+    most_held: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_for_requests(self, count: int, timeout_s: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.requests < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+def _held_handler(site: HeldSite) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with site.lock:
+                site.requests += 1
+                site.holding += 1
+                site.most_held = max(site.most_held, site.holding)
+            try:
+                site.release.wait(60)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(site.body)))
+                self.end_headers()
+                self.wfile.write(site.body)
+            except OSError:
+                pass  # the checker gave up (its deadline passed) and hung up
+            finally:
+                with site.lock:
+                    site.holding -= 1
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def holding() -> Iterator[HeldSite]:
+    site = HeldSite()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _held_handler(site))
+    server.request_queue_size = 128
+    site.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield site
+    finally:
+        site.release.set()
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@pytest.fixture
+def held_site() -> Iterator[HeldSite]:
+    with holding() as s:
         yield s
 
 
@@ -164,7 +242,7 @@ def test_a_site_that_does_not_prove_it_is_refused_with_a_reason(
     assert _start(client, creator, "not-proven", site.origin).status_code == 200
     site.status, site.body, site.headers = status, body, headers
     response = _check(client, creator, "not-proven", site.origin)
-    assert response.status_code == 422
+    assert response.status_code == 409  # the site's state, not the request, is what is wrong
     error = response.json()["error"]
     assert error["code"] == "site_verification_failed"
     assert message in error["message"]
@@ -179,7 +257,7 @@ def test_checking_needs_a_started_verification(
     creator = create_user(runtime)
     create_payee(runtime, creator.id, "unstarted")
     response = _check(client, creator, "unstarted", site.origin)
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "no verification was started" in response.json()["error"]["message"]
     assert site.requests == []
 
@@ -230,6 +308,115 @@ def test_only_the_owner_may_verify_a_payees_sites(runtime: Runtime, client: Test
         response = call(client, stranger, "owned-sites", "https://example.com")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "payee_not_found"
+
+
+# --- while the site answers: no database connection held, a bounded number at once ---------
+
+
+def write_at_once(database_url: str) -> float:
+    """Seconds a write transaction took from another engine that waits at most 1 s for a lock
+    (on SQLite, ``BEGIN IMMEDIATE`` needs the database's write lock)."""
+    engine = make_engine(database_url, lock_wait_s=1.0)
+    try:
+        started = time.monotonic()
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM rate_limit_hits WHERE window_start < 0"))
+        return time.monotonic() - started
+    finally:
+        engine.dispose()
+
+
+def test_a_check_holds_no_database_connection_while_the_site_answers(
+    runtime: Runtime, client: TestClient, held_site: HeldSite
+) -> None:
+    _allow_private(runtime)
+    creator = create_user(runtime)
+    create_payee(runtime, creator.id, "patient")
+    token = _start(client, creator, "patient", held_site.origin).json()["token"]
+    held_site.body = f"{token}\n".encode()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        checking = pool.submit(_check, client, creator, "patient", held_site.origin)
+        try:
+            assert held_site.wait_for_requests(1)
+            # The site holds the check's fetch: the database must be free meanwhile.
+            assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert write_at_once(runtime.settings.database_url) < 1.0
+        finally:
+            held_site.release.set()
+        response = checking.result(timeout=30)
+    assert response.status_code == 200, response.json()
+    assert response.json()["verified"] is True
+
+
+def test_a_verification_that_changed_during_the_fetch_is_not_recorded(
+    runtime: Runtime, client: TestClient, held_site: HeldSite
+) -> None:
+    _allow_private(runtime)
+    creator = create_user(runtime)
+    create_payee(runtime, creator.id, "moving")
+    token = _start(client, creator, "moving", held_site.origin).json()["token"]
+    held_site.body = f"{token}\n".encode()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        checking = pool.submit(_check, client, creator, "moving", held_site.origin)
+        try:
+            assert held_site.wait_for_requests(1)
+            with transaction(runtime.sessions) as session:
+                row = session.scalars(select(SiteVerification)).one()
+                row.token = "trickle-site-verification=a-new-one"
+        finally:
+            held_site.release.set()
+        response = checking.result(timeout=30)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "site_verification_failed"
+    assert "changed while its file was fetched" in response.json()["error"]["message"]
+    with transaction(runtime.sessions) as session:
+        assert session.scalars(select(SiteVerification.verified_at)).one() is None
+
+
+def test_checks_beyond_the_limits_are_refused_at_once(
+    runtime: Runtime, client: TestClient, held_site: HeldSite
+) -> None:
+    _allow_private(runtime)
+    runtime.site_checks = siteverify.CheckSlots(max_checks=2, max_checks_per_user=1)
+    users = [create_user(runtime) for _ in range(3)]
+    for index, user in enumerate(users):
+        create_payee(runtime, user.id, f"limited-{index}")
+        assert _start(client, user, f"limited-{index}", held_site.origin).status_code == 200
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_check, client, users[0], "limited-0", held_site.origin)
+        assert held_site.wait_for_requests(1)
+        try:
+            again = _check(client, users[0], "limited-0", held_site.origin)  # per user
+            assert again.status_code == 429
+            assert again.json()["error"]["code"] == "too_many_site_checks"
+            second = pool.submit(_check, client, users[1], "limited-1", held_site.origin)
+            assert held_site.wait_for_requests(2)
+            third = _check(client, users[2], "limited-2", held_site.origin)  # per process
+            assert third.status_code == 429
+            assert third.json()["error"]["code"] == "too_many_site_checks"
+            assert held_site.requests == 2  # a refused check fetches nothing
+        finally:
+            held_site.release.set()
+        # The site answered without the tokens: failed checks give their slots back too.
+        assert first.result(timeout=30).status_code == 409
+        assert second.result(timeout=30).status_code == 409
+    assert runtime.site_checks.running == 0
+    assert _check(client, users[2], "limited-2", held_site.origin).status_code == 409
+    assert held_site.requests == 3
+
+
+def test_slots_count_per_user_and_in_all() -> None:
+    slots = siteverify.CheckSlots(max_checks=3, max_checks_per_user=2)
+    with slots.hold(1), slots.hold(1):
+        with pytest.raises(TooManySiteChecks, match="at most 2"), slots.hold(1):
+            pass
+        with slots.hold(2):
+            assert slots.running == 3
+            with pytest.raises(TooManySiteChecks, match="most site checks at once"), slots.hold(3):
+                pass
+    with pytest.raises(RuntimeError), slots.hold(1):
+        raise RuntimeError("a failed check")
+    assert slots.running == 0
 
 
 # --- the fetch itself -----------------------------------------------------------------------

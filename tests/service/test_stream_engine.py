@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,13 +15,13 @@ import pytest
 from sqlalchemy import select, text
 
 from tests.factories import asset, create_payee, create_user, fund_reader
-from trickle import ledger
+from trickle import ledger, sessions
 from trickle.db import transaction
 from trickle.ledger import AccountKind
 from trickle.models import ReaderSettings, SiteOverride
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
-from trickle.streaming import protocol
+from trickle.streaming import committer, protocol
 from trickle.streaming.accrual import HOUR_MS
 from trickle.streaming.engine import Connection, EngineLimits, StreamEngine
 from trickle_verifier import KeySet, Verifier
@@ -618,6 +619,215 @@ def test_stop_while_an_increment_commits_sends_stopped_last(
 
     run_engine(runtime, body)
     assert payee_balance(runtime, world.payees["alice"]) == 3 * 600_000_000 // 3600
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_stop_charges_what_accrued_since_the_last_receipt(
+    runtime: Runtime, world: World, batch: bool
+) -> None:
+    """Issue 11, item 14: stopping 2.5 intervals in pays for 2.5 intervals, not 2; the final
+    receipt comes before ``stopped``, whose tot includes it. Only a fraction of a unit is left."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 1_000_003  # an odd rate: the final increment leaves a fraction behind
+
+    set_reader(runtime, world.reader.id, rate=rate)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token, batch=batch)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(2)
+        h.clock.ms += h.interval_ms // 2  # half an interval, no tick
+        await h.send(tab, protocol.Stop(type="stop", sid=sid))
+        await h.engine.flush()
+        await h.drain()
+        about = [m for m in tab.messages if m.get("sid") == sid]
+        assert [m["type"] for m in about[-2:]] == ["receipt", "stopped"]
+        final, stopped = about[-2:]
+        assert int(final["amt"]) == rate * 2500 // HOUR_MS - rate * 2000 // HOUR_MS
+        assert (stopped["seq"], stopped["tot"]) == (3, final["tot"])
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == rate * 2500 // HOUR_MS
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == rate * 2500 // HOUR_MS
+
+
+def test_stop_while_an_increment_commits_charges_the_time_after_it_too(
+    runtime: Runtime, world: World
+) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 600_000_000
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(2)
+        h.clock.ms += h.interval_ms
+        h.engine.tick(h.clock.ms)  # the third increment is now committing
+        h.clock.ms += 600
+        await h.send(tab, protocol.Stop(type="stop", sid=sid))
+        await h.engine.flush()
+        await h.drain()
+        about = [m for m in tab.messages if m.get("sid") == sid]
+        assert [m["type"] for m in about[-3:]] == ["receipt", "receipt", "stopped"]
+        assert [m["seq"] for m in about[-3:]] == [3, 4, 4]
+        assert about[-2]["amt"] == str(rate * 3600 // HOUR_MS - rate * 3000 // HOUR_MS)
+        assert about[-1]["tot"] == str(verify_all(runtime, tab, sid, BLOG, "alice"))
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == rate * 3600 // HOUR_MS
+
+
+def test_a_final_increment_the_balance_cannot_cover_is_not_paid(
+    runtime: Runtime, world: World
+) -> None:
+    per_interval = 600_000_000 // 3600
+    fund_reader(runtime, world.reader.id, 2 * per_interval + 10)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(2)
+        h.clock.ms += h.interval_ms // 2
+        await h.send(tab, protocol.Stop(type="stop", sid=sid))
+        await h.engine.flush()
+        await h.drain()
+        about = [m for m in tab.messages if m.get("sid") == sid]
+        assert about[-1]["type"] == "stopped"
+        assert (about[-1]["seq"], about[-1]["tot"]) == (2, str(600_000_000 * 2000 // HOUR_MS))
+
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == 600_000_000 * 2000 // HOUR_MS
+
+
+def test_drain_stops_accruing_delivers_every_charged_receipt_and_closes_with_1001(
+    runtime: Runtime, world: World
+) -> None:
+    """The graceful stop (issue 11, item 11): the increment in flight lands, a final one
+    covers the time since, every receipt is written before the close, and the code is 1001."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    rate = 600_000_000
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        idle = await h.connect(world.reader.token)  # no stream: closed all the same
+        await h.run(2)
+        h.clock.ms += h.interval_ms
+        h.engine.tick(h.clock.ms)  # the third increment is committing
+        h.clock.ms += 400
+        await h.engine.drain()
+        assert [m["seq"] for m in tab.receipts(sid)] == [1, 2, 3, 4]
+        assert tab.receipts(sid)[-1]["amt"] == str(rate * 3400 // HOUR_MS - rate * 3000 // HOUR_MS)
+        assert tab.of("stopped") == [] and "disconnected" not in tab.states(sid)
+        for connection in (tab.connection, idle.connection):
+            assert connection.close_code == protocol.CLOSE_CODES["server_shutdown"] == 1001
+            assert connection.writer.done()
+        h.clock.ms += 10 * h.interval_ms
+        h.engine.tick(h.clock.ms)  # nothing accrues any more
+        await h.engine.flush()
+        assert len(tab.receipts(sid)) == 4
+        paid.append(verify_all(runtime, tab, sid, BLOG, "alice"))
+        late = h.engine.open(lambda _text: h.drain())
+        with pytest.raises(protocol.ProtocolViolation) as refused:
+            await h.engine.authenticate(
+                late, protocol.Hello(type="hello", v=1, token=world.reader.token)
+            )
+        assert refused.value.close_code == 1001
+
+    paid: list[int] = []
+    run_engine(runtime, body)
+    assert paid == [rate * 3400 // HOUR_MS]
+    assert payee_balance(runtime, world.payees["alice"]) == paid[0]
+
+
+def revoke_all_sessions(runtime: Runtime, user_id: int) -> None:
+    with transaction(runtime.sessions) as session:
+        sessions.revoke_all(session, user_id, runtime.clock())
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("in_flight", [False, True])
+def test_a_revoked_session_ends_its_streams_and_closes_with_4440(
+    runtime: Runtime, world: World, in_flight: bool, batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11, item 2: after a revoke the connection's streams end without charging the time
+    since their last increment; one already committing is delivered; then the close."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    other = create_user(runtime)
+    fund_reader(runtime, other.id, 10**12)
+    landing = threading.Event()  # while clear, a committed group is not reported back yet
+    landing.set()
+    stage = committer.stage
+
+    def held_stage(*args: Any) -> Callable[[], committer.CommitResult]:
+        finish = stage(*args)
+
+        def held_finish() -> committer.CommitResult:
+            result = finish()  # committed (SQLite's write lock is free again) but not landed
+            assert landing.wait(10)
+            return result
+
+        return held_finish
+
+    monkeypatch.setattr(committer, "stage", held_stage)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token, batch=batch)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        bystander = await h.connect(other.token, batch=batch)
+        kept = await h.start(bystander, BLOG, pointer("bob"))
+        await h.run(2)
+        h.clock.ms += h.interval_ms
+        if in_flight:
+            landing.clear()
+            h.engine.tick(h.clock.ms)
+        h.clock.ms += 500
+        revoke_all_sessions(runtime, world.reader.id)
+        await h.engine.check_sessions()
+        if in_flight:  # the close waits for the receipt in flight; nothing new starts meanwhile
+            assert tab.connection.closing is not None and not tab.connection.closed
+            late = protocol.Start(type="start", ref="late", origin=NEWS, pointer=pointer("alice"))
+            await h.send(tab, late)
+            landing.set()
+        await h.engine.flush()
+        await h.drain()
+        about = [m for m in tab.messages if m.get("sid") == sid]
+        assert [m["type"] for m in about[-2:]] == ["receipt", "stopped"]
+        stopped = about[-1]
+        assert stopped["reason"] == "session_ended"
+        assert stopped["seq"] == (3 if in_flight else 2)
+        assert tab.connection.close_code == protocol.CLOSE_CODES["session_ended"] == 4440
+        assert tab.connection.writer.done()
+        await h.run(5)
+        assert len(tab.receipts(sid)) == stopped["seq"]
+        assert tab.of("started")[-1]["sid"] == sid  # the late start was not carried out
+        # another reader's session is not touched
+        assert len(bystander.receipts(kept)) == 7 + in_flight
+        paid.append(verify_all(runtime, tab, sid, BLOG, "alice"))
+
+    paid: list[int] = []
+    run_engine(runtime, body)
+    assert payee_balance(runtime, world.payees["alice"]) == paid[0]
+
+
+def test_an_expired_session_is_ended_without_asking_the_database(
+    runtime: Runtime, world: World
+) -> None:
+    fund_reader(runtime, world.reader.id, 10**12)
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(1)
+        expires_at = tab.connection.session_expires_at
+        assert expires_at is not None
+        h.engine.runtime = dataclasses.replace(runtime, clock=lambda: expires_at)
+        await h.engine.check_sessions()
+        await h.drain()
+        assert tab.of("stopped", sid)[0]["reason"] == "session_ended"
+        assert tab.connection.close_code == 4440
+
+    run_engine(runtime, body)
 
 
 def test_a_client_that_reads_batches_gets_each_group_in_one_frame(

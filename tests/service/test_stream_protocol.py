@@ -4,6 +4,7 @@ close code of docs/stream-protocol.md, receipts that verify, resume, and the led
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import time
@@ -17,8 +18,9 @@ from starlette.websockets import WebSocketDisconnect
 from tests import factories
 from tests.conftest import REPO
 from tests.factories import asset, create_payee, create_user, fund_reader
-from trickle import ledger
+from trickle import ledger, sessions
 from trickle.db import transaction
+from trickle.jsontext import MAX_DEPTH
 from trickle.ledger import AccountKind
 from trickle.runtime import Runtime
 from trickle.settings import Settings
@@ -319,6 +321,72 @@ def test_a_stream_cannot_be_resumed_by_another_reader_or_twice(
         assert receive_until(ws, of_type("error"))[-1]["code"] == "unknown_stream"
 
 
+# --- the login session: revoked or expired, the socket closes -------------------------------
+
+
+def stream_until_closed(ws: Socket, sid: str, ended: Callable[[], float]) -> list[dict[str, Any]]:
+    """Read until the server closes with ``session_ended``; every message after ``ended()``
+    (the moment the session ended, time.monotonic) must come within 2 s of it."""
+    seen = []
+    with pytest.raises(WebSocketDisconnect) as closed:
+        for _ in range(10_000):
+            seen.append(ws.receive_json())
+            if seen[-1]["type"] == "receipt":
+                assert time.monotonic() - ended() < 2.0, "a receipt 2 s after the session ended"
+    assert closed.value.code == protocol.CLOSE_CODES["session_ended"] == 4440
+    assert time.monotonic() - ended() < 2.0, "the socket was closed late"
+    assert seen[-1] == {
+        "type": "stopped",
+        "sid": sid,
+        "reason": "session_ended",
+        "seq": seen[-1]["seq"],
+        "tot": seen[-1]["tot"],
+    }
+    return seen
+
+
+def test_log_out_everywhere_closes_the_open_stream_socket(
+    client: TestClient, runtime: Runtime, world: World
+) -> None:
+    """Issue 11, item 2: the revoke stops the payments within 2 s and closes with 4440; the
+    ledger holds exactly what the client got receipts for, and nothing after."""
+    revoked_at: list[float] = []
+    with client.websocket_connect(PATH) as ws:
+        hello(ws, world.reader.token)
+        sid = start(ws)
+        seen = receive_until(ws, of_type("receipt", sid=sid, seq=2))
+        response = client.delete("/api/v1/sessions", headers=world.reader.auth)
+        revoked_at.append(time.monotonic())
+        assert response.json() == {"revoked": 1}
+        seen += stream_until_closed(ws, sid, lambda: revoked_at[0])
+    total = check_chain(runtime, receipts(seen, sid), sid)
+    assert seen[-1]["tot"] == str(total)
+    time.sleep(0.3)  # a few more intervals: nothing is paid after the close
+    assert payee_balance(runtime, world.payee_id) == total
+    with client.websocket_connect(PATH) as ws:  # and the token no longer signs in
+        send(ws, {"type": "hello", "v": 1, "token": world.reader.token})
+        expect_close(ws, protocol.CLOSE_CODES["unauthenticated"])
+
+
+def test_an_expired_session_closes_its_stream_socket(
+    client: TestClient, runtime: Runtime, world: World
+) -> None:
+    with transaction(runtime.sessions) as session:
+        login = sessions.create(
+            session, world.reader.id, runtime.clock(), dt.timedelta(seconds=1.5)
+        )
+    expires_in_s = (login.expires_at - runtime.clock()).total_seconds()
+    expires = time.monotonic() + expires_in_s
+    with client.websocket_connect(PATH) as ws:
+        hello(ws, login.token)
+        sid = start(ws)
+        seen = stream_until_closed(ws, sid, lambda: expires)
+    assert time.monotonic() > expires
+    total = check_chain(runtime, receipts(seen, sid), sid)
+    assert total > 0 and seen[-1]["tot"] == str(total)
+    assert payee_balance(runtime, world.payee_id) == total
+
+
 # --- error replies: the socket stays open ---------------------------------------------------
 
 
@@ -407,7 +475,10 @@ def test_a_bad_first_message_closes_the_socket(client: TestClient, first: str, c
     ("later", "code"),
     [
         pytest.param("{nope", 4400, id="malformed"),
-        pytest.param('{"type": "dance"}', 4415, id="unknown-type"),
+        # Issue 11 item 6: nested past the JSON nesting limit (within the size limit): was a
+        # RecursionError at ~1000 levels (a traceback, close 1000); now one limit, 32.
+        pytest.param("[" * 200 + "]" * 200, 4400, id="nested-200-deep"),
+        pytest.param('{"type": "ping", "data": ' + "[" * 33 + "]" * 33 + "}", 4400, id="nested-34"),
         pytest.param(json.dumps({"type": "ping", "data": "x" * 600}), 4413, id="too-large"),
     ],
 )
@@ -418,6 +489,28 @@ def test_a_bad_later_message_closes_the_socket(
         hello(ws, world.reader.token)
         ws.send_text(later)
         expect_close(ws, code)
+
+
+def test_the_issue_s_1000_deep_message_closes_with_4400(client: TestClient, world: World) -> None:
+    # Issue 11 item 6: it raised RecursionError in the handler (a traceback, close 1000).
+    set_limits(client, max_message_bytes=4096)
+    with client.websocket_connect(PATH) as ws:
+        hello(ws, world.reader.token)
+        ws.send_text("[" * 1000 + "]" * 1000)
+        expect_close(ws, 4400)
+
+
+def test_parse_refuses_json_nested_past_the_one_limit() -> None:
+    deep = '{"type": "ping", "data": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+    with pytest.raises(protocol.ProtocolViolation) as refused:
+        protocol.parse(deep, 4096)
+    assert (refused.value.code, refused.value.close_code) == ("malformed_message", 4400)
+    with pytest.raises(protocol.ProtocolViolation) as refused:
+        protocol.parse("[" * 1000 + "]" * 1000, 4096)  # the issue's text, a first frame too
+    assert refused.value.close_code == 4400
+    fits = '{"type": "ping", "data": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+    with pytest.raises(protocol.InvalidMessage):  # parsed, then refused by the schema
+        protocol.parse(fits, 4096)
 
 
 def test_hello_timeout(client: TestClient) -> None:
@@ -484,6 +577,26 @@ def test_the_spec_lists_every_close_code() -> None:
     rows = re.findall(r"^\| `([a-z_]+)` \| (\d{4}) \|", doc_section("Close codes"), re.MULTILINE)
     assert {name: int(code) for name, code in rows} == protocol.CLOSE_CODES
     assert len(rows) == len(protocol.CLOSE_CODES)
+
+
+def test_the_spec_names_each_close_code_with_its_number_everywhere() -> None:
+    """Wherever the spec says "`name` (code)" (the hello section's first-frame table, the
+    limits), name and number are the code's; the hello section names the framing codes."""
+    text = (REPO / "docs/stream-protocol.md").read_text()
+    mentions = re.findall(r"`([a-z_]+)` \((\d{4})\)", text)
+    assert {name for name, _ in mentions} >= {"message_too_large", "session_ended"}
+    for name, code in mentions:
+        assert protocol.CLOSE_CODES[name] == int(code), name
+    first_frame = {
+        name for name, _ in re.findall(r"`([a-z_]+)` \((\d{4})\)", doc_section("`hello`"))
+    }
+    assert first_frame >= {
+        "message_too_large",
+        "malformed_message",
+        "unknown_message_type",
+        "unauthenticated",
+        "unsupported_version",
+    }
 
 
 def test_the_spec_lists_every_error_code() -> None:

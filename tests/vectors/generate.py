@@ -29,6 +29,9 @@ IAT = 1795000000
 EXP = 1795000300
 TYPE = "trickle-receipt+jwt"
 MAX_AMOUNT = 2**63 - 1
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_JSON_DEPTH = 32  # docs/receipts.md §2: the top-level object is level 1
+B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def _seed(label: str) -> bytes:
@@ -118,6 +121,22 @@ def hmac_token(alg: str, secret: bytes) -> str:
 
 def with_last_char(part: str, char: str) -> str:
     return part[:-1] + char
+
+
+def nested(levels: int) -> bytes:
+    """JSON arrays ``levels`` deep: ``[[...]]``."""
+    return b"[" * levels + b"]" * levels
+
+
+def with_member(value: dict[str, Any], member: bytes) -> bytes:
+    """``value`` as compact JSON with one more raw member (``"name":value``) at the end."""
+    return compact(value)[:-1] + b"," + member + b"}"
+
+
+def with_raw_claim(name: str, literal: bytes, **changes: Any) -> bytes:
+    """Standard claims (with ``changes``) where claim ``name`` is written as the JSON text
+    ``literal`` (``9.0``, ``-0``, ...), which ``json.dumps`` cannot produce."""
+    return with_member(claims(**{name: ..., **changes}), f'"{name}":'.encode() + literal)
 
 
 def sized_token(total_bytes: int) -> str:
@@ -214,6 +233,45 @@ def valid_vectors() -> list[dict[str, Any]]:
     add("iat exactly at now + leeway", claims(iat=NOW + LEEWAY_S, exp=NOW + 600))
     add("exp one second after iat", claims(iat=NOW, exp=NOW + 1))
     add("verified at its own clock", claims(iat=1900000000, exp=1900000300), now=1900000010)
+    add("iat 0, the epoch", claims(iat=0))
+    add("exp at 2^53-1", claims(exp=MAX_SAFE_INTEGER))
+    add(
+        "scale 0 and ids holding -0 (text, not a number)",
+        claims(scale=0, sid="s-0-aaaaaaaaaaaaaaaaaaA", jti="r-0"),
+    )
+    add("iat 0 with -0 inside a string", claims(iat=0, note="-0"))
+
+    # JSON (docs/receipts.md §2): nesting up to the limit, null, escapes, __proto__.
+    deepest = [[]]
+    for _ in range(MAX_JSON_DEPTH - 3):
+        deepest = [deepest]
+    add(f"an unknown claim nested to the limit ({MAX_JSON_DEPTH} levels)", claims(deep=deepest))
+    add(
+        f"an ignored header member nested to the limit ({MAX_JSON_DEPTH} levels)",
+        claims(),
+        head=header(deep=deepest),
+    )
+    add(
+        "brackets inside strings do not nest",
+        claims(note="[" * 100 + "{" * 100, kid_like='\\"[{'),
+    )
+    add(
+        "many sibling arrays, none deep",
+        claims(list=[[1], [2], {"a": [3]}] * 20),
+    )
+    add("an unknown claim null and a null header member", claims(extra=None), head=header(ext=None))
+    add(
+        "an escaped surrogate pair is one character",
+        claims(note="\U0001f600"),
+        raw_body=with_member(claims(note=...), b'"note":"\\ud83d\\ude00"'),
+    )
+    add(
+        "an escaped backslash before ud800 is not a surrogate escape",
+        claims(note="\\ud800"),
+        raw_body=with_member(claims(note=...), b'"note":"\\\\ud800"'),
+    )
+    add("U+FEFF inside a string is a character", claims(note="\ufeffx"))
+    add("an unknown claim named __proto__", claims(__proto__={"iss": "https://evil.example"}))
     sized = sized_token(4096)
     out.append(
         {
@@ -290,6 +348,23 @@ def invalid_vectors() -> list[dict[str, Any]]:
     noncanon = _noncanonical_header_and_payload()
     add("non-canonical trailing bits in the header", noncanon[0], "malformed_jws")
     add("non-canonical trailing bits in the payload", noncanon[1], "malformed_jws")
+    add("non-canonical trailing bits in a 3-mod-4 header", noncanon[2], "malformed_jws")
+    add("non-canonical trailing bits in a 3-mod-4 payload", noncanon[3], "malformed_jws")
+    # The 64-byte signature's last character carries 2 bits; its 4 low bits must be zero, so
+    # only 1 of the 16 characters sharing those 2 bits is canonical (jose accepts all 16).
+    last = B64URL_ALPHABET.index(s[-1])
+    for index in range(last & ~0x0F, (last & ~0x0F) + 16):
+        char = B64URL_ALPHABET[index]
+        if char != s[-1] and char != "B":
+            add(
+                f"non-canonical signature: last char {char!r} for {s[-1]!r}",
+                f"{h}.{p}.{with_last_char(s, char)}",
+                "malformed_jws",
+            )
+    add("payload part of length 1 mod 4", f"{h}.{p[: len(p) - len(p) % 4]}A.{s}", "malformed_jws")
+    add("signature part of length 1 mod 4 (85 chars)", f"{h}.{p}.{s[:85]}", "malformed_jws")
+    add("signature part of 87 chars", f"{h}.{p}.{s}A", "malformed_jws")
+    add("base64 padding '=' on the payload", f"{h}.{p}=.{s}", "malformed_jws")
 
     # Rule 3
     add("header not JSON", token(b"alg=EdDSA"), "malformed_header")
@@ -314,6 +389,42 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add("crit present", token(header(crit=["exp"])), "malformed_header")
     add("crit present but empty", token(header(crit=[])), "malformed_header")
     add("header with trailing garbage", token(compact(header()) + b"x"), "malformed_header")
+    add("crit null (present)", token(header(crit=None)), "malformed_header")
+    add(
+        "duplicate typ in header, equal values",
+        token(with_member(header(), b'"typ":"trickle-receipt+jwt"')),
+        "malformed_header",
+    )
+    add(
+        "duplicate member inside an ignored header member",
+        token(with_member(header(), b'"x":{"a":1,"a":1}')),
+        "malformed_header",
+    )
+    add(
+        "duplicate kid in header, spelled with an escape",
+        token(with_member(header(), b'"\\u006bid":"test-key-1"')),
+        "malformed_header",
+    )
+    add(
+        "header starting with a UTF-8 BOM",
+        token(b"\xef\xbb\xbf" + compact(header())),
+        "malformed_header",
+    )
+    add(
+        f"header nested {MAX_JSON_DEPTH + 1} levels (an ignored member {MAX_JSON_DEPTH} deep)",
+        token(with_member(header(), b'"deep":' + nested(MAX_JSON_DEPTH))),
+        "malformed_header",
+    )
+    add(
+        "header nested 1000 levels in an ignored member",
+        token(with_member(header(), b'"deep":' + nested(1000))),
+        "malformed_header",
+    )
+    add(
+        "lone surrogate escape in an ignored header member",
+        token(with_member(header(), b'"x":"\\udfff"')),
+        "malformed_header",
+    )
 
     # Rule 4
     add(
@@ -337,6 +448,7 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add("alg ES256", token(header(alg="ES256")), "unsupported_algorithm")
     add("alg missing", token(header(alg=...)), "unsupported_algorithm")
     add("alg an array", token(header(alg=["EdDSA"])), "unsupported_algorithm")
+    add("alg null", token(header(alg=None)), "unsupported_algorithm")
 
     # Rule 5
     add("kid a path", token(header(kid="../../etc/passwd")), "invalid_kid")
@@ -379,6 +491,7 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add("typ missing", token(header(typ=...)), "wrong_type")
     add("typ in another case", token(header(typ="Trickle-Receipt+JWT")), "wrong_type")
     add("typ without +jwt", token(header(typ="trickle-receipt")), "wrong_type")
+    add("typ null", token(header(typ=None)), "wrong_type")
 
     # Rule 9
     add("payload not JSON", token(body=b"iss=https://trickle.test"), "malformed_payload")
@@ -403,6 +516,96 @@ def invalid_vectors() -> list[dict[str, Any]]:
     add(
         "duplicate member in a nested object",
         token(body=compact(claims())[:-1] + b',"ext":{"a":1,"a":2}}'),
+        "malformed_payload",
+    )
+    add(
+        "duplicate tot spelled with an escape",
+        token(body=with_member(claims(), b'"t\\u006ft":"100000"')),
+        "malformed_payload",
+    )
+    add(
+        "duplicate unknown claim, equal values",
+        token(body=with_member(claims(x=1), b'"x":1')),
+        "malformed_payload",
+    )
+    add(
+        "duplicate member in an object inside arrays",
+        token(body=with_member(claims(), b'"x":[[{"a":[{"b":1,"b":1}]}]]')),
+        "malformed_payload",
+    )
+    add(
+        "duplicate __proto__ claim",
+        token(body=with_member(claims(__proto__={}), b'"__proto__":{}')),
+        "malformed_payload",
+    )
+    add(
+        "payload starting with a UTF-8 BOM",
+        token(body=b"\xef\xbb\xbf" + compact(claims())),
+        "malformed_payload",
+    )
+    add(
+        f"payload nested {MAX_JSON_DEPTH + 1} levels (an unknown claim {MAX_JSON_DEPTH} deep)",
+        token(body=with_member(claims(), b'"deep":' + nested(MAX_JSON_DEPTH))),
+        "malformed_payload",
+    )
+    add(
+        f"payload nested {MAX_JSON_DEPTH + 1} levels of objects and arrays",
+        token(body=with_member(claims(), b'"deep":' + b'{"a":[' * 16 + b"]}" * 16)),
+        "malformed_payload",
+    )
+    add(
+        "payload nested 1000 levels in an unknown claim",
+        token(body=with_member(claims(), b'"deep":' + nested(1000))),
+        "malformed_payload",
+    )
+    add(
+        "lone high surrogate escape in an unknown claim",
+        token(body=with_member(claims(), b'"x":"a\\ud800b"')),
+        "malformed_payload",
+    )
+    add(
+        "lone low surrogate escape in an unknown claim",
+        token(body=with_member(claims(), b'"x":"\\udc00"')),
+        "malformed_payload",
+    )
+    add(
+        "surrogate escapes in the wrong order (low, high)",
+        token(body=with_member(claims(), b'"x":"\\udc00\\ud800"')),
+        "malformed_payload",
+    )
+    add(
+        "high surrogate escape followed by a non-surrogate escape",
+        token(body=with_member(claims(), b'"x":"\\ud800\\u0041"')),
+        "malformed_payload",
+    )
+    add(
+        "lone surrogate escape in a member name",
+        token(body=with_member(claims(), b'"\\ud800":1')),
+        "malformed_payload",
+    )
+    add(
+        "lone surrogate after an escaped backslash",
+        token(body=with_member(claims(), b'"x":"\\\\\\ud800"')),
+        "malformed_payload",
+    )
+    add(
+        "a UTF-8 encoded surrogate (CESU-8) in a string",
+        token(body=with_member(claims(), b'"x":"\xed\xa0\x80"')),
+        "malformed_payload",
+    )
+    add(
+        "an overlong UTF-8 encoding in a string",
+        token(body=with_member(claims(), b'"x":"\xc0\xaf"')),
+        "malformed_payload",
+    )
+    add(
+        "scale with a leading zero (not JSON)",
+        token(body=with_raw_claim("scale", b"09")),
+        "malformed_payload",
+    )
+    add(
+        "scale with a plus sign (not JSON)",
+        token(body=with_raw_claim("scale", b"+9")),
         "malformed_payload",
     )
 
@@ -452,6 +655,17 @@ def invalid_vectors() -> list[dict[str, Any]]:
         ("exp a float", {"exp": 1795000300.0}),
         ("exp null", {"exp": None}),
         ("exp 2^53", {"exp": 2**53}),
+        ("iat negative", {"iat": -1}),
+        ("iat and exp negative", {"iat": -600, "exp": -300}),
+        ("iat 2^53", {"iat": 2**53, "exp": 2**53 + 300}),
+        ("iss null", {"iss": None}),
+        ("sid null", {"sid": None}),
+        ("seq null", {"seq": None}),
+        ("cur null", {"cur": None}),
+        ("scale null", {"scale": None}),
+        ("iat null", {"iat": None}),
+        ("jti null", {"jti": None}),
+        ("bnd null", {"bnd": None}),
         ("exp equal to iat", {"exp": IAT}),
         ("exp before iat", {"exp": IAT - 1}),
         ("bnd empty", {"bnd": ""}),
@@ -479,11 +693,38 @@ def invalid_vectors() -> list[dict[str, Any]]:
     ]
     for name, changes in bad_claims:
         add(name, token(body=claims(**changes)), "invalid_claim")
+    # Integers are written 0 or [1-9][0-9]*: no fraction, exponent or sign, and -0 is not 0.
+    raw_integers: list[tuple[str, str, bytes]] = [
+        ("scale", "9.0", b"9.0"),
+        ("scale", "9e0", b"9e0"),
+        ("scale", "9E0", b"9E0"),
+        ("scale", "0.9e1", b"0.9e1"),
+        ("scale", "90e-1", b"90e-1"),
+        ("scale", "-0", b"-0"),
+        ("scale", "-0.0", b"-0.0"),
+        ("scale", "0e0", b"0e0"),
+        ("seq", "1e0", b"1e0"),
+        ("seq", "-0", b"-0"),
+        ("iat", "-0", b"-0"),
+        ("iat", "0.0", b"0.0"),
+        ("exp", "1795000300e0", b"1795000300e0"),
+        ("exp", "1e400 (infinite as a float)", b"1e400"),
+    ]
+    for name, spelling, literal in raw_integers:
+        add(
+            f"{name} written {spelling}", token(body=with_raw_claim(name, literal)), "invalid_claim"
+        )
 
     # Rules 12-14
     add("wrong iss", token(body=claims(iss="https://evil.example")), "wrong_issuer")
     add("iss with a trailing slash", token(body=claims(iss=ISSUER + "/")), "wrong_issuer")
+    add("iss in upper case", token(body=claims(iss=ISSUER.upper())), "wrong_issuer")
     add("wrong aud", token(body=claims(aud="https://other.example")), "wrong_audience")
+    add(
+        "aud in upper case (the service signs lower case)",
+        token(body=claims(aud=AUDIENCE.upper())),
+        "wrong_audience",
+    )
     add("aud with a trailing slash", token(body=claims(aud=AUDIENCE + "/")), "wrong_audience")
     add("aud with a path", token(body=claims(aud=AUDIENCE + "/post/1")), "wrong_audience")
     add("aud over http", token(body=claims(aud="http://blog.example")), "wrong_audience")
@@ -516,6 +757,7 @@ def invalid_vectors() -> list[dict[str, Any]]:
         ("amt a float 1.0", {"amt": 1.0}),
         ("amt an integer JSON number", {"amt": 100}),
         ("amt null", {"amt": None}),
+        ("tot null", {"tot": None}),
         ("amt with a leading zero", {"amt": "0100"}),
         ("amt 00", {"amt": "00"}),
         ("amt +1", {"amt": "+1"}),
@@ -569,6 +811,18 @@ def invalid_vectors() -> list[dict[str, Any]]:
         "unsupported_algorithm",
     )
     add("order: invalid kid beats a wrong typ", token(header(kid="a/b", typ="JWT")), "invalid_kid")
+    add(
+        "order: a too-deep header beats an unknown kid",
+        token(with_member(header(kid="nope"), b'"deep":' + nested(MAX_JSON_DEPTH))),
+        "malformed_header",
+    )
+    too_deep = b64url(with_member(claims(), b'"deep":' + nested(1000)))
+    add("order: bad signature beats a too-deep payload", f"{h}.{too_deep}.{s}", "bad_signature")
+    add(
+        "order: wrong typ beats a lone surrogate in the payload",
+        token(header(typ="JWT"), with_member(claims(), b'"x":"\\ud800"')),
+        "wrong_type",
+    )
     add(
         "order: unknown kid beats a bad signature",
         f"{b64url(compact(header(kid='nope')))}.{p}.{zero_sig}",
@@ -644,25 +898,27 @@ def invalid_vectors() -> list[dict[str, Any]]:
     return out
 
 
-def _noncanonical_header_and_payload() -> tuple[str, str]:
-    """Tokens whose header (then payload) encoding sets bits past the last byte."""
-    results: list[str] = []
+def _noncanonical_header_and_payload() -> tuple[str, str, str, str]:
+    """Tokens whose header, then payload, encoding sets bits past the last byte: first with
+    whichever of the lengths 2 or 3 mod 4 comes first, then with the other one."""
+    found: dict[tuple[int, int], str] = {}
     for target in (0, 1):
         for pad in range(8):
             head = header(**({"x": "x" * pad} if target == 0 else {}))
             body = claims(**({"x": "x" * pad} if target == 1 else {}))
-            tok = token(head, body)
-            segments = parts(tok)
+            segments = parts(token(head, body))
             segment = segments[target]
-            if len(segment) % 4 in (2, 3):
+            remainder = len(segment) % 4
+            if remainder in (2, 3) and (target, remainder) not in found:
                 # Bump the last char by one: decodes to the same bytes, different text.
-                alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                segments[target] = with_last_char(
-                    segment, alphabet[alphabet.index(segment[-1]) + 1]
-                )
-                results.append(".".join(segments))
-                break
-    return results[0], results[1]
+                next_char = B64URL_ALPHABET[B64URL_ALPHABET.index(segment[-1]) + 1]
+                segments[target] = with_last_char(segment, next_char)
+                found[(target, remainder)] = ".".join(segments)
+    first = [next(tok for (t, _), tok in found.items() if t == target) for target in (0, 1)]
+    other = [
+        next(tok for (t, _), tok in reversed(found.items()) if t == target) for target in (0, 1)
+    ]
+    return first[0], first[1], other[0], other[1]
 
 
 def credit_vectors() -> list[dict[str, Any]]:
@@ -729,6 +985,73 @@ def credit_vectors() -> list[dict[str, Any]]:
     ]
 
 
+# (name, what a site configures as audience or issuer, the origin the verifier compares with, or
+# None when the verifier must refuse it at construction). docs/receipts.md §3.1.
+ORIGIN_CASES: list[tuple[str, str, str | None]] = [
+    ("already normal", "https://blog.example", "https://blog.example"),
+    ("a trailing slash", "https://blog.example/", "https://blog.example"),
+    ("upper-case scheme and host", "HTTPS://Blog.EXAMPLE", "https://blog.example"),
+    ("the default https port", "https://blog.example:443", "https://blog.example"),
+    ("the default port and a slash", "https://blog.example:443/", "https://blog.example"),
+    ("the default http port", "http://blog.example:80", "http://blog.example"),
+    ("another port", "https://blog.example:8443", "https://blog.example:8443"),
+    ("443 is not the http default", "http://blog.example:443", "http://blog.example:443"),
+    ("a port with a leading zero", "https://blog.example:08443", "https://blog.example:8443"),
+    ("an empty port", "https://blog.example:", "https://blog.example"),
+    ("an empty query and fragment", "https://blog.example/?#", "https://blog.example"),
+    ("an IPv4 address and port", "http://127.0.0.1:8420", "http://127.0.0.1:8420"),
+    ("localhost with a slash", "http://localhost:3000/", "http://localhost:3000"),
+    ("an IPv6 address", "http://[::1]:8080", "http://[::1]:8080"),
+    ("an IPv6 address, upper case", "https://[2001:DB8::1]", "https://[2001:db8::1]"),
+    ("an IPv6 address with an IPv4 tail", "https://[::ffff:1.2.3.4]", "https://[::ffff:1.2.3.4]"),
+    ("an underscore in a label", "https://my_site.example", "https://my_site.example"),
+    ("an IDN in its ASCII form", "https://xn--caf-dma.example", "https://xn--caf-dma.example"),
+    ("a path", "https://blog.example/post/1", None),
+    ("two slashes", "https://blog.example//", None),
+    ("a query", "https://blog.example?x=1", None),
+    ("a fragment", "https://blog.example#top", None),
+    ("credentials", "https://user:pass@blog.example", None),
+    ("a user name", "https://user@blog.example", None),
+    ("another scheme", "ftp://blog.example", None),
+    ("no scheme", "blog.example", None),
+    ("a scheme-relative URL", "//blog.example", None),
+    ("one slash", "https:/blog.example", None),
+    ("no host", "https://", None),
+    ("port 0", "https://blog.example:0", None),
+    ("port 65536", "https://blog.example:65536", None),
+    ("a port that is not a number", "https://blog.example:https", None),
+    ("a signed port", "https://blog.example:+443", None),
+    ("a leading space", " https://blog.example", None),
+    ("a trailing newline", "https://blog.example\n", None),
+    ("a non-ASCII host", "https://caf\u00e9.example", None),
+    ("a Kelvin sign that folds to k", "https://\u212a.example", None),
+    ("an empty label", "https://blog..example", None),
+    ("a trailing dot", "https://blog.example.", None),
+    ("a label starting with a hyphen", "https://-blog.example", None),
+    ("a label of 64 chars", f"https://{'a' * 64}.example", None),
+    ("an IPv4 address of 3 parts", "https://1.2.3", None),
+    ("an IPv4 part over 255", "https://256.1.1.1", None),
+    ("an IPv4 part with a leading zero", "https://01.2.3.4", None),
+    ("an unclosed IPv6 bracket", "https://[::1", None),
+    ("an IPv6 address with a bad group", "https://[g::1]", None),
+    ("an IPv6 address of one colon", "https://[:]", None),
+    ("an IPv6 zone id", "https://[fe80::1%25eth0]", None),
+    ("the opaque origin", "null", None),
+    ("a wildcard", "*", None),
+    ("over 300 chars", f"https://{'a.' * 150}example", None),
+]
+
+
+def origin_vectors() -> list[dict[str, Any]]:
+    """Configured origins; an accepted one comes with a token whose ``iss`` and ``aud`` are the
+    normal form, which a verifier configured with the raw text as issuer and audience accepts."""
+    out: list[dict[str, Any]] = []
+    for name, configured, origin in ORIGIN_CASES:
+        signed = None if origin is None else token(body=claims(iss=origin, aud=origin))
+        out.append({"name": name, "configured": configured, "origin": origin, "token": signed})
+    return out
+
+
 def build() -> dict[str, Any]:
     return {
         "verifier": {
@@ -742,6 +1065,7 @@ def build() -> dict[str, Any]:
         "valid": valid_vectors(),
         "invalid": invalid_vectors(),
         "credit": credit_vectors(),
+        "origins": origin_vectors(),
     }
 
 
@@ -756,7 +1080,7 @@ def main() -> int:
     data = json.loads(text)
     print(
         f"wrote {OUTPUT}: {len(data['valid'])} valid, {len(data['invalid'])} invalid, "
-        f"{len(data['credit'])} credit sequences"
+        f"{len(data['credit'])} credit sequences, {len(data['origins'])} configured origins"
     )
     return 0
 

@@ -7,7 +7,9 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,12 @@ def test_error_codes_match_the_spec_table_in_rule_order() -> None:
         if re.match(r"\| \d+ \|", row)
     ]
     assert codes == list(RECEIPT_ERRORS)
+
+
+def test_the_json_nesting_limit_is_the_documented_one(generator: Any) -> None:
+    spec = (REPO_ROOT / "docs" / "receipts.md").read_text("utf-8")
+    assert f"**Nesting: at most {trickle_verifier.MAX_JSON_DEPTH} levels.**" in spec
+    assert generator.MAX_JSON_DEPTH == trickle_verifier.MAX_JSON_DEPTH
 
 
 def test_readme_lists_every_error_code() -> None:
@@ -99,6 +107,10 @@ def test_b64url_decode_rejects_non_canonical(text: str) -> None:
         b'{"a":-Infinity}',
         b"\xef\xbb\xbf{}",
         b"{} {}",
+        b'{"a":' + b"[" * 32 + b"]" * 32 + b"}",
+        b'{"a":"\\ud800"}',
+        b'{"\\udc00":1}',
+        b'{"a":"\xed\xa0\x80"}',
     ],
 )
 def test_parse_json_object_rejects(data: bytes) -> None:
@@ -111,6 +123,14 @@ def test_parse_json_object_accepts_whitespace_and_nesting() -> None:
         "a": [1, {"b": 2}],
         "c": "\u00e9",
     }
+
+
+def test_a_jwk_set_text_with_a_lone_surrogate_is_invalid_jwks(vectors: dict[str, Any]) -> None:
+    text = json.dumps(vectors["jwks"])[:-1]
+    assert trickle_verifier.KeySet.from_jwks(text + ',"x":"\\ud83d\\ude00"}').kids
+    for lone in (',"x":"\ud800"}', ',"x":"\\ud800"}'):  # raw, then escaped
+        with pytest.raises(trickle_verifier.InvalidJWKS):
+            trickle_verifier.KeySet.from_jwks(text + lone)
 
 
 def test_imports_and_verifies_without_sqlalchemy() -> None:
@@ -144,3 +164,15 @@ print(json.dumps([receipt.sid, receipt.total_minor]))
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["sTrEaM0aaaaaaaaaaaaaaA", 100]
+
+
+def test_the_distribution_ships_every_subpackage() -> None:
+    # A wheel (``pip install ./verifier``, not editable) holds only the packages named here.
+    root = REPO_ROOT / "verifier"
+    config = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    packages = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "trickle_verifier").rglob("__init__.py")
+    }
+    assert "trickle_verifier.stores" in packages
+    assert set(config["tool"]["setuptools"]["packages"]) == packages

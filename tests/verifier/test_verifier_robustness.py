@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trickle_verifier import Receipt, ReceiptError, Verifier
+from trickle_verifier._jws import _nesting_depth
 
 NOW = 1795000100
 SETTINGS = settings(
@@ -166,3 +168,48 @@ def test_deeply_nested_payload_is_malformed(verifier: Verifier, generator: Modul
         with pytest.raises(ReceiptError) as caught:
             verifier.verify(generator.token(body=b"[" * depth + b"]" * depth), now=NOW)
         assert caught.value.code == "malformed_payload"
+
+
+def _at_stack_depth(frames: int, call: Any) -> Any:
+    return call() if frames <= 0 else _at_stack_depth(frames - 1, call)
+
+
+def _frames_in_use() -> int:
+    frames, frame = 0, sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("levels", "code"), [(31, None), (32, "malformed_payload"), (500, "malformed_payload")]
+)
+def test_the_nesting_limit_does_not_depend_on_the_callers_stack(
+    verifier: Verifier, generator: ModuleType, levels: int, code: str | None
+) -> None:
+    """An unknown claim ``levels`` deep (the payload object adds one level): the same answer
+    near the top of the stack and 60 frames below the recursion limit."""
+    token = generator.token(
+        body=generator.with_member(generator.claims(), b'"deep":' + generator.nested(levels))
+    )
+    deep = sys.getrecursionlimit() - _frames_in_use() - 60
+    for frames in (0, deep):
+        try:
+            _at_stack_depth(frames, lambda: verifier.verify(token, now=NOW))
+            outcome = None
+        except ReceiptError as exc:
+            outcome = exc.code
+        assert outcome == code, f"{frames} frames down"
+
+
+@SETTINGS
+@given(value=JSON_VALUES)
+def test_nesting_depth_without_recursion_matches_the_structure(value: Any) -> None:
+    def depth(item: Any) -> int:
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            return 1 + max((depth(child) for child in children), default=0)
+        return 0
+
+    text = json.dumps({"v": value, "s": '[{\\"[{'})
+    assert _nesting_depth(text) == depth({"v": value})

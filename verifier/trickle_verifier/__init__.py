@@ -6,13 +6,8 @@ Only PyNaCl is required; the SQLAlchemy stores import SQLAlchemy when built, and
 
 from __future__ import annotations
 
-from .credits import (
-    CreditStore,
-    CreditTracker,
-    MemoryCreditStore,
-    SQLAlchemyCreditStore,
-    SQLiteCreditStore,
-)
+from ._jws import MAX_JSON_DEPTH
+from .credits import CreditStore, CreditTracker
 from .errors import (
     RECEIPT_ERRORS,
     BadSignature,
@@ -45,24 +40,23 @@ from .errors import (
 from .keys import KeySet, PublicKey
 from .purchases import (
     PURCHASE_ERRORS,
-    MemoryPurchaseStore,
     Purchase,
     PurchaseRefused,
     PurchaseResult,
     Purchases,
     PurchaseStore,
-    SQLAlchemyPurchaseStore,
-    SQLitePurchaseStore,
 )
 from .receipts import Receipt
-from .site import (
-    SITE_ERRORS,
-    ForwardResult,
+from .site import SITE_ERRORS, ForwardResult, ReceiptResult, SiteReceipts, SiteStore
+from .stores import (
+    MemoryCreditStore,
+    MemoryPurchaseStore,
     MemorySiteStore,
-    ReceiptResult,
-    SiteReceipts,
-    SiteStore,
+    SQLAlchemyCreditStore,
+    SQLAlchemyPurchaseStore,
     SQLAlchemySiteStore,
+    SQLiteCreditStore,
+    SQLitePurchaseStore,
     SQLiteSiteStore,
 )
 from .verifier import MAX_TOKEN_BYTES, RECEIPT_TYPE, Verifier
@@ -70,6 +64,7 @@ from .verifier import MAX_TOKEN_BYTES, RECEIPT_TYPE, Verifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MAX_TOKEN_BYTES",
     "PURCHASE_ERRORS",
     "RECEIPT_ERRORS",

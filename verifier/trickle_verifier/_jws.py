@@ -1,15 +1,20 @@
-"""Strict decoding of JWS compact serialization pieces: canonical base64url and JSON objects
-without duplicate members (two parsers must never disagree on what was signed)."""
+"""Strict decoding of JWS compact serialization pieces: canonical base64url and the profile's
+JSON (docs/receipts.md §2): objects without duplicate members, nested at most ``MAX_JSON_DEPTH``
+levels, no lone surrogates, integers without sign, fraction or exponent (two parsers must never
+disagree on what was signed)."""
 
 from __future__ import annotations
 
 import binascii
+import itertools
 import json
+import operator
 import re
 from collections.abc import Callable
 from typing import Any, cast
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "DecodeError",
     "b64url_decode",
     "b64url_encode",
@@ -110,6 +115,20 @@ def decode_checked_ascii(data: bytes) -> bytes:
     return binascii.a2b_base64(data.translate(_TO_STANDARD_BYTES) + _PADDING[len(data) & 3])
 
 
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of arrays and objects allowed; the top-level object is level 1."""
+
+_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_OPENER_TWO_CLOSER_ZERO = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+# Escaped backslashes and well-formed surrogate pairs; what is left of a \uD800-\uDFFF escape
+# after removing them is a lone surrogate.
+_BACKSLASH_OR_PAIR_RE = re.compile(
+    r"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -125,34 +144,79 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError(f"expected standard JSON, got the non-standard constant {name}")
 
 
+def _integer_or_negative_zero(literal: str) -> int | float:
+    return -0.0 if literal == "-0" else int(literal)
+
+
 _DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+_DECODER_NEGATIVE_ZERO = json.JSONDecoder(
+    object_pairs_hook=_object_pairs,
+    parse_constant=_reject_constant,
+    parse_int=_integer_or_negative_zero,
+)
 # The C scanner JSONDecoder.decode uses, minus its whitespace handling (an instance attribute
 # that typeshed does not declare).
 _SCAN = cast("Callable[[str, int], tuple[Any, int]]", vars(_DECODER)["scan_once"])
 
 
-def parse_json_object(data: bytes) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be an object, rejecting duplicate member names at any depth."""
+def parse_json_object(data: bytes, *, negative_zero_as_float: bool = False) -> dict[str, Any]:
+    """Parse the profile's JSON (UTF-8, an object; no duplicate member names at any depth, at
+    most ``MAX_JSON_DEPTH`` levels, no lone surrogate escapes), or raise ``DecodeError``.
+
+    The literal ``-0`` is not an integer of the profile, but Python's parser reads it as 0;
+    with ``negative_zero_as_float`` it comes back as ``-0.0``, which no integer check accepts.
+    That decoder is slower, so callers ask for it only when a 0 they must vouch for turned up.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"expected UTF-8, got an invalid byte at offset {exc.start}") from None
+    # Before parsing: the C scanner recurses, so its own limit depends on the caller's stack.
+    # One object and no array (every receipt a service signs) needs no count; single-character
+    # searches are the cheap ones.
+    if "[" in text or text.rfind("{") > 0:
+        depth = _nesting_depth(text)
+        if depth > MAX_JSON_DEPTH:
+            raise DecodeError(
+                f"expected JSON nested at most {MAX_JSON_DEPTH} levels deep, got {depth} levels"
+            )
     try:
-        try:  # fast path: the object fills the text exactly (no surrounding whitespace)
-            value, end = _SCAN(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            value = _DECODER.decode(text)  # whitespace, or raises the precise syntax error
+        if negative_zero_as_float:
+            value = _DECODER_NEGATIVE_ZERO.decode(text)
+        else:
+            try:  # fast path: the object fills the text exactly (no surrounding whitespace)
+                value, end = _SCAN(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                value = _DECODER.decode(text)  # whitespace, or raises the precise syntax error
     except DecodeError:
         raise
-    except RecursionError:
-        raise DecodeError("expected JSON, got nesting too deep to parse") from None
     except ValueError as exc:  # json.JSONDecodeError and int-conversion limits
         raise DecodeError(f"expected JSON, got a syntax error: {exc}") from None
     if type(value) is not dict:
         raise DecodeError(f"expected a JSON object, got a JSON {json_type_name(value)}")
+    if "\\" in text:  # escapes are rare; only they can spell a lone surrogate
+        _check_surrogate_escapes(text)
     return value
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text``, without recursion: brackets
+    outside strings, each opener +1 and each closer -1; the highest running sum."""
+    brackets = _NOT_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", text)).encode("ascii")
+    # With openers as 2 and closers as 0, the depth after the i-th bracket is the sum so far - i.
+    steps = brackets.translate(_OPENER_TWO_CLOSER_ZERO)
+    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0)
+
+
+def _check_surrogate_escapes(text: str) -> None:
+    """Reject a \\uD800-\\uDFFF escape that is not half of a high-low pair (RFC 7493 §2.1): it
+    names no character, and parsers disagree on what to make of it. ``text`` is valid JSON, so
+    every backslash starts an escape."""
+    match = _SURROGATE_ESCAPE_RE.search(_BACKSLASH_OR_PAIR_RE.sub("", text))
+    if match is not None:
+        raise DecodeError(f"expected no lone surrogate, got the escape {match.group()}")
 
 
 def json_type_name(value: object) -> str:

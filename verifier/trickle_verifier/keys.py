@@ -117,7 +117,9 @@ def _is_usable_signing_jwk(jwk: Mapping[str, Any]) -> bool:
 
 def _keys_from_document(doc: Mapping[str, Any] | str | bytes) -> dict[str, PublicKey]:
     if isinstance(doc, (str, bytes)):
-        data = doc.encode("utf-8") if isinstance(doc, str) else doc
+        # surrogatepass: a lone surrogate in the text reaches the strict UTF-8 decoder, which
+        # refuses it as the JS KeySet does, instead of escaping as a UnicodeEncodeError.
+        data = doc.encode("utf-8", "surrogatepass") if isinstance(doc, str) else doc
         try:
             parsed: Mapping[str, Any] = parse_json_object(data)
         except DecodeError as exc:

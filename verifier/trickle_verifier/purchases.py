@@ -11,16 +11,13 @@ recorded purchase (a retry after a lost answer); from anyone else it is ``alread
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ._stores import SQLiteDatabase, check_prefix, create_tables
 from .errors import ReceiptError
 from .receipts import Receipt
 from .site import (
-    DEFAULT_TABLE_PREFIX,
     SITE_ERRORS,
     SiteReceipts,
     _Answer,
@@ -30,22 +27,14 @@ from .site import (
     error_document,
 )
 
-if TYPE_CHECKING:
-    import os
-
-    from sqlalchemy.engine import Engine
-
 __all__ = [
     "DEFAULT_PURCHASE_MAX_BODY_BYTES",
     "PURCHASE_ERRORS",
-    "MemoryPurchaseStore",
     "Purchase",
     "PurchaseRefused",
     "PurchaseResult",
     "PurchaseStore",
     "Purchases",
-    "SQLAlchemyPurchaseStore",
-    "SQLitePurchaseStore",
 ]
 
 DEFAULT_PURCHASE_MAX_BODY_BYTES = 16 * 1024  # one token of at most 4096 bytes, an order ref, JSON
@@ -135,7 +124,8 @@ class PurchaseResult:
 
 
 class PurchaseStore(Protocol):
-    """Keeps one purchase per receipt ``sid``."""
+    """Keeps one purchase per receipt ``sid`` (``trickle_verifier.stores`` has one per
+    backend)."""
 
     def record(self, purchase: Purchase) -> tuple[Purchase, bool]:
         """Atomically: store ``purchase`` unless a purchase with its ``sid`` exists. Return
@@ -306,199 +296,3 @@ class Purchases:
             failure="recording a purchase failed",
             errors=PURCHASE_ERRORS,
         )
-
-
-class MemoryPurchaseStore:
-    """A thread-safe in-process store (tests, single-process sites; lost on restart)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_sid: dict[str, Purchase] = {}
-
-    def record(self, purchase: Purchase) -> tuple[Purchase, bool]:
-        with self._lock:
-            stored = self._by_sid.setdefault(purchase.sid, purchase)
-            return stored, stored is purchase
-
-    def find(self, sid: str) -> Purchase | None:
-        with self._lock:
-            return self._by_sid.get(sid)
-
-    def purchases(self, session_id: str, order_ref: str | None = None) -> list[Purchase]:
-        with self._lock:
-            return [
-                p
-                for p in self._by_sid.values()  # insertion order: oldest first
-                if p.session_id == session_id and (order_ref is None or p.order_ref == order_ref)
-            ]
-
-
-_COLUMN_NAMES = (
-    "sid",
-    "session_id",
-    "order_ref",
-    "jti",
-    "pay",
-    "amount_minor",
-    "currency",
-    "scale",
-    "purchased_ms",
-)
-_COLUMNS = ", ".join(_COLUMN_NAMES)
-
-
-def _from_row(row: Any) -> Purchase:
-    sid, session_id, order_ref, jti, pay, amount, currency, scale, at_ms = row
-    return Purchase(
-        str(sid),
-        str(session_id),
-        str(order_ref),
-        str(jti),
-        str(pay),
-        int(amount),
-        str(currency),
-        int(scale),
-        int(at_ms),
-    )
-
-
-def _as_row(purchase: Purchase) -> tuple[Any, ...]:
-    return (
-        purchase.sid,
-        purchase.session_id,
-        purchase.order_ref,
-        purchase.jti,
-        purchase.pay,
-        purchase.amount_minor,
-        purchase.currency,
-        purchase.scale,
-        purchase.purchased_ms,
-    )
-
-
-class SQLitePurchaseStore:
-    """A store in an SQLite file (stdlib ``sqlite3``; it may be the ``SQLiteSiteStore``'s
-    file), atomic across threads and processes: the ``sid`` is the primary key and a purchase
-    is inserted and read back in one ``BEGIN IMMEDIATE`` transaction. Table
-    ``<prefix>_purchases``."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table_prefix: str = DEFAULT_TABLE_PREFIX,
-        timeout_s: float = 30.0,
-    ) -> None:
-        table = f"{check_prefix(table_prefix)}_purchases"  # a checked identifier
-        self._insert_sql = (
-            f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-            " ON CONFLICT (sid) DO NOTHING"
-        )
-        self._find_sql = f"SELECT {_COLUMNS} FROM {table} WHERE sid = ?"  # noqa: S608
-        self._list_sql = f"SELECT {_COLUMNS} FROM {table} WHERE session_id = ?"  # noqa: S608
-        self._database = SQLiteDatabase(
-            path,
-            timeout_s=timeout_s,
-            schema=(
-                f"CREATE TABLE IF NOT EXISTS {table} ("
-                " sid TEXT PRIMARY KEY NOT NULL,"
-                " session_id TEXT NOT NULL,"
-                " order_ref TEXT NOT NULL,"
-                " jti TEXT NOT NULL,"
-                " pay TEXT NOT NULL,"
-                " amount_minor BIGINT NOT NULL CHECK (amount_minor > 0),"
-                " currency TEXT NOT NULL,"
-                " scale INTEGER NOT NULL,"
-                " purchased_ms BIGINT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS ix_{table}_session ON {table} (session_id, order_ref)",
-            ),
-        )
-
-    def record(self, purchase: Purchase) -> tuple[Purchase, bool]:
-        with self._database.transaction() as cursor:
-            created = cursor.execute(self._insert_sql, _as_row(purchase)).rowcount == 1
-            row = cursor.execute(self._find_sql, (purchase.sid,)).fetchone()
-        return _from_row(row), created
-
-    def find(self, sid: str) -> Purchase | None:
-        row = self._database.fetchone(self._find_sql, (sid,))
-        return None if row is None else _from_row(row)
-
-    def purchases(self, session_id: str, order_ref: str | None = None) -> list[Purchase]:
-        sql, parameters = self._list_sql, [session_id]
-        if order_ref is not None:
-            sql, parameters = f"{sql} AND order_ref = ?", [session_id, order_ref]
-        rows = self._database.fetchall(f"{sql} ORDER BY purchased_ms, sid", parameters)
-        return [_from_row(row) for row in rows]
-
-    def close(self) -> None:
-        """Close the database connection."""
-        self._database.close()
-
-
-class SQLAlchemyPurchaseStore:
-    """A store in any SQLAlchemy database (tested on SQLite and PostgreSQL): the ``sid`` is
-    the primary key, so of racing inserts one wins and the others read its row. SQLAlchemy is
-    imported lazily. Table ``<prefix>_purchases``."""
-
-    def __init__(self, engine: Engine, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
-        import sqlalchemy as sa
-
-        prefix = check_prefix(table_prefix)
-        self._engine = engine
-        self._metadata = metadata = sa.MetaData()
-        self._table = sa.Table(
-            f"{prefix}_purchases",
-            metadata,
-            sa.Column("sid", sa.String(64), primary_key=True),
-            sa.Column("session_id", sa.String(128), nullable=False),
-            sa.Column("order_ref", sa.String(128), nullable=False),
-            sa.Column("jti", sa.String(64), nullable=False),
-            sa.Column("pay", sa.Text, nullable=False),
-            sa.Column("amount_minor", sa.BigInteger, nullable=False),
-            sa.Column("currency", sa.String(12), nullable=False),
-            sa.Column("scale", sa.Integer, nullable=False),
-            sa.Column("purchased_ms", sa.BigInteger, nullable=False),
-            sa.CheckConstraint("amount_minor > 0", name=f"ck_{prefix}_purchases_amount"),
-            sa.Index(f"ix_{prefix}_purchases_session", "session_id", "order_ref"),
-        )
-        create_tables(engine, metadata, (self._table,))
-
-    def _select(self) -> Any:
-        import sqlalchemy as sa
-
-        table = self._table
-        return sa.select(*(table.c[name] for name in _COLUMN_NAMES))
-
-    def record(self, purchase: Purchase) -> tuple[Purchase, bool]:
-        import sqlalchemy as sa
-        from sqlalchemy.exc import IntegrityError
-
-        values = dict(zip(_COLUMN_NAMES, _as_row(purchase), strict=True))
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(sa.insert(self._table).values(**values))
-        except IntegrityError:
-            stored = self.find(purchase.sid)
-            if stored is None:  # not a duplicate sid: some other constraint failed
-                raise
-            return stored, False
-        return purchase, True
-
-    def find(self, sid: str) -> Purchase | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(self._select().where(self._table.c.sid == sid)).first()
-        return None if row is None else _from_row(row)
-
-    def purchases(self, session_id: str, order_ref: str | None = None) -> list[Purchase]:
-        table = self._table
-        query = self._select().where(table.c.session_id == session_id)
-        if order_ref is not None:
-            query = query.where(table.c.order_ref == order_ref)
-        with self._engine.connect() as connection:
-            rows = connection.execute(query.order_by(table.c.purchased_ms, table.c.sid)).all()
-        return [_from_row(row) for row in rows]
-
-    def drop_tables(self) -> None:
-        """Drop the table (for tests and teardown)."""
-        self._metadata.drop_all(self._engine, checkfirst=True)

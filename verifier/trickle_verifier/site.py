@@ -15,21 +15,14 @@ import hmac
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from ._stores import MAX_ATTEMPTS, SQLiteDatabase, check_prefix, create_tables
 from .errors import ReceiptError
 from .receipts import Receipt
 from .verifier import Verifier
-
-if TYPE_CHECKING:
-    import os
-
-    from sqlalchemy.engine import Engine
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -37,10 +30,7 @@ __all__ = [
     "MAX_RECEIPTS_PER_REQUEST",
     "SITE_ERRORS",
     "ForwardResult",
-    "MemorySiteStore",
     "ReceiptResult",
-    "SQLAlchemySiteStore",
-    "SQLiteSiteStore",
     "SiteReceipts",
     "SiteStore",
     "error_document",
@@ -120,7 +110,7 @@ class ForwardResult:
 
 class SiteStore(Protocol):
     """Keeps the highest ``tot`` per ``sid``, the visitor session that owns each stream, and
-    every credit with its time."""
+    every credit with its time (``trickle_verifier.stores`` has one per backend)."""
 
     def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
         """Atomically: if ``receipt.sid`` is new, give it to ``session_id``; if it belongs to
@@ -359,217 +349,3 @@ def _answer_json_post(
     except Exception:
         log.exception(failure)
         return error_document("internal_error", errors=errors)
-
-
-class MemorySiteStore:
-    """A thread-safe in-process store (tests, single-process sites; lost on restart)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._streams: dict[str, tuple[str, int]] = {}  # sid -> (session id, highest tot)
-        self._credits: dict[str, list[tuple[int, int]]] = {}  # session -> [(at_ms, minor)]
-
-    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
-        with self._lock:
-            owner, previous = self._streams.get(receipt.sid, (session_id, 0))
-            if owner != session_id:
-                return None
-            if receipt.total_minor <= previous:
-                self._streams.setdefault(receipt.sid, (session_id, previous))
-                return 0
-            self._streams[receipt.sid] = (session_id, receipt.total_minor)
-            increase = receipt.total_minor - previous
-            self._credits.setdefault(session_id, []).append((at_ms, increase))
-            return increase
-
-    def paid(self, session_id: str, since_ms: int | None = None) -> int:
-        with self._lock:
-            credits = self._credits.get(session_id, [])
-            return sum(minor for at_ms, minor in credits if since_ms is None or at_ms >= since_ms)
-
-
-class SQLiteSiteStore:
-    """A store in an SQLite file (stdlib ``sqlite3``), atomic across threads and processes
-    (``BEGIN IMMEDIATE``). Tables ``<prefix>_streams`` and ``<prefix>_credits``."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table_prefix: str = DEFAULT_TABLE_PREFIX,
-        timeout_s: float = 30.0,
-    ) -> None:
-        prefix = check_prefix(table_prefix)  # a checked identifier: safe to interpolate
-        streams, credits = f"{prefix}_streams", f"{prefix}_credits"
-        self._select_sql = f"SELECT session_id, total_minor FROM {streams} WHERE sid = ?"  # noqa: S608
-        self._insert_sql = (
-            f"INSERT INTO {streams} (sid, session_id, aud, pay, total_minor, updated_ms)"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, ?)"
-        )
-        self._update_sql = f"UPDATE {streams} SET total_minor = ?, updated_ms = ? WHERE sid = ?"  # noqa: S608
-        self._credit_sql = (
-            f"INSERT INTO {credits} (session_id, sid, credited_minor, credited_ms)"  # noqa: S608
-            " VALUES (?, ?, ?, ?)"
-        )
-        self._paid_sql = (
-            f"SELECT COALESCE(SUM(credited_minor), 0) FROM {credits}"  # noqa: S608
-            " WHERE session_id = ? AND credited_ms >= ?"
-        )
-        self._database = SQLiteDatabase(
-            path,
-            timeout_s=timeout_s,
-            schema=(
-                f"CREATE TABLE IF NOT EXISTS {streams} ("
-                " sid TEXT PRIMARY KEY NOT NULL,"
-                " session_id TEXT NOT NULL,"
-                " aud TEXT NOT NULL,"
-                " pay TEXT NOT NULL,"
-                " total_minor BIGINT NOT NULL CHECK (total_minor >= 0),"
-                " updated_ms BIGINT NOT NULL)",
-                f"CREATE TABLE IF NOT EXISTS {credits} ("
-                " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                " session_id TEXT NOT NULL,"
-                " sid TEXT NOT NULL,"
-                " credited_minor BIGINT NOT NULL CHECK (credited_minor > 0),"
-                " credited_ms BIGINT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS ix_{credits}_session"
-                f" ON {credits} (session_id, credited_ms)",
-            ),
-        )
-
-    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
-        sid, total = receipt.sid, receipt.total_minor
-        with self._database.transaction() as cursor:
-            row = cursor.execute(self._select_sql, (sid,)).fetchone()
-            if row is None:
-                row_values = (sid, session_id, receipt.aud, receipt.pay, total, at_ms)
-                cursor.execute(self._insert_sql, row_values)
-                increase: int | None = total
-            elif row[0] != session_id:
-                increase = None
-            elif total > int(row[1]):
-                cursor.execute(self._update_sql, (total, at_ms, sid))
-                increase = total - int(row[1])
-            else:
-                increase = 0
-            if increase:
-                cursor.execute(self._credit_sql, (session_id, sid, increase, at_ms))
-        return increase
-
-    def paid(self, session_id: str, since_ms: int | None = None) -> int:
-        since = -(2**62) if since_ms is None else since_ms
-        return int(self._database.fetchone(self._paid_sql, (session_id, since))[0])
-
-    def close(self) -> None:
-        """Close the database connection."""
-        self._database.close()
-
-
-class SQLAlchemySiteStore:
-    """A store in any SQLAlchemy database (tested on SQLite and PostgreSQL). Each credit is a
-    compare-and-set on the stream's total, and its credit row is written in the same
-    transaction, so no lock is held across statements. SQLAlchemy is imported lazily."""
-
-    def __init__(self, engine: Engine, *, table_prefix: str = DEFAULT_TABLE_PREFIX) -> None:
-        import sqlalchemy as sa
-
-        prefix = check_prefix(table_prefix)
-        self._engine = engine
-        self._metadata = metadata = sa.MetaData()
-        self._streams = sa.Table(
-            f"{prefix}_streams",
-            metadata,
-            sa.Column("sid", sa.String(64), primary_key=True),
-            sa.Column("session_id", sa.String(128), nullable=False),
-            sa.Column("aud", sa.Text, nullable=False),
-            sa.Column("pay", sa.Text, nullable=False),
-            sa.Column("total_minor", sa.BigInteger, nullable=False),
-            sa.Column("updated_ms", sa.BigInteger, nullable=False),
-            sa.CheckConstraint("total_minor >= 0", name=f"ck_{prefix}_streams_total"),
-        )
-        self._credits = sa.Table(
-            f"{prefix}_credits",
-            metadata,
-            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
-            sa.Column("session_id", sa.String(128), nullable=False),
-            sa.Column("sid", sa.String(64), nullable=False),
-            sa.Column("credited_minor", sa.BigInteger, nullable=False),
-            sa.Column("credited_ms", sa.BigInteger, nullable=False),
-            sa.CheckConstraint("credited_minor > 0", name=f"ck_{prefix}_credits_positive"),
-            sa.Index(f"ix_{prefix}_credits_session", "session_id", "credited_ms"),
-        )
-        create_tables(engine, metadata, (self._streams, self._credits))
-
-    def credit(self, session_id: str, receipt: Receipt, at_ms: int) -> int | None:
-        import sqlalchemy as sa
-        from sqlalchemy.exc import IntegrityError
-
-        streams, sid = self._streams, receipt.sid
-        total = receipt.total_minor
-        for _ in range(MAX_ATTEMPTS):
-            with self._engine.begin() as connection:
-                row = connection.execute(
-                    sa.select(streams.c.session_id, streams.c.total_minor).where(
-                        streams.c.sid == sid
-                    )
-                ).first()
-                if row is not None:
-                    owner, previous = str(row[0]), int(row[1])
-                    if owner != session_id:
-                        return None
-                    if total <= previous:
-                        return 0
-                    updated = connection.execute(
-                        sa.update(streams)
-                        .where(streams.c.sid == sid, streams.c.total_minor == previous)
-                        .values(total_minor=total, updated_ms=at_ms)
-                    )
-                    if updated.rowcount == 1:
-                        self._record(connection, session_id, sid, total - previous, at_ms)
-                        return total - previous
-                    continue  # another writer raised it first: read again
-            try:
-                with self._engine.begin() as connection:
-                    connection.execute(
-                        sa.insert(streams).values(
-                            sid=sid,
-                            session_id=session_id,
-                            aud=receipt.aud,
-                            pay=receipt.pay,
-                            total_minor=total,
-                            updated_ms=at_ms,
-                        )
-                    )
-                    if total:
-                        self._record(connection, session_id, sid, total, at_ms)
-                return total
-            except IntegrityError:
-                continue  # another writer inserted the stream first: read again
-        raise RuntimeError(f"could not credit stream {sid!r} after {MAX_ATTEMPTS} attempts")
-
-    def _record(
-        self, connection: Any, session_id: str, sid: str, credited_minor: int, at_ms: int
-    ) -> None:
-        import sqlalchemy as sa
-
-        connection.execute(
-            sa.insert(self._credits).values(
-                session_id=session_id, sid=sid, credited_minor=credited_minor, credited_ms=at_ms
-            )
-        )
-
-    def paid(self, session_id: str, since_ms: int | None = None) -> int:
-        import sqlalchemy as sa
-
-        credits = self._credits
-        query = sa.select(sa.func.coalesce(sa.func.sum(credits.c.credited_minor), 0)).where(
-            credits.c.session_id == session_id
-        )
-        if since_ms is not None:
-            query = query.where(credits.c.credited_ms >= since_ms)
-        with self._engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
-
-    def drop_tables(self) -> None:
-        """Drop both tables (for tests and teardown)."""
-        self._metadata.drop_all(self._engine, checkfirst=True)

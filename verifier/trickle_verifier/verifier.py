@@ -21,6 +21,7 @@ from ._jws import (
     parse_json_object,
 )
 from ._jws import decode_checked as _b64decode
+from ._origins import normalize_origin
 from .errors import (
     BadSignature,
     BindingMismatch,
@@ -95,10 +96,12 @@ def _same_json_value(left: object, right: object) -> bool:
 class Verifier:
     """Verifies Trickle receipts for one site.
 
-    ``issuer`` is the service URL the site trusts, ``audience`` the site's own origin,
-    ``payees`` the payment pointer URLs it accepts and ``keys`` the issuer's key set. The
-    algorithm is pinned to EdDSA; ``leeway_s`` allows for clock skew; ``clock`` returns the
-    current time in seconds.
+    ``issuer`` is the origin of the service the site trusts, ``audience`` the site's own
+    origin: both are normalised as the service normalises origins (``https://Blog.Example:443/``
+    is ``https://blog.example``), and anything that is not an http(s) origin is a ``ValueError``
+    (docs/receipts.md §3.1). ``payees`` are the payment pointer URLs it accepts and ``keys`` the
+    issuer's key set. The algorithm is pinned to EdDSA; ``leeway_s`` allows for clock skew;
+    ``clock`` returns the current time in seconds.
     """
 
     __slots__ = ("_audience", "_clock", "_headers", "_issuer", "_keys", "_leeway_s", "_payees")
@@ -126,8 +129,8 @@ class Verifier:
             raise TypeError(f"keys must be a KeySet, got {type(keys).__name__}")
         if leeway_s < 0:
             raise ValueError(f"leeway_s must be >= 0, got {leeway_s}")
-        self._issuer = issuer
-        self._audience = audience
+        self._issuer = normalize_origin("issuer", issuer)
+        self._audience = normalize_origin("audience", audience)
         self._payees = payee_set
         self._keys = keys
         self._leeway_s = leeway_s
@@ -150,8 +153,9 @@ class Verifier:
         # Rule 1: a string of at most 4096 bytes.
         if not isinstance(token, str):
             raise MalformedJWS(f"expected the token as a str, got {type(token).__name__}")
+        is_ascii = token.isascii()
         if len(token) > MAX_TOKEN_BYTES or (
-            not token.isascii() and len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES
+            not is_ascii and len(token.encode("utf-8", "surrogatepass")) > MAX_TOKEN_BYTES
         ):
             raise TokenTooLarge(f"expected at most {MAX_TOKEN_BYTES} bytes, got a longer token")
 
@@ -159,7 +163,7 @@ class Verifier:
         parts = token.split(".")
         if (
             len(parts) != 3
-            or not token.isascii()
+            or not is_ascii
             or (token_bytes := token.encode("ascii")).translate(None, _COMPACT_ALPHABET)
             or not (parts[0] and parts[1] and parts[2])
         ):
@@ -231,7 +235,10 @@ class Verifier:
             raise MissingClaim(f"expected the claims {', '.join(missing)}, they are absent")
 
         # Rule 11: types and shapes.
-        self._check_claim_shapes(claims)
+        if self._check_claim_shapes(claims):
+            reparsed = _reparse_with_negative_zero(token)
+            if reparsed is not None:
+                self._check_claim_shapes(reparsed)
 
         # Rules 12-14: for us.
         if claims["iss"] != self._issuer:
@@ -325,8 +332,10 @@ class Verifier:
         return result
 
     @staticmethod
-    def _check_claim_shapes(claims: dict[str, Any]) -> None:
-        """Rule 11: every claim but ``amt``/``tot`` has its §2 type and shape; ``exp > iat``."""
+    def _check_claim_shapes(claims: dict[str, Any]) -> bool:
+        """Rule 11: every claim but ``amt``/``tot`` has its §2 type and shape; ``exp > iat``.
+        True when ``scale`` or ``iat`` is 0, which the payload may have written as ``-0``: the
+        parser reads that as 0, so only a second look at the text can tell."""
         for name in ("iss", "aud", "pay"):
             if type(claims[name]) is not str:
                 raise InvalidClaim(
@@ -352,9 +361,10 @@ class Verifier:
             raise InvalidClaim(f"expected scale to be an integer in 0..18, got {describe(scale)}")
         for name in ("iat", "exp"):
             value = claims[name]
-            if type(value) is not int or not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+            if type(value) is not int or not 0 <= value <= _MAX_SAFE_INTEGER:
                 raise InvalidClaim(
-                    f"expected {name} to be an integer (seconds), got {describe(value)}"
+                    f"expected {name} to be an integer in 0..2^53-1 (seconds), "
+                    f"got {describe(value)}"
                 )
         if claims["exp"] <= claims["iat"]:
             raise InvalidClaim(f"expected exp > iat ({claims['iat']}), got exp {claims['exp']}")
@@ -379,6 +389,17 @@ class Verifier:
                     f"expected a one-time receipt to have seq 1 and amt == tot, got seq {seq}, "
                     f"amt {describe(claims['amt'])}, tot {describe(claims['tot'])}"
                 )
+        return not (scale and claims["iat"])
+
+
+def _reparse_with_negative_zero(token: str) -> dict[str, Any] | None:
+    """For rule 11 on a ``scale`` or ``iat`` of 0: the claims again with a ``-0`` literal as
+    ``-0.0`` (not an integer of the profile; the first parse read it as 0), or None when the
+    payload holds no ``-0`` at all."""
+    payload = _b64decode(token.split(".")[1])
+    if b"-0" not in payload:
+        return None
+    return parse_json_object(payload, negative_zero_as_float=True)
 
 
 def _signature_problem(signature_b64: str) -> str:

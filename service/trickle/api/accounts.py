@@ -7,18 +7,28 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from trickle import accounts
 from trickle.accounts import ReaderPreferences, SignedIn, SiteRule
-from trickle.api.base import SESSION_COOKIE, AmountMinor, ApiRouter, Context, Schema
+from trickle.api.base import (
+    SESSION_COOKIE,
+    AmountMinor,
+    ApiRouter,
+    Context,
+    Origin,
+    Schema,
+    settings_limit,
+)
 from trickle.models import User
 from trickle.settings import Settings
 
 router = ApiRouter(tag="accounts")
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=accounts.EMAIL_MAX_CHARS)]
+Email = Annotated[
+    str, StringConstraints(max_length=accounts.EMAIL_MAX_CHARS, pattern=accounts.EMAIL_PATTERN)
+]
 NewPassword = Annotated[
     str,
     StringConstraints(
@@ -26,7 +36,8 @@ NewPassword = Annotated[
     ),
 ]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=accounts.PASSWORD_MAX_CHARS)]
-Origin = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+RatePerHourMinor = Annotated[AmountMinor, settings_limit("max_rate_per_hour_minor")]
+MonthlyBudgetMinor = Annotated[AmountMinor, settings_limit("max_monthly_budget_minor")]
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -73,8 +84,8 @@ class RevokedOut(Schema):
 class SettingsIn(Schema):
     """Fields left out (or null) keep their value."""
 
-    rate_per_hour_minor: AmountMinor | None = None
-    monthly_budget_minor: AmountMinor | None = None
+    rate_per_hour_minor: RatePerHourMinor | None = None
+    monthly_budget_minor: MonthlyBudgetMinor | None = None
     paused: bool | None = None
 
 
@@ -89,8 +100,22 @@ class SettingsOut(Schema):
 
 
 class SiteOverrideIn(Schema):
+    """Another hourly rate, or off (disabled: true): an override needs one of the two."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["rate_per_hour_minor"],
+                    "properties": {"rate_per_hour_minor": {"type": "string"}},
+                },
+                {"properties": {"disabled": {"const": True}}},
+            ]
+        }
+    )
+
     origin: Origin
-    rate_per_hour_minor: AmountMinor | None = None
+    rate_per_hour_minor: RatePerHourMinor | None = None
     disabled: bool
 
 

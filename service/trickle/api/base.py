@@ -1,5 +1,6 @@
 """How every JSON endpoint is declared and run: schema-validated bodies (pydantic), one error
-shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns.
+shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns
+(or, for an endpoint that waits on the network, short transactions of the handler's own).
 
 A feature module builds an ``ApiRouter`` and declares endpoints with its decorators; handlers are
 plain functions ``(ctx, body) -> response model`` that call one domain function. The router also
@@ -12,10 +13,11 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trickle import sessions
+from trickle import jsontext, money, origins, sessions
 from trickle.db import transaction
 from trickle.errors import (
     BodyTooLarge,
@@ -46,16 +48,45 @@ MAX_BODY_BYTES = 64 * 1024
 SESSION_COOKIE = "trickle_session"
 CSRF_HEADER = "x-csrf-token"
 IDEMPOTENCY_HEADER = "idempotency-key"
-MAX_AMOUNT = 2**63 - 1
 
-# Money in JSON is a decimal string of minor units: never a JSON number, never a float.
-AmountMinor = Annotated[str, StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$")]
-IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,200}$")]
+# Money in JSON is a decimal string of minor units: never a JSON number, never a float; at most
+# 2^63-1 (money.MAX_AMOUNT). An amount that moves money is at least 1. The schema declares the
+# exact bounds; the server reads any canonical decimal and says ``invalid_amount`` (or, for a
+# setting, what its range is) for one out of them.
+AmountMinor = Annotated[
+    str,
+    StringConstraints(pattern=r"^(0|[1-9][0-9]{0,18})$"),
+    Field(json_schema_extra={"pattern": money.decimal_pattern(money.MAX_AMOUNT)}),
+]
+PositiveAmountMinor = Annotated[
+    AmountMinor,
+    Field(json_schema_extra={"pattern": money.decimal_pattern(money.MAX_AMOUNT, positive=True)}),
+]
+# A limit that depends on the settings (the rate and budget caps, the currency): the model
+# names it, and the served /openapi.json declares its value (``api.openapi``).
+SETTINGS_LIMIT_KEY = "x-trickle-settings-limit"
+SettingsLimit = Literal["max_rate_per_hour_minor", "max_monthly_budget_minor", "currency"]
+
+
+def settings_limit(name: SettingsLimit) -> Any:
+    """Mark a field (``Annotated[..., settings_limit("currency")]``) with a settings limit."""
+    return Field(json_schema_extra={SETTINGS_LIMIT_KEY: name})
+
+
+# An origin as the service takes it: checked by ``origins.normalize_origin`` (422 with what is
+# wrong), declared with the same pattern (which pydantic's regex engine could not run).
+Origin = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=origins.MAX_ORIGIN_CHARS),
+    Field(json_schema_extra={"pattern": origins.ORIGIN_PATTERN}),
+]
+# A client's Idempotency-Key (docs/api.md): also the dashboard's claim form keys.
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
 
 
 def amount_value(text: str, *, allow_zero: bool = False) -> int:
     value = int(text)
-    if value > MAX_AMOUNT or (value == 0 and not allow_zero):
+    if value > money.MAX_AMOUNT or (value == 0 and not allow_zero):
         raise InvalidAmount(f"amount must be a positive integer below 2^63, got {text}")
     return value
 
@@ -114,6 +145,11 @@ class Endpoint:
     summary: str
     tag: str
     after_commit: AfterCommit | None = None
+    # The handler waits on the network: it opens its own short transactions through
+    # ``ctx.runtime.sessions`` and holds no connection in between; ``ctx.session`` has no database.
+    own_transactions: bool = False
+    # The type of each path parameter, for /openapi.json (plain strings when not named here).
+    path_types: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class ApiRouter:
@@ -133,7 +169,12 @@ class ApiRouter:
         status: int = 200,
         summary: str = "",
         after_commit: AfterCommit | None = None,
+        own_transactions: bool = False,
+        path_types: Mapping[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
+        if own_transactions and (idempotent or after_commit is not None):
+            raise ValueError("an endpoint with its own transactions has no request transaction")
+
         def decorator(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip().splitlines()[0]
             self.endpoints.append(
@@ -149,6 +190,8 @@ class ApiRouter:
                     doc,
                     self.tag,
                     after_commit,
+                    own_transactions,
+                    dict(path_types or {}),
                 )
             )
             return handler
@@ -208,10 +251,6 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | None:
     if endpoint.body is None:
         return None
@@ -219,8 +258,8 @@ def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | No
     if media_type != "application/json":
         raise UnsupportedMediaType(f"expected application/json, got {media_type or 'nothing'}")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = jsontext.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and jsontext's refusals are ValueErrors too
         raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
     try:
         return endpoint.body.model_validate(data)
@@ -272,9 +311,15 @@ def _run_once(
         )
         if endpoint.auth:
             ctx.user, ctx.auth_session = _authenticate(ctx, request)
-        if not endpoint.idempotent:
+        if not endpoint.own_transactions:
+            if endpoint.idempotent:
+                return _run_idempotent(ctx, endpoint, request, raw, body)
             return _render(endpoint, endpoint.handler(ctx, body))
-        return _run_idempotent(ctx, endpoint, request, raw, body)
+    # Only authentication ran in the request's transaction. The handler gets a session bound to
+    # no database: using it by mistake fails loudly instead of quietly holding a connection (on
+    # SQLite, the write lock) while the handler waits on the network.
+    ctx.session = Session(bind=None)
+    return _render(endpoint, endpoint.handler(ctx, body))
 
 
 def _authenticate(ctx: Context, request: Request) -> tuple[User, AuthSession]:
@@ -301,8 +346,8 @@ def _run_idempotent(
     key = ctx.headers.get(IDEMPOTENCY_HEADER, "")
     if not key:
         raise IdempotencyKeyRequired("send an Idempotency-Key header (8-200 chars)")
-    if not 8 <= len(key) <= 200 or not key.isascii():
-        raise ValidationFailed("Idempotency-Key must be 8-200 ASCII characters")
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+        raise ValidationFailed("Idempotency-Key must be 8-200 characters of A-Z a-z 0-9 _ . : -")
     canonical = json.dumps(
         body.model_dump(mode="json") if body is not None else None, sort_keys=True
     )

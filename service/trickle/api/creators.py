@@ -7,21 +7,34 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from trickle import earnings, payees, payouts, siteverify
-from trickle.api.base import AmountMinor, ApiRouter, Context, Schema, amount_value, error_body
-from trickle.errors import PayeeNotFound, ValidationFailed
+from trickle.api.base import (
+    AmountMinor,
+    ApiRouter,
+    Context,
+    Origin,
+    PositiveAmountMinor,
+    Schema,
+    amount_value,
+    error_body,
+)
+from trickle.errors import TrickleError, ValidationFailed
 from trickle.models import Payee, Payout, SiteVerification
+from trickle.text import TEXT_PATTERN
 
 router = ApiRouter(tag="creators")
 
 DEFAULT_DAYS = 30
-PayeeName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-# No pattern on purpose: siteverify checks it (and says what is wrong) before any fetch.
-OriginText = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+PayeeName = Annotated[str, StringConstraints(pattern=payees.NAME_PATTERN.pattern)]
+DisplayName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=payees.DISPLAY_NAME_MAX_CHARS),
+    Field(json_schema_extra={"pattern": TEXT_PATTERN}),  # checked by text.clean_text
+]
+NAME_IN_PATH = {"name": PayeeName}  # /p/{name}, /api/v1/payees/{name}/...
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -67,7 +80,7 @@ class PublicPayeeOut(Schema):
 
 
 class SiteIn(Schema):
-    origin: OriginText
+    origin: Origin
 
 
 class SiteChallengeOut(Schema):
@@ -112,7 +125,7 @@ class EarningsOut(Schema):
 
 class ClaimIn(Schema):
     payee: PayeeName
-    amount_minor: AmountMinor | None = None
+    amount_minor: PositiveAmountMinor | None = None
 
 
 class PayoutOut(Schema):
@@ -237,14 +250,14 @@ def list_payees(ctx: Context, _body: None) -> PayeesOut:
     return PayeesOut(payees=[_payee_out(ctx, p, sites[p.id]) for p in owned])
 
 
-@router.get("/p/{name}", response=PublicPayeeOut, auth=False)
+@router.get("/p/{name}", response=PublicPayeeOut, auth=False, path_types=NAME_IN_PATH)
 def payment_pointer(ctx: Context, _body: None) -> Response:
     """A payee's public payment-pointer document (readable from any web page)."""
     cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=60"}
     try:
         found = payees.describe(ctx.session, ctx.path_params["name"], ctx.runtime.settings)
-    except PayeeNotFound as exc:
-        # Rendered here, not by the app: a page's fetch must be able to read the 404 too.
+    except TrickleError as exc:
+        # Rendered here, not by the app: a page's fetch must be able to read the error too.
         return JSONResponse(error_body(exc), status_code=exc.status, headers=cors)
     body = PublicPayeeOut(
         name=found.name,
@@ -260,7 +273,12 @@ def payment_pointer(ctx: Context, _body: None) -> Response:
 # --- sites ----------------------------------------------------------------------------------
 
 
-@router.post("/api/v1/payees/{name}/sites", body=SiteIn, response=SiteChallengeOut)
+@router.post(
+    "/api/v1/payees/{name}/sites",
+    body=SiteIn,
+    response=SiteChallengeOut,
+    path_types=NAME_IN_PATH,
+)
 def start_site_verification(ctx: Context, body: SiteIn) -> SiteChallengeOut:
     """Start verifying a site for a payee: the token to serve and the exact URL to serve it at."""
     payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
@@ -274,16 +292,24 @@ def start_site_verification(ctx: Context, body: SiteIn) -> SiteChallengeOut:
     return _challenge_out(row)
 
 
-@router.post("/api/v1/payees/{name}/sites/check", body=SiteIn, response=SiteOut)
+@router.post(
+    "/api/v1/payees/{name}/sites/check",
+    body=SiteIn,
+    response=SiteOut,
+    own_transactions=True,
+    path_types=NAME_IN_PATH,
+)
 def check_site_verification(ctx: Context, body: SiteIn) -> SiteOut:
     """Fetch the site's token file now; the site is verified if it holds the payee's token."""
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
+    runtime = ctx.runtime
     row = siteverify.check(
-        ctx.session,
-        payee,
-        body.origin,
-        allow_private=ctx.runtime.settings.allow_private_site_urls,
-        now=ctx.now,
+        runtime.sessions,
+        runtime.site_checks,
+        user_id=ctx.user_id,
+        payee_name=ctx.path_params["name"],
+        origin_text=body.origin,
+        allow_private=runtime.settings.allow_private_site_urls,
+        clock=runtime.clock,
     )
     return _site_out(row)
 

@@ -7,18 +7,22 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import trickle
-from trickle import api
+from trickle import accounts, api, money
 from trickle.api import topups
 from trickle.api.base import (
+    IDEMPOTENCY_KEY_PATTERN,
     MAX_BODY_BYTES,
     SESSION_COOKIE,
+    SETTINGS_LIMIT_KEY,
     ApiRouter,
     Endpoint,
+    SettingsLimit,
 )
 from trickle.errors import (
     BodyTooLarge,
@@ -31,10 +35,14 @@ from trickle.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from trickle.settings import Settings
 
 REF = "#/components/schemas/{model}"
 _PATH_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
-_CONVERTOR_TYPES = {"int": {"type": "integer", "minimum": 0}, "float": {"type": "number"}}
+_CONVERTOR_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": 0},
+    "float": {"type": "number"},
+}
 
 DESCRIPTION = f"""\
 The Trickle service's JSON API. Sign-in gives a bearer token (`Authorization: Bearer <token>`,
@@ -143,10 +151,13 @@ def openapi_path(path: str) -> str:
     return _PATH_PARAMETER.sub(lambda m: "{" + m.group(1) + "}", path)
 
 
-def document(routers: Sequence[ApiRouter]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the endpoints of ``routers`` and the public routes."""
+def document(routers: Sequence[ApiRouter], settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the endpoints of ``routers`` and the public routes. With
+    ``settings`` (the served document), the limits that depend on them are declared too: the
+    currency, the caps on a reader's rate and budget."""
     endpoints = [endpoint for router in routers for endpoint in router.endpoints]
     refs, schemas = _component_schemas(endpoints)
+    _declare_settings_limits(schemas, settings)
     paths: dict[str, dict[str, Any]] = {}
     operation_ids: set[str] = set()
     for endpoint in endpoints:
@@ -166,8 +177,33 @@ def document(routers: Sequence[ApiRouter]) -> dict[str, Any]:
     }
 
 
-async def openapi_json(_request: Request) -> Response:
-    return JSONResponse(document(api.routers()))
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document(api.routers(), request.app.state.runtime.settings))
+
+
+def _settings_limits(settings: Settings) -> dict[SettingsLimit, dict[str, Any]]:
+    rate = accounts.max_rate_per_hour_minor(settings)
+    budget = accounts.max_monthly_budget_minor(settings)
+    return {
+        "max_rate_per_hour_minor": {"pattern": money.decimal_pattern(rate)},
+        "max_monthly_budget_minor": {"pattern": money.decimal_pattern(budget)},
+        "currency": {"enum": [settings.currency]},
+    }
+
+
+def _declare_settings_limits(schemas: dict[str, Any], settings: Settings | None) -> None:
+    """Replace each field's settings-limit mark with the limit (without settings: drop it)."""
+    limits = _settings_limits(settings) if settings is not None else {}
+    pending: list[Any] = list(schemas.values())
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            name = node.pop(SETTINGS_LIMIT_KEY, None)
+            if name in limits:
+                node.update(limits[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
 
 
 _RefKey = tuple[type[Any], JsonSchemaMode]
@@ -255,7 +291,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
             "name": match.group(1),
             "in": "path",
             "required": True,
-            "schema": _CONVERTOR_TYPES.get(match.group(2) or "", {"type": "string"}),
+            "schema": _path_parameter_schema(endpoint, match.group(1), match.group(2)),
         }
         for match in _PATH_PARAMETER.finditer(endpoint.path)
     ]
@@ -267,7 +303,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 "required": True,
                 "description": "the client's id for this money movement: a retry with the same "
                 "key and body replays the first response (`Idempotent-Replayed: true`)",
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{8,200}$"},
+                "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN.pattern},
             }
         )
     if endpoint.auth and endpoint.method not in ("GET", "HEAD"):
@@ -277,7 +313,15 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 "in": "header",
                 "required": False,
                 "description": "with cookie auth: the csrf_token from log-in (bearer: not needed)",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {"type": "string"},
             }
         )
     return parameters
+
+
+def _path_parameter_schema(endpoint: Endpoint, name: str, convertor: str | None) -> dict[str, Any]:
+    declared = endpoint.path_types.get(name)
+    if declared is not None:
+        schema: dict[str, Any] = TypeAdapter(declared).json_schema()
+        return schema
+    return _CONVERTOR_TYPES.get(convertor or "", {"type": "string"})

@@ -11,33 +11,50 @@ import datetime as dt
 import json
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from trickle import payments
-from trickle.api.base import AmountMinor, ApiRouter, Context, Schema, amount_value
+from trickle.api.base import (
+    AmountMinor,
+    ApiRouter,
+    Context,
+    Origin,
+    PositiveAmountMinor,
+    Schema,
+    amount_value,
+    settings_limit,
+)
 from trickle.db import transaction
 from trickle.errors import NotFound
 from trickle.models import Payment
 from trickle.receipts import ReceiptSigner
 from trickle.runtime import Runtime
+from trickle.text import TEXT_PATTERN
 
 router = ApiRouter(tag="payments")
 
 PrintableAscii128 = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,128}$")]
 PrintableAscii256 = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,256}$")]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=300)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{3,12}$")]
+Description = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=payments.DESCRIPTION_MAX_CHARS),
+    Field(json_schema_extra={"pattern": TEXT_PATTERN}),  # checked by text.clean_text
+]
+Currency = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z0-9]{3,12}$"), settings_limit("currency")
+]
 
 
 class PaymentIn(Schema):
     payment_pointer: Url
-    origin: Url
-    amount_minor: AmountMinor
+    origin: Origin
+    amount_minor: PositiveAmountMinor
     currency: Currency
     order_ref: PrintableAscii128
     binding: PrintableAscii256 | None = None
-    description: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    description: Description | None = None
 
 
 class PaymentSummary(Schema):

@@ -54,7 +54,7 @@ def routes() -> list[BaseRoute]:
         ),
         Route(
             "/payees/{name}/sites/check",
-            page(views.check_site, on_error=views.payee_failed),
+            page(views.check_site, on_error=views.payee_failed, own_transactions=True),
             methods=post,
         ),
         Route("/earnings", page(views.earnings_page), methods=get),

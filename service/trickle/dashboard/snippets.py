@@ -24,8 +24,9 @@ def for_payee(settings: Settings, pointer: str, verified_origins: list[str]) -> 
     issuer = settings.issuer
     audience = verified_origins[0] if verified_origins else EXAMPLE_ORIGIN
     link = f'<link rel="monetization" href="{pointer}">'
-    bridge = f"""<!-- Copy sdk_js_bridge/bridge.js to your site as /trickle/bridge.js. BINDING: the
-     value your server made for this visitor session (see sdk_js_bridge/README.md). -->
+    bridge = f"""<!-- Copy bridge.js and the three bridge-*.js files of sdk_js_bridge/
+     into /trickle/ on your site. BINDING: the value your server made for this visitor session
+     (see sdk_js_bridge/README.md). -->
 <link rel="monetization" href="{pointer}" data-trickle-binding="BINDING">
 <script type="module">
   import {{ createBridge }} from '/trickle/bridge.js';

@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import urllib.parse
 
 from starlette.responses import Response
 
 from trickle import accounts, earnings, money, payees, payouts, siteverify
-from trickle.api.base import SESSION_COOKIE
+from trickle.api.base import IDEMPOTENCY_KEY_PATTERN, SESSION_COOKIE
 from trickle.dashboard import chart, snippets, summary
 from trickle.dashboard.web import (
     CSRF_COOKIE,
@@ -33,7 +32,6 @@ from trickle.models import Payee
 
 DEFAULT_DAYS = 30
 DAY_CHOICES = (7, 30, 90, 365)
-CLAIM_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
 
 
 def _quote(text: str) -> str:
@@ -233,15 +231,18 @@ def start_site(ctx: Ctx) -> Response:
 
 
 def check_site(ctx: Ctx) -> Response:
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path["name"])
+    """Runs with its own transactions (see ``routes``): the fetch holds no database connection."""
+    name = ctx.path["name"]
     row = siteverify.check(
-        ctx.session,
-        payee,
-        ctx.field("origin"),
+        ctx.runtime.sessions,
+        ctx.runtime.site_checks,
+        user_id=ctx.user_id,
+        payee_name=name,
+        origin_text=ctx.field("origin"),
         allow_private=ctx.settings.allow_private_site_urls,
-        now=ctx.now,
+        clock=ctx.runtime.clock,
     )
-    return redirect(f"{PREFIX}/payees/{payee.name}?verified={_quote(row.origin)}#sites")
+    return redirect(f"{PREFIX}/payees/{_quote(name)}?verified={_quote(row.origin)}#sites")
 
 
 # --- earnings -------------------------------------------------------------------------------
@@ -355,7 +356,7 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
 
 def claim(ctx: Ctx) -> Response:
     key = ctx.field("idempotency_key")
-    if not CLAIM_KEY_PATTERN.match(key):
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
         raise ValidationFailed("the claim form's key is malformed; reload the page")
     amount_text = ctx.field("amount", required=False)
     amount = money.parse_decimal(amount_text, ctx.settings.asset_scale) if amount_text else None

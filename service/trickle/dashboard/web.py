@@ -185,24 +185,38 @@ def check_login_nonce(ctx: Ctx) -> None:
 
 
 def page(
-    view: View, *, auth: bool = True, on_error: ErrorView | None = None
+    view: View,
+    *,
+    auth: bool = True,
+    on_error: ErrorView | None = None,
+    own_transactions: bool = False,
 ) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint for a view. ``on_error``: a failed change rolls back, then the page
-    is shown again with the error (otherwise an error page says what went wrong)."""
+    is shown again with the error (otherwise an error page says what went wrong).
+    ``own_transactions``: the view waits on the network, so it opens its own short transactions
+    (``ctx.runtime.sessions``); only authentication runs in the request's."""
 
     async def endpoint(request: Request) -> Response:
         try:
             form = await _read_form(request) if request.method == "POST" else {}
         except TrickleError as error:
             return secured(error_page(error))
-        response = await run_in_threadpool(_run, request, view, form, auth, on_error)
+        response = await run_in_threadpool(
+            _run, request, view, form, auth=auth, on_error=on_error, own=own_transactions
+        )
         return secured(response)
 
     return endpoint
 
 
 def _run(
-    request: Request, view: View, form: dict[str, str], auth: bool, on_error: ErrorView | None
+    request: Request,
+    view: View,
+    form: dict[str, str],
+    *,
+    auth: bool,
+    on_error: ErrorView | None,
+    own: bool,
 ) -> Response:
     runtime: Runtime = request.app.state.runtime
     try:
@@ -210,7 +224,11 @@ def _run(
             ctx = _context(session, runtime, request, form)
             if auth:
                 _authenticate(ctx)
-            return view(ctx)
+            if not own:
+                return view(ctx)
+        # As in the API: a session bound to no database, so a mistaken use fails loudly.
+        ctx.session = Session(bind=None)
+        return view(ctx)
     except Unauthenticated:
         return redirect(SIGN_IN_PATH)
     except TrickleError as error:

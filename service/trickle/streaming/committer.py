@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from trickle import ledger, spending
+from trickle import ledger, money, spending
 from trickle.db import DriverCursor, transaction
 from trickle.errors import InsufficientFunds
 from trickle.ledger import BatchRefused, TransferKind, TransferRequest
@@ -89,9 +89,14 @@ def stage(
     PostgreSQL: the group's one statement, then the COMMIT), so the engine runs it in a thread;
     ``stage`` itself is CPU work for the caller's thread (SQLite: the spends and balances)."""
     if engine.dialect.name == "postgresql":
-        statement = _postgres_group(postings, now)
+        try:
+            statement: _PostgresGroup | None = _postgres_group(postings, now)
+        except (BatchRefused, spending.BudgetRefused):  # a sum past a budget or 2^63-1
+            statement = None
 
         def finish_postgres() -> CommitResult:
+            if statement is None:
+                return _one_by_one(sessions, postings, now)  # rare: in the thread too
             try:
                 with engine.begin() as connection:
                     return statement.run(connection)
@@ -145,19 +150,21 @@ _PG_GROUP = """
 WITH spend AS (
   UPDATE monthly_spend AS m SET spent_minor = m.spent_minor + v.amount
   FROM unnest(?::bigint[], ?::varchar[], ?::bigint[], ?::bigint[])
-    AS v(user_id, month, amount, budget)
-  WHERE m.user_id = v.user_id AND m.month = v.month AND m.spent_minor + v.amount <= v.budget
+    AS v(user_id, month, amount, room)
+  WHERE m.user_id = v.user_id AND m.month = v.month AND m.spent_minor <= v.room
   RETURNING m.user_id, m.month, m.spent_minor
 ), debit AS (
   UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor - v.amount
-  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[]) AS v(id, currency, amount)
+  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[], ?::bigint[])
+    AS v(id, currency, amount, floor)
   WHERE a.id = v.id AND a.currency = v.currency
-    AND (a.may_go_negative OR a.balance_minor >= v.amount)
+    AND (a.balance_minor >= v.amount OR (a.may_go_negative AND a.balance_minor >= v.floor))
   RETURNING a.id, a.balance_minor
 ), credit AS (
   UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor + v.amount
-  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[]) AS v(id, currency, amount)
-  WHERE a.id = v.id AND a.currency = v.currency
+  FROM unnest(?::bigint[], ?::varchar[], ?::bigint[], ?::bigint[])
+    AS v(id, currency, amount, room)
+  WHERE a.id = v.id AND a.currency = v.currency AND a.balance_minor <= v.room
   RETURNING a.id
 ), moved AS (
   INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind,
@@ -202,17 +209,14 @@ class _PostgresGroup:
 
 def _postgres_group(postings: Sequence[Posting], now: dt.datetime) -> _PostgresGroup:
     """The fast path on PostgreSQL, with the rules of ``spending.add_batch`` and
-    ``ledger.post_batch``. One statement cannot update a row twice, so a payee's credit is netted
-    with the fee it pays (the fee transfer's debit, which its credit always covers); the rows are
-    the same two transfers as on SQLite."""
+    ``ledger.post_batch`` (and their bounds, from ``money.headroom``). One statement cannot update
+    a row twice, so a payee's credit is netted with the fee it pays (the fee transfer's debit,
+    which its credit always covers); the rows are the same two transfers as on SQLite.
+    ``BudgetRefused`` or ``BatchRefused`` when a sum is past its budget or 2^63-1."""
     streams, fees = _requests(postings)
     for request in streams + fees:
         ledger.check_amount(request.amount_minor)
-    spends: dict[tuple[int, str], list[int]] = {}
-    for p in postings:
-        entry = spends.setdefault((p.user_id, p.month), [0, p.budget_minor])
-        entry[0] += p.amount_minor
-        entry[1] = min(entry[1], p.budget_minor)
+    spends = spending.batch_rows(_spends(postings))
     debits = ledger.per_account(streams, debit=True)
     net: dict[tuple[int, str], int] = {}
     for account, currency, total in ledger.per_account(streams, debit=False):
@@ -223,18 +227,19 @@ def _postgres_group(postings: Sequence[Posting], now: dt.datetime) -> _PostgresG
         net[account, currency] = net.get((account, currency), 0) + total
     credits = [(a, cur, total) for (a, cur), total in sorted(net.items()) if total > 0]
     rows = streams + fees
-    spend_keys = sorted(spends)
     params: list[object] = [
-        [user for user, _ in spend_keys],
-        [month for _, month in spend_keys],
-        [spends[key][0] for key in spend_keys],
-        [spends[key][1] for key in spend_keys],
+        [user for _, user, _, _ in spends],
+        [month for _, _, month, _ in spends],
+        [amount for amount, _, _, _ in spends],
+        [room for _, _, _, room in spends],
         [a for a, _, _ in debits],
         [cur for _, cur, _ in debits],
         [total for _, _, total in debits],
+        [-money.headroom(total) for _, _, total in debits],
         [a for a, _, _ in credits],
         [cur for _, cur, _ in credits],
         [total for _, _, total in credits],
+        [money.headroom(total) for _, _, total in credits],
         now,
         [r.debit_account_id for r in rows],
         [r.credit_account_id for r in rows],
@@ -244,7 +249,7 @@ def _postgres_group(postings: Sequence[Posting], now: dt.datetime) -> _PostgresG
         [r.idempotency_key for r in rows],
         [r.origin for r in rows],
     ]
-    return _PostgresGroup(params, len(spend_keys), len(debits), len(credits), len(rows))
+    return _PostgresGroup(params, len(spends), len(debits), len(credits), len(rows))
 
 
 def _post_one(session: Session, posting: Posting, now: dt.datetime) -> None:

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from trickle import money, spending
-from trickle.accounts import normalize_origin
+from trickle import money, sessions, spending
 from trickle.db import make_engine, transaction
 from trickle.errors import TrickleError
+from trickle.origins import normalize_origin
 from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.streaming import committer, directory, protocol
@@ -38,6 +38,7 @@ from trickle.streaming.sources import FundingSource, ReaderBalance
 log = logging.getLogger("trickle.streaming")
 T = TypeVar("T")
 MonotonicMs = Callable[[], int]
+CloseSocket = Callable[[int, str], Awaitable[None]]  # (code, reason)
 
 ACTIVE = "active"
 _Batch = list[tuple["Stream", committer.Posting, int, int]]  # (stream, posting, seq, due ms)
@@ -76,23 +77,37 @@ class EngineLimits:
     # on it; 20 ms against 10 ms: p99 290 -> 190 ms in the 5,000-stream benchmark). Adds at
     # most this much to a receipt's latency; an idle engine ticks on time.
     commit_window_ms: int = 20
+    # How often the login sessions behind the open sockets are checked (one query for all of
+    # them): a revoked or expired session's sockets close within this (plus a commit in flight).
+    session_check_s: float = 0.5
+    drain_timeout_s: float = 10.0  # graceful stop: the most it waits for commits and writers
 
 
 class Connection:
     """One client socket's state. Outgoing messages go through a queue and a writer task, so a
-    slow client only ever blocks itself."""
+    slow client only ever blocks itself; after the last message the writer sends the close."""
 
-    def __init__(self, engine: StreamEngine, send_text: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        engine: StreamEngine,
+        send_text: Callable[[str], Awaitable[None]],
+        close_socket: CloseSocket | None = None,
+    ) -> None:
         self.engine = engine
         self._send_text = send_text
+        self._close_socket = close_socket
         self.reader: Reader | None = None
+        self.session_id: int | None = None  # the login session of the hello's token
+        self.session_expires_at: dt.datetime | None = None
         self.streams: dict[str, Stream] = {}
+        self.ending: set[Stream] = set()  # ended streams whose ``stopped`` is not sent yet
         self.refs: set[str] = set()
         self.invalid_messages = 0
         self.batch = False  # the client said it reads ``batch`` envelopes (hello)
         self.closed = False
         self.close_code: int | None = None
         self.close_reason = ""
+        self.closing: tuple[int, str] | None = None  # close once ``ending`` is empty
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._last_balance_ms = 0
         self.writer = asyncio.create_task(self._write())
@@ -129,10 +144,19 @@ class Connection:
         self._queue.put_nowait(text)
 
     def close(self, code: int, reason: str) -> None:
+        """Close after the messages queued so far (they are written first, then the close)."""
         if self.closed:
             return
         self.closed, self.close_code, self.close_reason = True, code, reason
         self._queue.put_nowait(None)
+
+    def close_when_ended(self, code: int, reason: str) -> None:
+        """Close once every ended stream of this connection has its last receipt and its
+        ``stopped`` out (an increment in flight lands first)."""
+        if self.ending:
+            self.closing = (code, reason)
+        else:
+            self.close(code, reason)
 
     def abandon(self) -> None:
         """The socket is gone: end the writer now (a disconnect by the client never ``close``s,
@@ -144,12 +168,17 @@ class Connection:
         while True:
             text = await self._queue.get()
             if text is None:
-                return
+                break
             try:
                 await self._send_text(text)
             except Exception:  # noqa: BLE001 - any send failure means the socket is gone
                 self.closed = True
                 return
+        if self.close_code is not None and self._close_socket is not None:
+            # here, not in the socket handler: when the writer is done, the close is sent too
+            # (a graceful stop waits for exactly that)
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                await self._close_socket(self.close_code, self.close_reason[:120])
 
 
 @dataclasses.dataclass(eq=False)
@@ -185,6 +214,7 @@ class Stream:
     in_flight: bool = False
     owed_due_ms: int | None = None  # a due time that came while in_flight: served on delivery
     latest: str | None = None  # the latest committed receipt message, encoded
+    final_owed: bool = False  # a final increment waits for the one in flight (see _final)
     orphaned_until_ms: int | None = None
     end_reason: str | None = None  # set when the stream ends
 
@@ -204,6 +234,7 @@ class StreamEngine:
         self.clock_ms = clock_ms
         self.readers: dict[int, Reader] = {}
         self.streams: dict[str, Stream] = {}
+        self.connections: set[Connection] = set()
         self._heap: list[tuple[int, int, int, Stream]] = []
         self._tie = itertools.count()
         self._pending: list[tuple[Stream, committer.Posting, int, int]] = []
@@ -221,6 +252,8 @@ class StreamEngine:
         self._outbox: dict[Connection, list[str]] | None = None
         self.latencies_ms: list[int] = []  # due -> sent, for the benchmark and tests
         self.record_latencies = False
+        self.draining = False  # a graceful stop has begun (see drain)
+        self._drain: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -228,22 +261,54 @@ class StreamEngine:
         self._tasks = [
             asyncio.create_task(self._tick_loop()),
             asyncio.create_task(self._maintenance_loop()),
+            asyncio.create_task(self._session_loop()),
         ]
 
     async def stop(self) -> None:
+        await self.drain()
+        await self.flush()
+        self._committer.shutdown(wait=True)
+        self._lookups.shutdown(wait=True)
+        if self._groups is not None:
+            self._groups.dispose()
+
+    async def drain(self) -> None:
+        """The graceful stop, before the server closes any socket: accrual stops; every stream on
+        a connection gets a final increment for what it accrued since its last one (after the
+        one in flight, if any); those commit, their receipts are written to the sockets, and then
+        every socket closes with ``server_shutdown`` (1001). Streams are not ended (a client
+        resumes or starts anew elsewhere). Bounded by ``drain_timeout_s``; safe to call again."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_once())
+        await asyncio.shield(self._drain)
+
+    async def _drain_once(self) -> None:
+        self.draining = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush()
+        now = self.clock_ms()
         for reader in list(self.readers.values()):
-            for connection in list(reader.connections):
-                connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
-        self._committer.shutdown(wait=True)
-        self._lookups.shutdown(wait=True)
-        if self._groups is not None:
-            self._groups.dispose()
+            self._settle_reader(reader, now)
+            for stream in list(reader.streams):
+                if stream.connection is not None:
+                    self._set_state(stream, "disconnected", now, notify=False)
+                    if not stream.connection.closed:  # its receipt can still reach the client
+                        self._final(stream, now)
+        deadline = time.monotonic() + self.limits.drain_timeout_s
+        try:
+            await asyncio.wait_for(self.flush(), self.limits.drain_timeout_s)
+        except TimeoutError:
+            log.error("graceful stop: commits still running after %ss", self.limits.drain_timeout_s)
+        for connection in list(self.connections):
+            connection.close(protocol.CLOSE_CODES["server_shutdown"], "server shutting down")
+        writers = {connection.writer for connection in self.connections}
+        if writers:
+            _, late = await asyncio.wait(writers, timeout=max(0.1, deadline - time.monotonic()))
+            if late:
+                log.warning("graceful stop: %d clients did not take their messages", len(late))
 
     async def flush(self) -> None:
         """Wait until every increment produced so far is committed and its receipt queued."""
@@ -256,8 +321,12 @@ class StreamEngine:
 
     # --- connections ------------------------------------------------------------------------
 
-    def open(self, send_text: Callable[[str], Awaitable[None]]) -> Connection:
-        return Connection(self, send_text)
+    def open(
+        self, send_text: Callable[[str], Awaitable[None]], close_socket: CloseSocket | None = None
+    ) -> Connection:
+        connection = Connection(self, send_text, close_socket)
+        self.connections.add(connection)
+        return connection
 
     async def authenticate(self, connection: Connection, hello: protocol.Hello) -> None:
         if hello.v != protocol.PROTOCOL_VERSION:
@@ -265,13 +334,15 @@ class StreamEngine:
                 "unsupported_version", f"this server speaks version {protocol.PROTOCOL_VERSION}"
             )
         try:
-            user_id, account_id, policy, balance, spent, month = await self._db(
+            login, user_id, account_id, policy, balance, spent, month = await self._db(
                 self._load_reader, hello.token
             )
         except TrickleError:
             raise protocol.ProtocolViolation(
                 "unauthenticated", "unknown or expired token"
             ) from None
+        if self.draining:
+            raise protocol.ProtocolViolation("server_shutdown", "server shutting down")
         reader = self.readers.get(user_id)
         if reader is None:
             reader = Reader(user_id, account_id, policy)
@@ -284,6 +355,7 @@ class StreamEngine:
             )
         reader.connections.add(connection)
         connection.reader = reader
+        connection.session_id, connection.session_expires_at = login
         connection.batch = hello.batch
         connection.send(
             {
@@ -299,21 +371,22 @@ class StreamEngine:
             }
         )
 
-    def _load_reader(self, token: str) -> tuple[int, int, ReaderPolicy, int, int, str]:
-        from trickle import sessions
-
+    def _load_reader(
+        self, token: str
+    ) -> tuple[tuple[int, dt.datetime], int, int, ReaderPolicy, int, int, str]:
         now = self.runtime.clock()
         with transaction(self.runtime.sessions) as session:
-            user, _ = sessions.authenticate(session, token, now)
+            user, login = sessions.authenticate(session, token, now)
             account_id = self.funding.account_for(session, user.id, now)
             policy = directory.reader_policy(session, user.id, self.settings)
             month = spending.month_of(now)
             balance, spent = directory.funds(session, self.funding, user.id, account_id, month)
-        return user.id, account_id, policy, balance, spent, month
+        return (login.id, login.expires_at), user.id, account_id, policy, balance, spent, month
 
     def disconnect(self, connection: Connection) -> None:
         """The socket closed: its streams stop accruing and wait ``resume_grace_s`` for a resume."""
         connection.abandon()
+        self.connections.discard(connection)
         reader = connection.reader
         if reader is None:
             return
@@ -333,6 +406,8 @@ class StreamEngine:
     async def handle(self, connection: Connection, message: protocol.ClientMessage) -> None:
         reader = connection.reader
         assert reader is not None
+        if connection.closing is not None:
+            return  # its session ended: the close (4440) follows once its last receipts are out
         now = self.clock_ms()
         if isinstance(message, protocol.Start):
             await self._start(connection, reader, message, now)
@@ -344,7 +419,7 @@ class StreamEngine:
         elif isinstance(message, protocol.Stop):
             stream = self._stream_of(connection, message.sid)
             if stream is not None:
-                self._end(stream, now, "stopped")
+                self._end(stream, now, "stopped", final=True)
         elif isinstance(message, protocol.Resume):
             self._resume(connection, reader, message, now)
         elif isinstance(message, protocol.Ping):
@@ -495,7 +570,7 @@ class StreamEngine:
 
     def _desired_state(self, stream: Stream) -> str:
         reader = stream.reader
-        if stream.connection is None:
+        if stream.connection is None or self.draining:
             return "disconnected"
         if reader.policy.frozen:
             return "account_frozen"
@@ -528,7 +603,7 @@ class StreamEngine:
             self._notify_state(stream)
 
     def _notify_state(self, stream: Stream) -> None:
-        if stream.connection is not None:
+        if stream.connection is not None and stream.state != "disconnected":
             message: dict[str, Any] = {"type": "state", "sid": stream.sid, "state": stream.state}
             if stream.state != ACTIVE:
                 message["reason"] = stream.state
@@ -543,7 +618,9 @@ class StreamEngine:
                 stream.accrual.add(rate, now - stream.last_ms, share)
             stream.last_ms = now
 
-    def _end(self, stream: Stream, now: int, reason: str) -> None:
+    def _end(self, stream: Stream, now: int, reason: str, *, final: bool = False) -> None:
+        """End the stream for good. ``final``: charge what it accrued since its last increment
+        (whole units) as one more increment, whose receipt precedes ``stopped``."""
         reader = stream.reader
         self._settle_reader(reader, now)
         stream.generation += 1
@@ -552,23 +629,42 @@ class StreamEngine:
         stream.end_reason = reason
         reader.streams.discard(stream)
         self.streams.pop(stream.sid, None)
-        if stream.connection is not None:
-            stream.connection.streams.pop(stream.sid, None)
-        if not stream.in_flight:  # else _deliver sends it, after the last receipt
+        connection = stream.connection
+        if connection is not None:
+            connection.streams.pop(stream.sid, None)
+            if final and not connection.closed:
+                self._final(stream, now)
+        if stream.in_flight:  # _deliver sends it, after the last receipt
+            if connection is not None:
+                connection.ending.add(stream)
+        else:
             self._send_stopped(stream)
         self._forget_if_idle(reader)
 
     def _send_stopped(self, stream: Stream) -> None:
-        if stream.connection is not None:
-            stream.connection.send(
-                {
-                    "type": "stopped",
-                    "sid": stream.sid,
-                    "reason": stream.end_reason,
-                    "seq": stream.seq,
-                    "tot": str(stream.total_minor),
-                }
-            )
+        connection = stream.connection
+        if connection is None:
+            return
+        connection.send(
+            {
+                "type": "stopped",
+                "sid": stream.sid,
+                "reason": stream.end_reason,
+                "seq": stream.seq,
+                "tot": str(stream.total_minor),
+            }
+        )
+        connection.ending.discard(stream)
+        self._close_if_ended(connection)
+
+    def _close_if_ended(self, connection: Connection) -> None:
+        """Close a connection waiting for its ended streams' last messages, once they are all
+        queued (while a group is delivered, a batch reader's wait in the outbox: not yet)."""
+        if connection.closing is None or connection.ending:
+            return
+        if self._outbox is not None and connection in self._outbox:
+            return  # _deliver closes it after the outbox
+        connection.close(*connection.closing)
 
     def _forget_if_idle(self, reader: Reader) -> None:
         if not reader.connections and not reader.streams:
@@ -630,6 +726,23 @@ class StreamEngine:
         rate = reader.policy.site_rate(stream.origin) or 0
         stream.accrual.add(rate, now - stream.last_ms, reader.active_count)
         stream.last_ms = now
+        self._cut(stream, due)
+
+    def _final(self, stream: Stream, now: int) -> None:
+        """Charge what the stream accrued (settled up to ``now``) as an increment now, off its
+        schedule: when it ends or the server stops. Only a fraction of a unit stays uncharged.
+        If an increment is in flight, this one is cut when that one lands (``_deliver``)."""
+        if stream.in_flight:
+            stream.final_owed = True
+            return
+        stream.final_owed = False
+        self._cut(stream, now)
+        if self._pending and (self._commit_task is None or self._commit_task.done()):
+            self._commit_task = asyncio.create_task(self._commit_loop())
+
+    def _cut(self, stream: Stream, due: int) -> None:
+        """The stream's accrued whole units become a posting of the next group (if any)."""
+        reader = stream.reader
         amount = stream.accrual.take()
         if amount <= 0:
             return
@@ -711,7 +824,9 @@ class StreamEngine:
         now = self.clock_ms()
         for stream, _, _, _ in batch:
             stream.in_flight = False
-            if stream.end_reason is not None:
+            if stream.final_owed:
+                self._final(stream, now)
+            if stream.end_reason is not None and not stream.in_flight:
                 self._send_stopped(stream)
             if stream.owed_due_ms is not None:  # retry on the next turn, not at once
                 stream.owed_due_ms = None
@@ -735,13 +850,14 @@ class StreamEngine:
         issued_at = int(now.timestamp())
         expires_at = issued_at + self.settings.receipt_ttl_s
         signer = ReceiptSigner(self.runtime.key_ring.current.active)
+        issuer = self.settings.issuer
         tokens: list[str | None] = []
         for stream, posting, seq, _ in batch:
             if posting.refused is not None:
                 tokens.append(None)
                 continue
             claims = ReceiptClaims(
-                iss=self.settings.issuer,
+                iss=issuer,
                 aud=stream.origin,
                 pay=stream.payee.pointer,
                 sid=stream.sid,
@@ -771,6 +887,7 @@ class StreamEngine:
             outbox, self._outbox = self._outbox, None
             for connection, messages in outbox.items():
                 connection.send_batch(messages)
+                self._close_if_ended(connection)
 
     def _deliver_group(
         self,
@@ -786,6 +903,7 @@ class StreamEngine:
             touched.add(reader)
             if posting.refused is not None:
                 self._block(reader, posting.refused)
+                stream.final_owed = False  # the reader's funds or budget ran out: nothing more
                 if stream.end_reason is not None:
                     self._send_stopped(stream)
                 continue
@@ -803,7 +921,9 @@ class StreamEngine:
                     stream.connection.send_text(stream.latest)
                     if self.record_latencies:
                         self.latencies_ms.append(sent_ms - due)
-            if stream.end_reason is not None:
+            if stream.final_owed:
+                self._final(stream, sent_ms)  # joins the next group at once
+            if stream.end_reason is not None and not stream.in_flight:
                 self._send_stopped(stream)
         for reader in touched:
             reader.balance_minor = result.balances.get(reader.account_id, reader.balance_minor)
@@ -891,3 +1011,51 @@ class StreamEngine:
         for stream in list(self.streams.values()):
             if stream.orphaned_until_ms is not None and stream.orphaned_until_ms <= now:
                 self._end(stream, now, "disconnected")
+
+    # --- login sessions: a revoked or expired one ends its sockets --------------------------
+
+    async def _session_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.session_check_s)
+            try:
+                await self.check_sessions()
+            except Exception:  # keep streaming; the next check tries again
+                log.exception("session check failed")
+
+    async def check_sessions(self) -> None:
+        """End every connection whose login session has expired (known here) or was revoked:
+        log out or log out everywhere, through any process on this database, so one query for
+        all of this process's sockets. See ``_end_session``."""
+        now = self.runtime.clock()
+        watched: dict[Connection, int] = {}  # connection -> its session, still to be asked
+        ended: list[Connection] = []
+        for connection in self.connections:
+            login, expires_at = connection.session_id, connection.session_expires_at
+            if login is None or expires_at is None or connection.closing or connection.closed:
+                continue
+            if expires_at <= now:
+                ended.append(connection)  # no need to ask the database
+            else:
+                watched[connection] = login
+        if watched:
+            live = await self._db(self._live_sessions, sorted(set(watched.values())))
+            ended += [c for c, login in watched.items() if login not in live]
+        for connection in ended:
+            if not connection.closed and connection.closing is None:  # (it may have meanwhile)
+                self._end_session(connection)
+
+    def _live_sessions(self, session_ids: list[int]) -> set[int]:
+        with transaction(self.runtime.sessions) as session:
+            return sessions.live_ids(session, session_ids, self.runtime.clock())
+
+    def _end_session(self, connection: Connection) -> None:
+        """The connection's login session ended: its streams end at once (``stopped``, reason
+        ``session_ended``) and what they accrued since their last increment is not charged; an
+        increment already in flight lands and its receipt goes out; then the socket closes
+        with ``session_ended``."""
+        now = self.clock_ms()
+        for stream in list(connection.streams.values()):
+            self._end(stream, now, "session_ended")
+        connection.close_when_ended(
+            protocol.CLOSE_CODES["session_ended"], "the login session was revoked or expired"
+        )

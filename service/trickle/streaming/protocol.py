@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
+from trickle import jsontext
+
 PROTOCOL_VERSION = 1
 
-# Close codes: the socket is closed with one of these when the client breaks the protocol.
+# Close codes: the socket is closed with one of these when the client breaks the protocol, its
+# login session ends, or the server stops.
 CLOSE_CODES: dict[str, int] = {
     "malformed_message": 4400,  # not a JSON object with a string "type"
     "unauthenticated": 4401,  # first message not a valid hello, or a bad token
@@ -28,6 +31,7 @@ CLOSE_CODES: dict[str, int] = {
     "too_many_errors": 4422,  # too many invalid messages in a row
     "too_slow": 1008,  # the client left too many messages unread (max_queued_messages)
     "replaced": 4409,  # the same reader's connection limit was hit: oldest closed (unused)
+    "session_ended": 4440,  # the hello's login session was revoked or expired meanwhile
     "server_shutdown": 1001,
 }
 # Error codes sent in {"type": "error"} messages; the socket stays open.
@@ -136,6 +140,7 @@ def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
             "message_too_large", f"a message may be at most {max_bytes} bytes, got {size}"
         )
     try:
+        jsontext.check_depth(text)
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError):
         raise ProtocolViolation("malformed_message", "a message must be a JSON object") from None

@@ -28,7 +28,7 @@ async def stream_socket(websocket: WebSocket) -> None:
     engine: StreamEngine = websocket.app.state.engine
     limits = engine.limits
     await websocket.accept()
-    connection = engine.open(websocket.send_text)
+    connection = engine.open(websocket.send_text, websocket.close)
     try:
         try:
             first = await asyncio.wait_for(_receive(websocket), limits.hello_timeout_s)
@@ -86,9 +86,12 @@ async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connect
 
 
 async def _finish(websocket: WebSocket, connection: Connection) -> None:
+    """The writer writes what is queued, then the close; a client that does not take its
+    messages within 5 s gets the close without them."""
     if connection.close_code is None:
         connection.close(1000, "")
-    with contextlib.suppress(Exception):
+    try:
         await asyncio.wait_for(connection.writer, 5)
-    with contextlib.suppress(Exception):  # the peer may be gone already
-        await websocket.close(connection.close_code or 1000, connection.close_reason[:120])
+    except TimeoutError:
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await websocket.close(connection.close_code or 1000, connection.close_reason[:120])

@@ -1,7 +1,7 @@
 """card top-ups (Stripe Checkout) and the Stripe events applied
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-14
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from trickle.models import UTCDateTime
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

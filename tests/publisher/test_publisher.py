@@ -23,11 +23,16 @@ from trickle import payments
 from trickle.app import create_app
 from trickle.db import transaction
 from trickle.models import Payment
-from trickle.publisher.app import COOKIE_NAME, PublisherConfig, create_publisher_app
-from trickle.publisher.articles import BY_SLUG
 from trickle.receipts import ReceiptSigner
 from trickle.runtime import Runtime, bootstrap
 from trickle.settings import Settings
+from trickle_publisher.app import (
+    COOKIE_NAME,
+    PublisherConfig,
+    create_publisher_app,
+    find_sdk_dir,
+)
+from trickle_publisher.articles import BY_SLUG
 from trickle_verifier import (
     KeySet,
     MemorySiteStore,
@@ -251,6 +256,30 @@ def test_bridge_and_static_files(reader: TestClient) -> None:
     assert reader.get("/static/publisher.css").status_code == 200
 
 
+def test_every_top_level_file_of_the_page_bridge_is_served(reader: TestClient) -> None:
+    sdk = REPO_ROOT / "sdk_js_bridge"
+    names = {path.name for path in sdk.glob("*.js")}
+    assert {"bridge.js", "bridge-forwarding.js", "bridge-payments.js", "bridge-shared.js"} <= names
+    for name in sorted(names):
+        served = reader.get(f"/sdk/{name}")
+        assert served.status_code == 200, name
+        assert served.text == (sdk / name).read_text("utf-8"), name
+        # What a served file imports is served beside it, so the bridge loads in the page.
+        assert set(re.findall(r"from '\./([a-z0-9-]+\.js)'", served.text)) <= names, name
+
+
+def test_the_page_bridge_is_found_in_the_checkout_or_asked_for(
+    site: SiteReceipts, tmp_path: Path
+) -> None:
+    assert find_sdk_dir() == REPO_ROOT / "sdk_js_bridge"
+    with pytest.raises(FileNotFoundError, match=r"pip install -e \./publisher.*sdk_dir="):
+        find_sdk_dir(tmp_path / "site-packages" / "trickle_publisher")
+    (tmp_path / "bridge.js").write_text("export const mine = 1;\n", "utf-8")
+    app = create_publisher_app(site, PublisherConfig(POINTER, sdk_dir=tmp_path))
+    with visitor(app) as client:
+        assert client.get("/sdk/bridge.js").text == "export const mine = 1;\n"
+
+
 def test_unknown_pages(reader: TestClient) -> None:
     page = reader.get("/articles/nope")
     assert page.status_code == 404 and "Not found" in page.text
@@ -262,8 +291,8 @@ def test_unknown_pages(reader: TestClient) -> None:
 
 def test_demo_command_runs_the_publisher_on_its_own_port(tmp_path: Path) -> None:
     from trickle.cli import build_parser
-    from trickle.publisher.server import PublisherThread, publisher_origin
     from trickle.settings import load_settings
+    from trickle_publisher.server import PublisherThread, publisher_origin
 
     args = build_parser().parse_args(["demo"])
     assert args.publisher_port == 8421

@@ -20,13 +20,12 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from trickle.money import format_minor, parse_decimal
-from trickle.publisher.articles import ARTICLES, BY_SLUG, Article
+from trickle_publisher.amounts import format_amount, minor_units
+from trickle_publisher.articles import ARTICLES, BY_SLUG, Article
 from trickle_verifier import MemoryPurchaseStore, Purchases, PurchaseStore, SiteReceipts
 from trickle_verifier.asgi import purchase_route, receipts_route
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SDK_DIR = PACKAGE_DIR.parents[2] / "sdk_js_bridge"  # the checkout's page bridge
 COOKIE_NAME = "trickle_publisher_visitor"
 COOKIE_MAX_AGE_S = 30 * 86_400
 RECEIPTS_PATH = "/trickle/receipts"
@@ -52,13 +51,28 @@ templates = jinja2.Environment(
 class PublisherConfig:
     """``payment_pointer``: the payee the pages name; ``price_minor``: what a visit pays to open
     premium articles (minor units of ``site.currency`` at ``site.scale``); ``secure_cookies``:
-    set on https."""
+    set on https; ``sdk_dir``: the folder whose top-level ``.js`` files are served as
+    ``/sdk/<name>.js`` (default: ``find_sdk_dir()``)."""
 
     payment_pointer: str
     price_minor: int = 1_000_000  # 0.001 USD at scale 9
     site_name: str = "The Trickle Gazette"
     secure_cookies: bool = False
-    sdk_dir: Path = SDK_DIR
+    sdk_dir: Path | None = None
+
+
+def find_sdk_dir(start: Path = PACKAGE_DIR) -> Path:
+    """The page bridge's folder: ``sdk_js_bridge/`` of the checkout the publisher is installed
+    from (the nearest one above ``start`` holding ``bridge.js``), or ``FileNotFoundError``
+    saying what to do."""
+    for folder in start.parents:
+        if (folder / "sdk_js_bridge" / "bridge.js").is_file():
+            return folder / "sdk_js_bridge"
+    raise FileNotFoundError(
+        f"the demo publisher serves the page bridge of a Trickle checkout, and no folder above "
+        f"{start} holds sdk_js_bridge/bridge.js: install the publisher from a checkout "
+        f"(pip install -e ./publisher, as make setup does) or pass PublisherConfig(sdk_dir=...)"
+    )
 
 
 def visitor_of(request: Request) -> str | None:
@@ -70,10 +84,13 @@ def visitor_of(request: Request) -> str | None:
 class Publisher:
     """The views, bound to one site helper and configuration."""
 
-    def __init__(self, site: SiteReceipts, purchases: Purchases, config: PublisherConfig) -> None:
+    def __init__(
+        self, site: SiteReceipts, purchases: Purchases, config: PublisherConfig, sdk_dir: Path
+    ) -> None:
         self.site = site
         self.purchases = purchases
         self.config = config
+        self.sdk_dir = sdk_dir
 
     def _sale_price(self, article: Article) -> int | None:
         return None if article.sale_price is None else self.purchases.price_of(article.order_ref)
@@ -85,7 +102,7 @@ class Publisher:
         return not article.premium or self.site.has_paid(visitor, self.config.price_minor)
 
     def _money(self, minor: int) -> str:
-        return f"{format_minor(minor, self.site.scale)} {self.site.currency}"
+        return f"{format_amount(minor, self.site.scale)} {self.site.currency}"
 
     def _amount(self, minor: int) -> dict[str, Any]:
         return {"total": str(minor), "currency": self.site.currency, "scale": self.site.scale}
@@ -147,7 +164,7 @@ class Publisher:
             article=found,
             unlocked=self._unlocked(found, visitor),
             sale_minor=sale_minor,
-            sale_amount="" if sale_minor is None else format_minor(sale_minor, self.site.scale),
+            sale_amount="" if sale_minor is None else format_amount(sale_minor, self.site.scale),
         )
 
     async def access(self, request: Request) -> Response:
@@ -188,7 +205,7 @@ class Publisher:
     async def sdk(self, request: Request) -> Response:
         """The page bridge files, as ``/sdk/<name>.js`` (only top-level ``.js`` files)."""
         name = str(request.path_params["name"])
-        path = self.config.sdk_dir / name
+        path = self.sdk_dir / name
         if not _SDK_FILE_RE.fullmatch(name) or not path.is_file():
             raise HTTPException(404)
         return FileResponse(
@@ -217,7 +234,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 def catalogue(scale: int) -> dict[str, int]:
     """The publisher's prices for one-time payments: order_ref -> minor units at ``scale``."""
     return {
-        article.order_ref: parse_decimal(article.sale_price, scale)
+        article.order_ref: minor_units(article.sale_price, scale)
         for article in ARTICLES
         if article.sale_price is not None
     }
@@ -233,9 +250,10 @@ def create_publisher_app(
     payee of ``config.payment_pointer``, and needs a ``binding_key``. ``purchase_store`` keeps
     the one-time purchases (default: in memory)."""
     site.binding_for("a" * 32)  # fail now, not on the first page, if there is no binding key
+    sdk_dir = find_sdk_dir() if config.sdk_dir is None else config.sdk_dir  # ... or no bridge
     store = MemoryPurchaseStore() if purchase_store is None else purchase_store
     purchases = Purchases(site, store, catalogue(site.scale))
-    views = Publisher(site, purchases, config)
+    views = Publisher(site, purchases, config, sdk_dir)
     app = Starlette(
         routes=[
             Route("/", views.index, methods=["GET"]),

@@ -1,0 +1,104 @@
+/// <reference types="chrome" />
+// Each tab's status (what the popup says and the toolbar badge shows), and changed(), which
+// every change of the background's state ends with: save it soon and redraw the badges.
+
+import { addMinor, formatMinor } from '../shared/amounts.js';
+import { pageStatus, statusText } from '../shared/attention.js';
+import { validPointer } from '../shared/links.js';
+import { socket } from './socket.js';
+import { knownScale, saveSoon, state } from './state.js';
+
+const BADGE_COLOR_STREAMING = '#1a7f37';
+const BADGE_COLOR_OTHER = '#c62828';
+
+/**
+ * @param {import('./state.js').Doc} doc
+ */
+function docStatus(doc) {
+  const overrides = state.overrides[doc.origin];
+  return pageStatus({
+    signedIn: state.token !== null,
+    monetized: doc.links.some((l) => validPointer(l.href) !== null),
+    // Still connecting for the first time counts as up (the status says "starting"); only a
+    // failed attempt makes the service unreachable.
+    connected: socket.connected || state.connectionError === null,
+    globalPaused: state.settings?.paused ?? false,
+    siteDisabled: overrides?.disabled ?? false,
+    idle: state.idle,
+    page: doc,
+    serverState: doc.serverState,
+    error: doc.error,
+  });
+}
+
+/**
+ * The documents of a tab, the one that speaks for the tab first (the one streaming, else the
+ * top frame, else the first frame).
+ * @param {number} tabId
+ */
+export function tabDocs(tabId) {
+  const docs = Object.values(state.docs).filter((d) => d.tabId === tabId);
+  docs.sort((a, b) => Number(b.sid !== null) - Number(a.sid !== null) || a.frameId - b.frameId);
+  return docs;
+}
+
+/** @param {number | null} tabId */
+export function tabSummary(tabId) {
+  const docs = tabId === null ? [] : tabDocs(tabId);
+  const main = docs[0];
+  const status = main
+    ? docStatus(main)
+    : pageStatus({
+        signedIn: state.token !== null,
+        monetized: false,
+        connected: socket.connected,
+        globalPaused: false,
+        siteDisabled: false,
+        idle: state.idle,
+        page: { visible: true, focused: true, frozen: false },
+        serverState: null,
+      });
+  const override = main ? state.overrides[main.origin] : undefined;
+  const scale = knownScale();
+  let text = statusText(status);
+  if (main?.error) text = `Not paying: the service refused this page (${main.error}).`;
+  return {
+    tabId,
+    origin: main?.origin ?? null,
+    state: status.state,
+    reason: status.reason,
+    text,
+    sent: docs.reduce((sum, d) => addMinor(sum, d.sent), '0'),
+    siteEnabled: !(override?.disabled ?? false),
+    siteRate: override?.rate != null && scale !== null ? formatMinor(override.rate, scale) : '',
+  };
+}
+
+/**
+ * What each tab's badge shows now (text and title), so an unchanged badge is not redrawn.
+ * @type {Map<number, string>}
+ */
+const badges = new Map();
+
+function updateBadges() {
+  const tabIds = new Set([...badges.keys(), ...Object.values(state.docs).map((d) => d.tabId)]);
+  for (const tabId of tabIds) {
+    const summary = tabSummary(tabId);
+    const text = summary.state === 'streaming' ? 'ON' : summary.state === 'error' ? '!' : '';
+    const key = `${text}|${summary.text}`;
+    if (badges.get(tabId) === key) continue;
+    if (text === '' && !state.docs[`${tabId}:0`] && !tabDocs(tabId).length) badges.delete(tabId);
+    else badges.set(tabId, key);
+    const color = summary.state === 'streaming' ? BADGE_COLOR_STREAMING : BADGE_COLOR_OTHER;
+    const ignore = () => {};
+    chrome.action.setBadgeText({ tabId, text }).catch(ignore);
+    chrome.action.setBadgeBackgroundColor({ tabId, color }).catch(ignore);
+    chrome.action.setTitle({ tabId, title: `Trickle — ${summary.text}` }).catch(ignore);
+  }
+}
+
+/** The state changed: save it soon and bring the badges in line. */
+export function changed() {
+  saveSoon();
+  updateBadges();
+}
