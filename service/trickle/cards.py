@@ -128,6 +128,53 @@ class CardConfig:
             )
         return self.conversion.to_stripe(amount_minor)
 
+    def amount_pattern(self) -> str:
+        """A regular expression (anchored; JSON Schema's dialect too) for exactly the amounts a
+        card top-up may be: min..max, in whole multiples of the smallest chargeable amount (a
+        power of ten). The served /openapi.json declares it, so the schema says what
+        ``check_amount`` accepts."""
+        unit = self.conversion.factor * self.conversion.currency.step
+        zeros = len(str(unit)) - 1
+        choices = range_choices(-(-self.min_minor // unit), self.max_minor // unit)
+        return "^(?:" + "|".join(choices) + ")" + (f"0{{{zeros}}}" if zeros else "") + "$"
+
+
+def range_choices(low: int, high: int) -> list[str]:
+    """Regular expressions whose union matches exactly the decimal strings of low..high (no
+    sign, no leading zero): split by digit count, then by prefix, like money.decimal_pattern."""
+    choices: list[str] = []
+    while low <= high:
+        top = min(high, 10 ** len(str(low)) - 1)
+        choices += _same_length(str(low), str(top))
+        low = top + 1
+    return choices
+
+
+def _same_length(low: str, high: str) -> list[str]:
+    """Digit strings of one length from low to high (leading zeros allowed past the first)."""
+    if low == high:
+        return [low]
+    common = 0
+    while low[common] == high[common]:
+        common += 1
+    prefix, low, high = low[:common], low[common:], high[common:]
+    rest = len(low) - 1
+    if rest == 0:
+        return [f"{prefix}[{low}-{high}]"]
+    choices: list[str] = []
+    first, last = int(low[0]), int(high[0])
+    if low[1:] != "0" * rest:
+        choices += [prefix + low[0] + c for c in _same_length(low[1:], "9" * rest)]
+        first += 1
+    if high[1:] != "9" * rest:
+        last -= 1
+    if first <= last:
+        digit = str(first) if first == last else f"[{first}-{last}]"
+        choices.append(f"{prefix}{digit}[0-9]{{{rest}}}")
+    if high[1:] != "9" * rest:
+        choices += [prefix + high[0] + c for c in _same_length("0" * rest, high[1:])]
+    return choices
+
 
 def _amount(name: str, text: str, scale: int) -> int:
     try:

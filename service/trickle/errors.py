@@ -351,7 +351,7 @@ class StripeSignatureInvalid(TrickleError):
     outside the 300-second tolerance)."""
 
     code = "stripe_signature_invalid"
-    status = 400
+    status = 401
 
 
 class StripeEventInvalid(TrickleError):

@@ -389,13 +389,13 @@ def test_a_bad_signature_is_refused_and_changes_nothing(
     topup = start_topup(card_client, reader)
     completed, _ = standin.pay(session_of(topup))
     status, body = deliver(card_client, standin, completed, secret="whsec_" + "0" * 32)
-    assert (status, body["error"]["code"]) == (400, "stripe_signature_invalid")
+    assert (status, body["error"]["code"]) == (401, "stripe_signature_invalid")
     payload, headers = standin.signed(completed)
     tampered = payload.replace(b'"amount_total": 500', b'"amount_total": 900')
     assert tampered != payload
     response = card_client.post(WEBHOOK, content=tampered, headers=headers)
     assert (response.status_code, response.json()["error"]["code"]) == (
-        400,
+        401,
         "stripe_signature_invalid",
     )
     missing = card_client.post(
@@ -415,7 +415,7 @@ def test_a_signature_older_than_the_tolerance_is_refused(
     topup = start_topup(card_client, reader)
     completed, _ = standin.pay(session_of(topup))
     status, body = deliver(card_client, standin, completed, timestamp=int(time.time()) - 330)
-    assert (status, body["error"]["code"]) == (400, "stripe_signature_invalid")
+    assert (status, body["error"]["code"]) == (401, "stripe_signature_invalid")
     assert reader_balance(card_runtime, reader) == 0
     status, body = deliver(card_client, standin, completed, timestamp=int(time.time()) - 240)
     assert (status, body["outcome"]) == (200, "credited")  # within the 300 s

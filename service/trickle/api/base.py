@@ -65,7 +65,9 @@ PositiveAmountMinor = Annotated[
 # A limit that depends on the settings (the rate and budget caps, the currency): the model
 # names it, and the served /openapi.json declares its value (``api.openapi``).
 SETTINGS_LIMIT_KEY = "x-trickle-settings-limit"
-SettingsLimit = Literal["max_rate_per_hour_minor", "max_monthly_budget_minor", "currency"]
+SettingsLimit = Literal[
+    "max_rate_per_hour_minor", "max_monthly_budget_minor", "currency", "card_topup_amount_minor"
+]
 
 
 def settings_limit(name: SettingsLimit) -> Any:

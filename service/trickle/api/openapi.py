@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 import trickle
-from trickle import accounts, api, money
+from trickle import accounts, api, cards, money
 from trickle.api import topups
 from trickle.api.base import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -184,11 +184,15 @@ async def openapi_json(request: Request) -> Response:
 def _settings_limits(settings: Settings) -> dict[SettingsLimit, dict[str, Any]]:
     rate = accounts.max_rate_per_hour_minor(settings)
     budget = accounts.max_monthly_budget_minor(settings)
-    return {
+    limits: dict[SettingsLimit, dict[str, Any]] = {
         "max_rate_per_hour_minor": {"pattern": money.decimal_pattern(rate)},
         "max_monthly_budget_minor": {"pattern": money.decimal_pattern(budget)},
         "currency": {"enum": [settings.currency]},
     }
+    card = cards.config_of(settings)
+    if card is not None:  # without Stripe settings every top-up is card_topups_unavailable
+        limits["card_topup_amount_minor"] = {"pattern": card.amount_pattern()}
+    return limits
 
 
 def _declare_settings_limits(schemas: dict[str, Any], settings: Settings | None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,10 +21,25 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from trickle import cards, freezes, stripe_gateway, stripe_webhooks, topups
-from trickle.api.base import AmountMinor, ApiRouter, Context, Schema, amount_value
+from trickle.api.base import (
+    AmountMinor,
+    ApiRouter,
+    Context,
+    PositiveAmountMinor,
+    Schema,
+    amount_value,
+    settings_limit,
+)
+from trickle.api.payments import Currency
 from trickle.cards import CardConfig
 from trickle.db import transaction
-from trickle.errors import BodyTooLarge, CardTopupsUnavailable, CurrencyMismatch, TopupNotFound
+from trickle.errors import (
+    BodyTooLarge,
+    CardTopupsUnavailable,
+    CurrencyMismatch,
+    StripeSignatureInvalid,
+    TopupNotFound,
+)
 from trickle.models import Topup
 from trickle.runtime import Runtime
 from trickle.settings import Settings
@@ -53,8 +68,9 @@ class TopupOptionsOut(Schema):
 
 
 class TopupIn(Schema):
-    amount_minor: AmountMinor
-    currency: str
+    # The served /openapi.json declares exactly the amounts the operator's limits allow.
+    amount_minor: Annotated[PositiveAmountMinor, settings_limit("card_topup_amount_minor")]
+    currency: Currency
 
 
 class TopupOut(Schema):
@@ -209,11 +225,12 @@ async def stripe_webhook(request: Request) -> Response:
     """Stripe's events: signature verified, then applied once (no authentication: the
     signature is the proof). Any 2xx tells Stripe to stop retrying."""
     runtime: Runtime = request.app.state.runtime
+    signature = request.headers.get("stripe-signature")
+    if not signature:  # refused alike with or without Stripe settings: no credential at all
+        raise StripeSignatureInvalid("no Stripe-Signature header")
     config = _config(runtime.settings)
     payload = await _read_body(request)
-    event = stripe_webhooks.verify(
-        payload, request.headers.get("stripe-signature"), config.webhook_secret
-    )
+    event = stripe_webhooks.verify(payload, signature, config.webhook_secret)
     try:
         applied = await run_in_threadpool(_apply, runtime, event, {})
     except stripe_webhooks.PaymentIntentUnknown as unknown:
@@ -276,7 +293,7 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
                 {
                     "name": "Stripe-Signature",
                     "in": "header",
-                    "required": False,
+                    "required": True,
                     "description": "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<body>'>",
                     "schema": {"type": "string", "maxLength": 2000},
                 }
@@ -298,10 +315,10 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
                     },
                 },
                 "400": {
-                    "description": "`stripe_signature_invalid`, `stripe_event_invalid`, "
-                    "`malformed_json`",
+                    "description": "`stripe_event_invalid`, `malformed_json` (signed events)",
                     "content": _ERROR,
                 },
+                "401": {"description": "`stripe_signature_invalid`", "content": _ERROR},
                 "404": {"description": "`card_topups_unavailable`", "content": _ERROR},
                 "413": {"description": "`body_too_large`", "content": _ERROR},
                 "422": {"description": "`stripe_event_mismatch`", "content": _ERROR},
