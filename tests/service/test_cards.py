@@ -4,6 +4,7 @@ unit), exact at the edges or refused; and the Stripe settings, refused at start-
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,12 @@ from hypothesis import strategies as st
 
 from trickle import cards
 from trickle.cards import STRIPE_MAX_AMOUNT, Conversion, StripeCurrency
-from trickle.errors import AmountNotChargeable, ConfigError, InvalidAmount
+from trickle.errors import (
+    AmountNotChargeable,
+    ConfigError,
+    InvalidAmount,
+    TopupAmountOutOfRange,
+)
 from trickle.settings import Settings, load_settings
 
 CENT = 10_000_000  # one US cent at scale 9
@@ -167,3 +173,48 @@ def test_settings_from_the_environment() -> None:
     assert config is not None and config.presets_minor == (2_500_000_000, 7_500_000_000)
     assert config.session_ttl_s == 1800
     assert dataclasses.replace(settings, stripe_secret_key="") != settings
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"stripe_min_amount": "0.50", "stripe_max_amount": "999999.99", "stripe_presets": "1.00"},
+        {"currency": "JPY", "stripe_min_amount": "50", "stripe_max_amount": "99999999"}
+        | {"stripe_presets": "500"},
+        {"currency": "KWD", "stripe_min_amount": "0.100", "stripe_max_amount": "1234.560"}
+        | {"stripe_presets": "5.000"},
+        {"currency": "ISK", "stripe_min_amount": "100", "stripe_max_amount": "75000"}
+        | {"stripe_presets": "1000"},
+    ],
+)
+def test_the_served_amount_pattern_is_exactly_what_the_limits_allow(
+    overrides: dict[str, str],
+) -> None:
+    """/openapi.json declares the top-up amounts with ``amount_pattern``; every amount matches
+    it exactly when ``check_amount`` takes it."""
+    config = cards.from_settings(Settings(**{**STRIPE, **overrides}))
+    assert config is not None
+    pattern = re.compile(config.amount_pattern())
+    unit = config.conversion.factor * config.conversion.currency.step
+    low, high = config.min_minor, config.max_minor
+    candidates = {low, high, low - 1, high + 1, low - unit, high + unit, low + 1, high - 1}
+    candidates |= {low + k * unit for k in (1, 2, 7, 10, 99, 100, 1000)}
+    candidates |= {high - k * unit for k in (1, 9, 10, 11)}
+    candidates |= {10**n for n in range(19)} | {5 * 10**n + unit for n in range(17)}
+    for amount in sorted(c for c in candidates if c > 0):
+        try:
+            config.check_amount(amount)
+            taken = True
+        except (AmountNotChargeable, TopupAmountOutOfRange):
+            taken = False
+        assert bool(pattern.fullmatch(str(amount))) == taken, amount
+
+
+@given(low=st.integers(0, 10**7), span=st.integers(0, 10**7), probe=st.integers(0, 3 * 10**7))
+def test_range_choices_match_exactly_the_range(low: int, span: int, probe: int) -> None:
+    pattern = re.compile("^(?:" + "|".join(cards.range_choices(low, low + span)) + ")$")
+    for value in (probe, low, low + span, low - 1, low + span + 1):
+        if value >= 0:
+            assert bool(pattern.match(str(value))) == (low <= value <= low + span), value
+    assert not pattern.match(f"0{low + span}")
