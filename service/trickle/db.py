@@ -105,10 +105,14 @@ def serialize(session: Session, lock_id: int) -> None:
     """The rest of this transaction runs one at a time with every other transaction that called
     this with the same ``lock_id`` (a read-then-write that must not race, e.g. making a key).
 
-    PostgreSQL: a transaction advisory lock, released at commit or rollback. SQLite: nothing to
-    do, every transaction already holds the database's write lock (``BEGIN IMMEDIATE``)."""
+    PostgreSQL: a transaction advisory lock, released at commit or rollback. SQLite: every
+    transaction holds the database's write lock (``BEGIN IMMEDIATE``), but only from its first
+    statement on: one is run here, so that the lock is held when this returns (a caller that
+    reads the clock after it sees what a racer committed while it waited)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    else:
+        session.execute(text("SELECT 1"))
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

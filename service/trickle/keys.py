@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -207,9 +208,17 @@ def create_key(
     return pair.kid
 
 
-def ensure_active_key(session: Session, kek: KeyEncryptionKey, now: dt.datetime) -> str:
-    """The kid of the key that signs now; on a new database, a first key that signs at once."""
+def ensure_active_key(
+    session: Session, kek: KeyEncryptionKey, clock: Callable[[], dt.datetime]
+) -> str:
+    """The kid of the key that signs now; on a new database, a first key that signs at once.
+
+    The time is read after the lock is held: a racing first start that committed its key while
+    this one waited made a key that signs from its own (earlier) time, which is then found.
+    Read before the lock, a later racer's time could be earlier than that key's and it would
+    make a second "first" key."""
     serialize(session, KEYS_LOCK_ID)
+    now = clock()
     signing = _signing_row(session, now)
     if signing is not None:
         return signing.kid

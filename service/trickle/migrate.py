@@ -8,6 +8,7 @@ the later ones find the schema at head and do nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,13 +39,14 @@ def _locked(database_url: str) -> Iterator[Config]:
 
     PostgreSQL: a session advisory lock, taken and committed before Alembic begins its own
     transaction and released after it committed, so a waiting process reads the new version.
-    SQLite: every transaction is ``BEGIN IMMEDIATE`` (see ``make_engine``), and Alembic reads the
-    version table inside its transaction, so concurrent upgrades already wait for each other on
-    the database's write lock (for the busy timeout, 30 s).
+    SQLite: an exclusive ``flock`` on a lock file beside the database file, held for the whole
+    run. The database's own write lock is not enough: Alembic runs SQLite's migrations without
+    one enclosing transaction (no transactional DDL there), so two processes could both read the
+    old version and both apply the same revision (seen: "duplicate column name").
     """
     engine = make_engine(database_url)
     try:
-        with engine.connect() as connection:
+        with _sqlite_file_lock(engine), engine.connect() as connection:
             postgres = connection.dialect.name == "postgresql"
             if postgres:
                 _advisory(connection, "pg_advisory_lock")
@@ -58,6 +60,17 @@ def _locked(database_url: str) -> Iterator[Config]:
                     _advisory(connection, "pg_advisory_unlock")
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":  # not SQLite, or nothing another process sees
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _advisory(connection: Connection, function: str) -> None:

@@ -57,7 +57,7 @@ def bootstrap(settings: Settings, *, clock: Clock = utc_now, migrate_db: bool = 
     try:
         kek = keys.load_kek(settings)
         with transaction(sessions) as session:
-            keys.ensure_active_key(session, kek, clock())
+            keys.ensure_active_key(session, kek, clock)
         with transaction(sessions) as session:
             ring = keys.load_key_ring(session, kek, settings, clock())
     except BaseException:
