@@ -19,8 +19,10 @@ from starlette.routing import Route, WebSocketRoute
 
 from trickle import api, dashboard, keys
 from trickle.api import topups as topups_api
+from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
+from trickle.requests import runtime_of
 from trickle.runtime import Runtime
 from trickle.settings import Settings
 from trickle.streaming.engine import EngineLimits, StreamEngine
@@ -29,36 +31,30 @@ from trickle.streaming.socket import stream_socket
 log = logging.getLogger("trickle")
 
 
-def error_response(code: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def _error_response(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status)
 
 
 async def on_trickle_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TrickleError)
-    return error_response(exc.code, str(exc) or exc.code, exc.status)
+    return error_response(exc)
 
 
 async def on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return error_response(NotFound.code, "no such path", 404)
+        return _error_response(NotFound.code, "no such path", 404)
     if exc.status_code == 405:  # Starlette's headers name the path's methods (Allow)
-        response = error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
+        response = _error_response(MethodNotAllowed.code, "method not allowed on this path", 405)
         response.headers.update(exc.headers or {})
         return response
-    return error_response("http_error", str(exc.detail), exc.status_code)
+    return _error_response("http_error", str(exc.detail), exc.status_code)
 
 
 async def on_unexpected_error(request: Request, exc: Exception) -> Response:
     # The traceback goes to the operator's log, never to the client.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response("internal_error", "internal error; the operator has been told", 500)
-
-
-def runtime_of(request: Request) -> Runtime:
-    runtime = request.app.state.runtime
-    assert isinstance(runtime, Runtime)
-    return runtime
+    return _error_response("internal_error", "internal error; the operator has been told", 500)
 
 
 async def jwks(request: Request) -> Response:

@@ -19,6 +19,7 @@ from trickle.models import LedgerAccount, Payee, Transfer
 from trickle.settings import Settings
 
 MAX_DAYS = 366
+DEFAULT_DAYS = 30
 EARNING_KINDS = (TransferKind.STREAM.value, TransferKind.PAYMENT.value)
 
 
@@ -110,6 +111,16 @@ def balances(session: Session, account_ids: Iterable[int]) -> dict[int, int]:
         )
     ).all()
     return {int(i): int(b) for i, b in rows}
+
+
+def days_asked(text: str | None) -> int:
+    """The number of days a request asks for (``?days=`` in the API and the dashboard), or
+    ``DEFAULT_DAYS`` when it names none; ``for_creator`` checks the range."""
+    if text is None:
+        return DEFAULT_DAYS
+    if not text.isascii() or not text.isdigit() or len(text) > 4:
+        raise ValidationFailed(f"days must be 1..{MAX_DAYS}, got {text[:10]!r}")
+    return int(text)
 
 
 def for_creator(

@@ -20,11 +20,11 @@ from starlette.testclient import TestClient
 from tests import factories
 from tests.factories import create_user
 from trickle import accounts
-from trickle.api.base import SESSION_COOKIE
 from trickle.app import create_app
 from trickle.db import transaction
 from trickle.errors import EmailTaken, InvalidCredentials, TooManySiteOverrides, ValidationFailed
 from trickle.models import AuthSession, RateLimitHit, ReaderSettings, SiteOverride, User
+from trickle.requests import SESSION_COOKIE
 from trickle.runtime import Runtime
 
 PASSWORD = "correct horse battery"

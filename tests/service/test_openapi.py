@@ -15,9 +15,10 @@ from starlette.testclient import TestClient
 
 from tests.conftest import REPO
 from trickle import accounts, api, money, payees
-from trickle.api.base import IDEMPOTENCY_KEY_PATTERN, ApiRouter, Context, Empty
+from trickle.api.base import ApiRouter, Context, Empty
 from trickle.api.openapi import PUBLIC_OPERATIONS, document, openapi_path
 from trickle.origins import ORIGIN_PATTERN
+from trickle.requests import IDEMPOTENCY_KEY_PATTERN
 from trickle.settings import Settings
 from trickle.text import TEXT_PATTERN
 

@@ -12,17 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from trickle import accounts
 from trickle.accounts import ReaderPreferences, SignedIn, SiteRule
-from trickle.api.base import (
-    SESSION_COOKIE,
-    AmountMinor,
-    ApiRouter,
-    Context,
-    Origin,
-    Schema,
-    settings_limit,
-)
+from trickle.api.base import AmountMinor, ApiRouter, Context, Origin, Schema, settings_limit
 from trickle.models import User
-from trickle.settings import Settings
+from trickle.requests import SESSION_COOKIE, delete_cookie, set_cookie
 
 router = ApiRouter(tag="accounts")
 
@@ -143,11 +135,6 @@ class SiteOverrideDeletedOut(Schema):
 # --- rendering ------------------------------------------------------------------------------
 
 
-def _cookie_is_secure(settings: Settings) -> bool:
-    # A Secure cookie never travels over plain http: only a local http service may go without.
-    return settings.env == "production" or settings.issuer.startswith("https://")
-
-
 def _user_out(user: User) -> UserOut:
     return UserOut(id=user.id, email=user.email, created_at=user.created_at)
 
@@ -162,27 +149,21 @@ def _session_response(ctx: Context, signed_in: SignedIn, *, cookie: bool, status
     )
     response = JSONResponse(body.model_dump(mode="json"), status_code=status)
     if cookie:
-        response.set_cookie(
+        settings = ctx.settings
+        set_cookie(
+            response,
+            settings,
             SESSION_COOKIE,
             issued.token,
-            max_age=ctx.runtime.settings.session_ttl_s,
             path="/",
-            secure=_cookie_is_secure(ctx.runtime.settings),
-            httponly=True,
-            samesite="strict",
+            max_age=settings.session_ttl_s,
         )
     return response
 
 
 def _logged_out(ctx: Context, revoked: int) -> Response:
     response = JSONResponse(RevokedOut(revoked=revoked).model_dump(mode="json"))
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        secure=_cookie_is_secure(ctx.runtime.settings),
-        httponly=True,
-        samesite="strict",
-    )
+    delete_cookie(response, ctx.settings, SESSION_COOKIE, path="/")
     return response
 
 

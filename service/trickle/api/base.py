@@ -1,6 +1,8 @@
 """How every JSON endpoint is declared and run: schema-validated bodies (pydantic), one error
 shape, bearer-token or cookie+CSRF auth, idempotency keys, and a transaction the request owns
-(or, for an endpoint that waits on the network, short transactions of the handler's own).
+(or, for an endpoint that waits on the network, short transactions of the handler's own). The
+rules it shares with the dashboard (the context, the transaction, signing in with a session
+token, CSRF, body size) are ``trickle.requests``'s.
 
 A feature module builds an ``ApiRouter`` and declares endpoints with its decorators; handlers are
 plain functions ``(ctx, body) -> response model`` that call one domain function. The router also
@@ -10,10 +12,8 @@ feeds ``/openapi.json``.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -27,11 +27,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trickle import jsontext, money, origins, sessions
-from trickle.db import transaction
+from trickle import jsontext, money, origins
 from trickle.errors import (
-    BodyTooLarge,
-    CsrfFailed,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
     InvalidAmount,
@@ -41,11 +38,19 @@ from trickle.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from trickle.models import AuthSession, IdempotentRequest, User
+from trickle.models import IdempotentRequest
+from trickle.requests import (
+    IDEMPOTENCY_KEY_PATTERN,
+    SESSION_COOKIE,
+    RequestContext,
+    media_type,
+    read_body,
+    run_request,
+    runtime_of,
+)
 from trickle.runtime import Runtime
 
 MAX_BODY_BYTES = 64 * 1024
-SESSION_COOKIE = "trickle_session"
 CSRF_HEADER = "x-csrf-token"
 IDEMPOTENCY_HEADER = "idempotency-key"
 
@@ -82,8 +87,6 @@ Origin = Annotated[
     StringConstraints(min_length=1, max_length=origins.MAX_ORIGIN_CHARS),
     Field(json_schema_extra={"pattern": origins.ORIGIN_PATTERN}),
 ]
-# A client's Idempotency-Key (docs/api.md): also the dashboard's claim form keys.
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{8,200}$")
 
 
 def amount_value(text: str, *, allow_zero: bool = False) -> int:
@@ -104,28 +107,12 @@ class Empty(Schema):
 
 
 @dataclasses.dataclass
-class Context:
-    """What a handler gets: the request's database session (its transaction), the runtime, the
-    clock reading for this request, and the authenticated user (None on public endpoints)."""
+class Context(RequestContext):
+    """What a handler gets (``RequestContext``), and the readers it changed."""
 
-    session: Session
-    runtime: Runtime
-    now: dt.datetime
-    client_ip: str
-    user: User | None
-    auth_session: AuthSession | None
-    headers: dict[str, str]
     # Readers whose settings or funds this request changed: after the commit, the streaming
     # engine re-reads them, so pause, rates and top-ups apply at once.
     changed_readers: set[int] = dataclasses.field(default_factory=set)
-    path_params: dict[str, str] = dataclasses.field(default_factory=dict)
-    query_params: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def user_id(self) -> int:
-        if self.user is None:
-            raise Unauthenticated("this endpoint needs a signed-in user")
-        return self.user.id
 
 
 Handler = Callable[[Context, Any], Schema | Response]
@@ -227,7 +214,9 @@ def _dispatcher(group: list[Endpoint]) -> Callable[[Request], Any]:
 
     async def dispatch(request: Request) -> Response:
         endpoint = by_method[request.method if request.method != "HEAD" else "GET"]
-        raw = await _read_body(request) if endpoint.body is not None else b""
+        raw = b""
+        if endpoint.body is not None:
+            raw = await read_body(request, MAX_BODY_BYTES, what="the body")
         body = _parse_body(endpoint, request, raw)
         changed: set[int] = set()
         response = await run_in_threadpool(_run, endpoint, request, raw, body, changed)
@@ -239,26 +228,12 @@ def _dispatcher(group: list[Endpoint]) -> Callable[[Request], Any]:
     return dispatch
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes, got {declared}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise BodyTooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse_body(endpoint: Endpoint, request: Request, raw: bytes) -> Schema | None:
     if endpoint.body is None:
         return None
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != "application/json":
-        raise UnsupportedMediaType(f"expected application/json, got {media_type or 'nothing'}")
+    sent = media_type(request)
+    if sent != "application/json":
+        raise UnsupportedMediaType(f"expected application/json, got {sent or 'nothing'}")
     try:
         data = jsontext.loads(raw.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError and jsontext's refusals are ValueErrors too
@@ -289,57 +264,41 @@ def _run(
     except _KeyTakenByRacer:
         response = _run_once(endpoint, request, raw, body, changed)
     if endpoint.after_commit is not None:
-        response = endpoint.after_commit(request.app.state.runtime, response)
+        response = endpoint.after_commit(runtime_of(request), response)
     return response
 
 
 def _run_once(
     endpoint: Endpoint, request: Request, raw: bytes, body: Schema | None, changed: set[int]
 ) -> Response:
-    runtime: Runtime = request.app.state.runtime
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    with transaction(runtime.sessions) as session:
-        ctx = Context(
-            session=session,
-            runtime=runtime,
-            now=runtime.clock(),
-            client_ip=request.client.host if request.client else "unknown",
-            user=None,
-            auth_session=None,
-            headers=headers,
-            changed_readers=changed,
-            path_params={k: str(v) for k, v in request.path_params.items()},
-            query_params=dict(request.query_params),
-        )
+    def open_context(session: Session) -> Context:
+        ctx = Context.of(request, session)
+        ctx.changed_readers = changed
         if endpoint.auth:
-            ctx.user, ctx.auth_session = _authenticate(ctx, request)
-        if not endpoint.own_transactions:
-            if endpoint.idempotent:
-                return _run_idempotent(ctx, endpoint, request, raw, body)
-            return _render(endpoint, endpoint.handler(ctx, body))
-    # Only authentication ran in the request's transaction. The handler gets a session bound to
-    # no database: using it by mistake fails loudly instead of quietly holding a connection (on
-    # SQLite, the write lock) while the handler waits on the network.
-    ctx.session = Session(bind=None)
-    return _render(endpoint, endpoint.handler(ctx, body))
+            _authenticate(ctx)
+        return ctx
+
+    def handle(ctx: Context) -> Response:
+        if endpoint.idempotent:
+            return _run_idempotent(ctx, endpoint, request, raw, body)
+        return _render(endpoint, endpoint.handler(ctx, body))
+
+    return run_request(request, open_context, handle, own_transactions=endpoint.own_transactions)
 
 
-def _authenticate(ctx: Context, request: Request) -> tuple[User, AuthSession]:
+def _authenticate(ctx: Context) -> None:
     authorization = ctx.headers.get("authorization", "")
     if authorization:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
-        return sessions.authenticate(ctx.session, token.strip(), ctx.now)
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        raise Unauthenticated("sign in first: no session token was sent")
-    user, row = sessions.authenticate(ctx.session, cookie, ctx.now)
-    if request.method not in ("GET", "HEAD") and not sessions.csrf_matches(
-        row, ctx.headers.get(CSRF_HEADER)
-    ):
-        raise CsrfFailed("a cookie-authenticated change needs the X-CSRF-Token header")
-    return user, row
+        ctx.sign_in(token.strip())
+        return
+    ctx.sign_in(ctx.cookies.get(SESSION_COOKIE))
+    ctx.check_csrf(
+        ctx.headers.get(CSRF_HEADER),
+        "a cookie-authenticated change needs the X-CSRF-Token header",
+    )
 
 
 def _run_idempotent(
@@ -397,5 +356,12 @@ def _render(endpoint: Endpoint, result: Schema | Response) -> Response:
     return JSONResponse(result.model_dump(mode="json"), status_code=endpoint.status)
 
 
-def error_body(error: TrickleError) -> dict[str, dict[str, str]]:
-    return {"error": {"code": error.code, "message": str(error) or error.code}}
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """Every API error's one shape (``ERROR_SCHEMA`` in ``api.openapi``)."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(error: TrickleError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.code, str(error) or error.code), status_code=error.status, headers=headers
+    )

@@ -19,15 +19,14 @@ from trickle.api.base import (
     PositiveAmountMinor,
     Schema,
     amount_value,
-    error_body,
+    error_response,
 )
-from trickle.errors import TrickleError, ValidationFailed
+from trickle.errors import TrickleError
 from trickle.models import Payee, Payout, SiteVerification
 from trickle.text import TEXT_PATTERN
 
 router = ApiRouter(tag="creators")
 
-DEFAULT_DAYS = 30
 PayeeName = Annotated[str, StringConstraints(pattern=payees.NAME_PATTERN.pattern)]
 DisplayName = Annotated[
     str,
@@ -218,13 +217,6 @@ def _earnings_out(found: earnings.PayeeEarnings) -> PayeeEarningsOut:
     )
 
 
-def _days(ctx: Context) -> int:
-    text = ctx.query_params.get("days", str(DEFAULT_DAYS))
-    if not text.isascii() or not text.isdigit() or len(text) > 4:
-        raise ValidationFailed(f"days must be 1..{earnings.MAX_DAYS}, got {text[:10]!r}")
-    return int(text)
-
-
 # --- payees ---------------------------------------------------------------------------------
 
 
@@ -258,7 +250,7 @@ def payment_pointer(ctx: Context, _body: None) -> Response:
         found = payees.describe(ctx.session, ctx.path_params["name"], ctx.runtime.settings)
     except TrickleError as exc:
         # Rendered here, not by the app: a page's fetch must be able to read the error too.
-        return JSONResponse(error_body(exc), status_code=exc.status, headers=cors)
+        return error_response(exc, headers=cors)
     body = PublicPayeeOut(
         name=found.name,
         display_name=found.display_name,
@@ -321,7 +313,7 @@ def check_site_verification(ctx: Context, body: SiteIn) -> SiteOut:
 def get_earnings(ctx: Context, _body: None) -> EarningsOut:
     """Earnings per payee, per UTC day and per site; what is available to claim and held."""
     settings = ctx.runtime.settings
-    days = _days(ctx)
+    days = earnings.days_asked(ctx.query_params.get("days"))
     found = earnings.for_creator(
         ctx.session, ctx.user_id, days=days, settings=settings, now=ctx.now
     )

@@ -16,9 +16,7 @@ import trickle
 from trickle import accounts, api, cards, money
 from trickle.api import topups
 from trickle.api.base import (
-    IDEMPOTENCY_KEY_PATTERN,
     MAX_BODY_BYTES,
-    SESSION_COOKIE,
     SETTINGS_LIMIT_KEY,
     ApiRouter,
     Endpoint,
@@ -35,6 +33,7 @@ from trickle.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from trickle.requests import IDEMPOTENCY_KEY_PATTERN, SAFE_METHODS, SESSION_COOKIE, runtime_of
 from trickle.settings import Settings
 
 REF = "#/components/schemas/{model}"
@@ -178,7 +177,7 @@ def document(routers: Sequence[ApiRouter], settings: Settings | None = None) -> 
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(document(api.routers(), request.app.state.runtime.settings))
+    return JSONResponse(document(api.routers(), runtime_of(request).settings))
 
 
 def _settings_limits(settings: Settings) -> dict[SettingsLimit, dict[str, Any]]:
@@ -279,7 +278,7 @@ def _possible_errors(endpoint: Endpoint) -> dict[int, list[type[TrickleError]]]:
         errors += [MalformedJSON, BodyTooLarge, UnsupportedMediaType, ValidationFailed]
     if endpoint.auth:
         errors.append(Unauthenticated)
-        if endpoint.method not in ("GET", "HEAD"):
+        if endpoint.method not in SAFE_METHODS:
             errors.append(CsrfFailed)
     if endpoint.idempotent:
         errors += [IdempotencyKeyRequired, IdempotencyKeyReused]
@@ -310,7 +309,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN.pattern},
             }
         )
-    if endpoint.auth and endpoint.method not in ("GET", "HEAD"):
+    if endpoint.auth and endpoint.method not in SAFE_METHODS:
         parameters.append(
             {
                 "name": "X-CSRF-Token",

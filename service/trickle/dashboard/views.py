@@ -10,7 +10,6 @@ import urllib.parse
 from starlette.responses import Response
 
 from trickle import accounts, earnings, money, payees, payouts, siteverify
-from trickle.api.base import IDEMPOTENCY_KEY_PATTERN, SESSION_COOKIE
 from trickle.dashboard import chart, snippets, summary
 from trickle.dashboard.web import (
     CSRF_COOKIE,
@@ -21,16 +20,14 @@ from trickle.dashboard.web import (
     SIGN_IN_PATH,
     Ctx,
     check_login_nonce,
-    delete_cookie,
     login_nonce,
     redirect,
     render,
-    set_cookie,
 )
 from trickle.errors import TrickleError, ValidationFailed
 from trickle.models import Payee
+from trickle.requests import IDEMPOTENCY_KEY_PATTERN, SESSION_COOKIE, delete_cookie, set_cookie
 
-DEFAULT_DAYS = 30
 DAY_CHOICES = (7, 30, 90, 365)
 
 
@@ -57,7 +54,7 @@ def _sign_in_page(ctx: Ctx, error: TrickleError | None) -> Response:
         error=error,
         login_nonce=nonce,
         email=ctx.form.get("email", ""),
-        signed_out=ctx.query.get("signed_out") == "1",
+        signed_out=ctx.query_params.get("signed_out") == "1",
         min_password=accounts.PASSWORD_MIN_CHARS,
     )
     set_cookie(
@@ -173,19 +170,19 @@ def create_payee(ctx: Ctx) -> Response:
 
 
 def payee_page(ctx: Ctx) -> Response:
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path["name"])
+    payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
     notice = None
-    if ctx.query.get("created") == "1":
+    if ctx.query_params.get("created") == "1":
         notice = f"Payee {payee.name} created. Put its link tag on your site, then prove the site."
-    elif "verified" in ctx.query:
-        notice = f"{ctx.query['verified'][:300]} is verified for {payee.name}."
-    elif "added" in ctx.query:
-        notice = f"Now publish the file below on {ctx.query['added'][:300]}, then check it."
+    elif "verified" in ctx.query_params:
+        notice = f"{ctx.query_params['verified'][:300]} is verified for {payee.name}."
+    elif "added" in ctx.query_params:
+        notice = f"Now publish the file below on {ctx.query_params['added'][:300]}, then check it."
     return _payee_page(ctx, payee, None, notice)
 
 
 def payee_failed(ctx: Ctx, error: TrickleError) -> Response:
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path["name"])
+    payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
     return _payee_page(ctx, payee, error, None)
 
 
@@ -219,7 +216,7 @@ def _payee_page(ctx: Ctx, payee: Payee, error: TrickleError | None, notice: str 
 
 
 def start_site(ctx: Ctx) -> Response:
-    payee = payees.owned(ctx.session, ctx.user_id, ctx.path["name"])
+    payee = payees.owned(ctx.session, ctx.user_id, ctx.path_params["name"])
     row = siteverify.start(
         ctx.session,
         payee,
@@ -232,7 +229,7 @@ def start_site(ctx: Ctx) -> Response:
 
 def check_site(ctx: Ctx) -> Response:
     """Runs with its own transactions (see ``routes``): the fetch holds no database connection."""
-    name = ctx.path["name"]
+    name = ctx.path_params["name"]
     row = siteverify.check(
         ctx.runtime.sessions,
         ctx.runtime.site_checks,
@@ -248,20 +245,13 @@ def check_site(ctx: Ctx) -> Response:
 # --- earnings -------------------------------------------------------------------------------
 
 
-def _days(ctx: Ctx) -> int:
-    text = ctx.query.get("days", str(DEFAULT_DAYS))
-    if not text.isascii() or not text.isdigit() or len(text) > 3:
-        raise ValidationFailed(f"days must be 1..{earnings.MAX_DAYS}, got {text[:10]!r}")
-    return int(text)  # earnings.for_creator checks the range
-
-
 def earnings_page(ctx: Ctx) -> Response:
-    days = _days(ctx)
+    days = earnings.days_asked(ctx.query_params.get("days"))
     found = earnings.for_creator(
         ctx.session, ctx.user_id, days=days, settings=ctx.settings, now=ctx.now
     )
     names = [item.payee.name for item in found]
-    selected = ctx.query.get("payee") or None
+    selected = ctx.query_params.get("payee") or None
     if selected is not None and selected not in names:
         payees.owned(ctx.session, ctx.user_id, selected)  # says payee_not_found
     window = summary.window(ctx.now, days)
@@ -286,7 +276,7 @@ def earnings_page(ctx: Ctx) -> Response:
 
 
 def earnings_csv(ctx: Ctx) -> Response:
-    days = _days(ctx)
+    days = earnings.days_asked(ctx.query_params.get("days"))
     found = earnings.for_creator(
         ctx.session, ctx.user_id, days=days, settings=ctx.settings, now=ctx.now
     )
@@ -320,14 +310,14 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
     )
     history = payouts.for_creator(ctx.session, ctx.user_id)
     notice = None
-    claimed = ctx.query.get("claimed", "")
+    claimed = ctx.query_params.get("claimed", "")
     for payout, name in history:
         if claimed == str(payout.id):
             amount = money.format_minor(payout.amount_minor, ctx.settings.asset_scale)
             notice = (
                 f"This claim was already made: payout #{payout.id} of {amount} "
                 f"{payout.currency} for {name}."
-                if ctx.query.get("replayed") == "1"
+                if ctx.query_params.get("replayed") == "1"
                 else f"Claimed {amount} {payout.currency} for {name}: payout #{payout.id} is "
                 "pending."
             )

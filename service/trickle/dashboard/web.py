@@ -1,6 +1,8 @@
 """The dashboard's request plumbing: HTML forms in, Jinja2 pages out, the cookie session with a
 CSRF token in every form, a transaction each request owns, errors as friendly pages with their
-stable code, and the security headers every dashboard response carries.
+stable code, and the security headers every dashboard response carries. The rules it shares
+with the JSON API (the context, the transaction, signing in with a session token, CSRF, body size,
+cookies) are ``trickle.requests``'s.
 
 Views are plain functions ``(ctx) -> Response`` that call domain functions and render.
 """
@@ -8,7 +10,6 @@ Views are plain functions ``(ctx) -> Response`` that call domain functions and r
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import importlib.resources
 import secrets
@@ -23,11 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from trickle import money, sessions
-from trickle.api.accounts import _cookie_is_secure as cookie_is_secure
-from trickle.api.base import SESSION_COOKIE
-from trickle.db import transaction
 from trickle.errors import (
-    BodyTooLarge,
     CsrfFailed,
     NotFound,
     TrickleError,
@@ -35,9 +32,13 @@ from trickle.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from trickle.models import AuthSession, User
-from trickle.runtime import Runtime
-from trickle.settings import Settings
+from trickle.requests import (
+    SESSION_COOKIE,
+    RequestContext,
+    media_type,
+    read_body,
+    run_request,
+)
 
 PREFIX = "/dashboard"
 HOME = f"{PREFIX}/"
@@ -75,32 +76,12 @@ templates = jinja2.Environment(
 
 
 @dataclasses.dataclass
-class Ctx:
-    """What a view gets: the request's database session (its transaction), the runtime, the
-    clock reading, the form and query fields, and the signed-in user (None on public pages)."""
+class Ctx(RequestContext):
+    """What a view gets (``RequestContext``), the form's fields, and the session's CSRF token for
+    the forms it renders."""
 
-    session: Session
-    runtime: Runtime
-    now: dt.datetime
-    client_ip: str
-    method: str
-    form: dict[str, str]
-    query: dict[str, str]
-    path: dict[str, str]
-    cookies: dict[str, str]
-    user: User | None = None
-    auth_session: AuthSession | None = None
+    form: dict[str, str] = dataclasses.field(default_factory=dict)
     csrf_token: str | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return self.runtime.settings
-
-    @property
-    def user_id(self) -> int:
-        if self.user is None:
-            raise Unauthenticated("sign in first")
-        return self.user.id
 
     def field(self, name: str, *, required: bool = True) -> str:
         value = self.form.get(name, "").strip()
@@ -146,26 +127,6 @@ def secured(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
     return response
-
-
-def set_cookie(
-    response: Response, settings: Settings, name: str, value: str, *, path: str, max_age: int
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        path=path,
-        secure=cookie_is_secure(settings),
-        httponly=True,
-        samesite="strict",
-    )
-
-
-def delete_cookie(response: Response, settings: Settings, name: str, *, path: str) -> None:
-    response.delete_cookie(
-        name, path=path, secure=cookie_is_secure(settings), httponly=True, samesite="strict"
-    )
 
 
 def login_nonce(ctx: Ctx) -> str:
@@ -218,41 +179,32 @@ def _run(
     on_error: ErrorView | None,
     own: bool,
 ) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    def open_context(session: Session) -> Ctx:
+        ctx = Ctx.of(request, session)
+        ctx.form = form
+        if auth:
+            _authenticate(ctx)
+        return ctx
+
     try:
-        with transaction(runtime.sessions) as session:
-            ctx = _context(session, runtime, request, form)
-            if auth:
-                _authenticate(ctx)
-            if not own:
-                return view(ctx)
-        # As in the API: a session bound to no database, so a mistaken use fails loudly.
-        ctx.session = Session(bind=None)
-        return view(ctx)
+        return run_request(request, open_context, view, own_transactions=own)
     except Unauthenticated:
         return redirect(SIGN_IN_PATH)
     except TrickleError as error:
         if on_error is None or isinstance(error, CsrfFailed):
             return error_page(error)
-        return _show_error(request, runtime, form, auth=auth, on_error=on_error, error=error)
+        return _show_error(request, open_context, on_error, error)
 
 
 def _show_error(
     request: Request,
-    runtime: Runtime,
-    form: dict[str, str],
-    *,
-    auth: bool,
+    open_context: Callable[[Session], Ctx],
     on_error: ErrorView,
     error: TrickleError,
 ) -> Response:
     """The page again with the error, in a fresh transaction (the failed one rolled back)."""
     try:
-        with transaction(runtime.sessions) as session:
-            ctx = _context(session, runtime, request, form)
-            if auth:
-                _authenticate(ctx)
-            response = on_error(ctx, error)
+        response = run_request(request, open_context, lambda ctx: on_error(ctx, error))
     except Unauthenticated:
         return redirect(SIGN_IN_PATH)
     except TrickleError:  # the page itself cannot be shown (e.g. no such payee): say why
@@ -261,51 +213,27 @@ def _show_error(
     return response
 
 
-def _context(session: Session, runtime: Runtime, request: Request, form: dict[str, str]) -> Ctx:
-    return Ctx(
-        session=session,
-        runtime=runtime,
-        now=runtime.clock(),
-        client_ip=request.client.host if request.client else "unknown",
-        method=request.method,
-        form=form,
-        query=dict(request.query_params),
-        path={k: str(v) for k, v in request.path_params.items()},
-        cookies=dict(request.cookies),
-    )
-
-
 def _authenticate(ctx: Ctx) -> None:
-    token = ctx.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise Unauthenticated("sign in first")
-    user, row = sessions.authenticate(ctx.session, token, ctx.now)
+    auth_session = ctx.sign_in(ctx.cookies.get(SESSION_COOKIE))
     csrf_token = ctx.cookies.get(CSRF_COOKIE)
-    if not sessions.csrf_matches(row, csrf_token):
+    if not sessions.csrf_matches(auth_session, csrf_token):
         # A session opened elsewhere (the extension, the API): its CSRF token was shown to that
         # client only, so the dashboard cannot build forms with it. Sign in here instead.
         raise Unauthenticated("sign in to the dashboard")
-    if ctx.method not in ("GET", "HEAD") and not sessions.csrf_matches(
-        row, ctx.form.get("csrf_token")
-    ):
-        raise CsrfFailed("the form's security token is missing or wrong; reload the page")
-    ctx.user, ctx.auth_session, ctx.csrf_token = user, row, csrf_token
+    ctx.check_csrf(
+        ctx.form.get("csrf_token"), "the form's security token is missing or wrong; reload the page"
+    )
+    ctx.csrf_token = csrf_token
 
 
 async def _read_form(request: Request) -> dict[str, str]:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_FORM_BYTES:
-            raise BodyTooLarge(f"a form may be at most {MAX_FORM_BYTES} bytes")
-        chunks.append(chunk)
-    if media_type != FORM_TYPE and (media_type or size):  # no body at all: an empty form
-        raise UnsupportedMediaType(f"expected a form ({FORM_TYPE}), got {media_type or 'nothing'}")
+    sent = media_type(request)
+    raw = await read_body(request, MAX_FORM_BYTES, what="a form")
+    if sent != FORM_TYPE and (sent or raw):  # no body at all: an empty form
+        raise UnsupportedMediaType(f"expected a form ({FORM_TYPE}), got {sent or 'nothing'}")
     try:
         pairs = urllib.parse.parse_qsl(
-            b"".join(chunks).decode("utf-8"),
+            raw.decode("utf-8"),
             keep_blank_values=True,
             max_num_fields=MAX_FORM_FIELDS,
             errors="strict",
