@@ -131,8 +131,10 @@ class Connection:
     def close_when_ended(self, code: int, reason: str) -> None:
         """Close once every ended stream of this connection has its last receipt and its
         ``stopped`` out (an increment in flight lands first)."""
-        self.closing = (int(code), reason)
-        self.close_if_ended()
+        if self.ending:
+            self.closing = (int(code), reason)
+        else:
+            self.close(code, reason)
 
     def close_if_ended(self) -> None:
         """Close, if waiting to, once the ended streams' last messages are all queued (a batch

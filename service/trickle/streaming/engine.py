@@ -84,6 +84,9 @@ class EngineLimits:
 
 
 class StreamEngine:
+    """The process's one engine (``app.py`` makes it). Its parts take their limits when it is
+    made; the socket reads its own (sizes, timeouts) from ``limits`` on every connection."""
+
     def __init__(
         self,
         runtime: Runtime,
