@@ -24,8 +24,7 @@ from trickle.api.openapi import openapi_json
 from trickle.errors import MethodNotAllowed, NotFound, TrickleError
 from trickle.requests import runtime_of
 from trickle.runtime import Runtime
-from trickle.settings import Settings
-from trickle.streaming.engine import EngineLimits, StreamEngine
+from trickle.streaming.engine import StreamEngine
 from trickle.streaming.socket import stream_socket
 
 log = logging.getLogger("trickle")
@@ -81,17 +80,6 @@ async def _reload_keys_forever(runtime: Runtime) -> None:
             await asyncio.to_thread(runtime.reload_keys)
         except Exception:  # keep signing with the ring we have; say why in the log
             log.exception("key reload failed; keeping the current key ring")
-
-
-def engine_limits(settings: Settings) -> EngineLimits:
-    return EngineLimits(
-        interval_ms=settings.stream_interval_ms,
-        max_message_bytes=settings.stream_max_message_bytes,
-        max_streams_per_connection=settings.stream_max_streams_per_connection,
-        max_connections_per_reader=settings.stream_max_connections_per_reader,
-        idle_timeout_s=settings.stream_idle_timeout_s,
-        resume_grace_s=settings.stream_resume_grace_s,
-    )
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -155,7 +143,7 @@ def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(_reload_keys_forever(runtime))
-        engine = StreamEngine(runtime, engine_limits(runtime.settings))
+        engine = StreamEngine(runtime)
         app.state.engine = engine
         engine.start()
         try:

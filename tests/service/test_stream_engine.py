@@ -61,10 +61,13 @@ class Tab:
 
 
 class Harness:
-    def __init__(self, runtime: Runtime, interval_ms: int = 1000) -> None:
+    def __init__(self, runtime: Runtime, interval_ms: int = 1000, **limits: Any) -> None:
         self.runtime = runtime
         self.clock = FakeClock()
-        self.engine = StreamEngine(runtime, EngineLimits(interval_ms=interval_ms), self.clock)
+        engine_limits = dataclasses.replace(
+            EngineLimits.from_settings(runtime.settings), interval_ms=interval_ms, **limits
+        )
+        self.engine = StreamEngine(runtime, engine_limits, self.clock)
         self.interval_ms = interval_ms
         self.tabs: list[Tab] = []
 
@@ -129,10 +132,15 @@ class Harness:
 
 
 def run_engine(
-    runtime: Runtime, body: Callable[[Harness], Awaitable[None]], interval_ms: int = 1000
+    runtime: Runtime,
+    body: Callable[[Harness], Awaitable[None]],
+    interval_ms: int = 1000,
+    **limits: Any,
 ) -> None:
+    """Run ``body`` with a harness whose engine has ``interval_ms`` and these other limits."""
+
     async def main() -> None:
-        harness = Harness(runtime, interval_ms)
+        harness = Harness(runtime, interval_ms, **limits)
         try:
             await body(harness)
         finally:
@@ -821,8 +829,7 @@ def test_an_expired_session_is_ended_without_asking_the_database(
         await h.run(1)
         expires_at = tab.connection.session_expires_at
         assert expires_at is not None
-        h.engine.runtime = dataclasses.replace(runtime, clock=lambda: expires_at)
-        await h.engine.check_sessions()
+        await h.engine.check_sessions(now=expires_at)
         await h.drain()
         assert tab.of("stopped", sid)[0]["reason"] == "session_ended"
         assert tab.connection.close_code == 4440
@@ -876,7 +883,6 @@ def test_a_group_blocked_by_another_writer_fails_fast_and_moves_nothing(
     per_interval = 600_000_000 * 1000 // HOUR_MS
 
     async def body(h: Harness) -> None:
-        h.engine.limits = dataclasses.replace(h.engine.limits, group_lock_wait_s=0.3)
         tab = await h.connect(world.reader.token)
         sid = await h.start(tab, BLOG, pointer("alice"))
         await h.run(1)
@@ -898,7 +904,7 @@ def test_a_group_blocked_by_another_writer_fails_fast_and_moves_nothing(
         paid.append(verify_all(runtime, tab, sid, BLOG, "alice"))
 
     paid: list[int] = []
-    run_engine(runtime, body)
+    run_engine(runtime, body, group_lock_wait_s=0.3)
     assert payee_balance(runtime, world.payees["alice"]) == paid[0]
     assert reader_balance(runtime, world.reader.id) == 10**12 - paid[0]
 
@@ -967,7 +973,6 @@ def test_a_disconnect_ends_the_connections_writer(runtime: Runtime, world: World
 
 def test_a_client_that_does_not_read_is_closed_as_too_slow(runtime: Runtime, world: World) -> None:
     async def body(h: Harness) -> None:
-        h.engine.limits = dataclasses.replace(h.engine.limits, max_queued_messages=3)
         stuck = asyncio.Event()
 
         async def never_returns(_text: str) -> None:
@@ -984,7 +989,7 @@ def test_a_client_that_does_not_read_is_closed_as_too_slow(runtime: Runtime, wor
         stuck.set()
         h.engine.disconnect(connection)
 
-    run_engine(runtime, body)
+    run_engine(runtime, body, max_queued_messages=3)
 
 
 def test_no_payee_account_leaks_money_without_a_receipt(runtime: Runtime, world: World) -> None:

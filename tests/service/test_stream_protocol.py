@@ -22,6 +22,7 @@ from trickle import ledger, sessions
 from trickle.db import transaction
 from trickle.jsontext import MAX_DEPTH
 from trickle.ledger import AccountKind
+from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.settings import Settings
 from trickle.streaming import protocol
@@ -618,9 +619,59 @@ def test_the_spec_describes_every_server_message() -> None:
     """Every message type the engine sends (read from its source) has its section, and no
     section describes a message the engine does not send."""
     streaming = REPO / "service" / "trickle" / "streaming"
-    source = (streaming / "engine.py").read_text() + (streaming / "socket.py").read_text()
+    source = "".join(module.read_text() for module in sorted(streaming.glob("*.py")))
     sent = set(re.findall(r'"type": "([a-z]+)"', source)) | set(
         re.findall(r'\{"type":"([a-z]+)"', source)
     )
     names = re.findall(r"^### `([a-z]+)`", doc_section("Server messages"), re.MULTILINE)
     assert sorted(set(names)) == sorted(sent)
+
+
+# --- the encodings of the hot path are the encoder's ------------------------------------------
+
+
+def test_a_receipt_message_is_encoded_as_the_encoder_would(runtime: Runtime) -> None:
+    signer = ReceiptSigner(runtime.key_ring.current.active)
+    for seq, amount, total in [(1, 1, 1), (7, 166_666, 2_066_666_666), (10**6, 10**18, 2**63 - 1)]:
+        sid = new_stream_id()
+        claims = ReceiptClaims(
+            iss=ISSUER,
+            aud=BLOG,
+            pay=ALICE,
+            sid=sid,
+            seq=seq,
+            amount_minor=amount,
+            total_minor=total,
+            currency="USD",
+            scale=9,
+            issued_at=1_800_000_000,
+            expires_at=1_800_000_300,
+            binding=None,
+        )
+        token = signer.sign(claims)
+        message = {
+            "type": "receipt",
+            "sid": sid,
+            "seq": seq,
+            "amt": str(amount),
+            "tot": str(total),
+            "receipt": token,
+        }
+        text = protocol.receipt_text(sid, seq, amount, total, token)
+        assert text == protocol.dumps(message) == json.dumps(message, separators=(",", ":"))
+        resent = protocol.resent_text(text)
+        assert resent == protocol.dumps({**message, "resent": True})
+        assert resent == text[:-1] + ',"resent":true}'  # the bytes the engine always sent
+
+
+def test_a_batch_envelope_is_encoded_as_the_encoder_would() -> None:
+    messages: list[dict[str, Any]] = [
+        {"type": "receipt", "sid": "s1", "seq": 1, "amt": "5", "tot": "5", "receipt": "a.b.c"},
+        {"type": "state", "sid": "s1", "state": "paused", "reason": "paused"},
+        {"type": "error", "code": "invalid_message", "message": 'caf\u00e9 "quoted"'},
+    ]
+    for count in (1, 2, 3):
+        texts = [protocol.dumps(m) for m in messages[:count]]
+        envelope = {"type": "batch", "messages": messages[:count]}
+        assert protocol.batch_text(texts) == protocol.dumps(envelope)
+        assert protocol.dumps(envelope) == json.dumps(envelope, separators=(",", ":"))

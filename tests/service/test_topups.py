@@ -19,7 +19,6 @@ from starlette.testclient import TestClient
 from tests import factories
 from tests.factories import create_payee, create_user, fund_reader
 from tests.service.stripe_standin import StripeStandIn
-from trickle import app as app_module
 from trickle import ledger
 from trickle.app import create_app
 from trickle.cli import main
@@ -28,6 +27,7 @@ from trickle.ledger import AccountKind, Asset
 from trickle.models import StripeEvent, Topup, Transfer
 from trickle.runtime import Runtime, bootstrap
 from trickle.settings import Settings
+from trickle.streaming.engine import EngineLimits
 
 UNIT = 1_000_000_000  # 1.00 USD at scale 9
 FIVE = str(5 * UNIT)
@@ -683,9 +683,9 @@ def test_a_dispute_freezes_the_readers_open_streams_at_once(
     open stream there goes to account_frozen at once (other processes follow at their next
     settings refresh, which this test pushes out of reach)."""
     slow_refresh = dataclasses.replace(
-        app_module.engine_limits(card_runtime.settings), settings_refresh_s=3600.0
+        EngineLimits.from_settings(card_runtime.settings), settings_refresh_s=3600.0
     )
-    monkeypatch.setattr(app_module, "engine_limits", lambda _settings: slow_refresh)
+    monkeypatch.setattr(EngineLimits, "from_settings", classmethod(lambda _cls, _s: slow_refresh))
     reader = create_user(card_runtime)
     create_payee(card_runtime, create_user(card_runtime).id, "alice")
     with TestClient(create_app(card_runtime), raise_server_exceptions=False) as client:

@@ -9,7 +9,9 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from trickle.streaming import protocol
-from trickle.streaming.engine import Connection, StreamEngine
+from trickle.streaming.connection import Connection
+from trickle.streaming.engine import StreamEngine
+from trickle.streaming.protocol import CloseCode
 
 log = logging.getLogger("trickle.streaming")
 
@@ -33,13 +35,17 @@ async def stream_socket(websocket: WebSocket) -> None:
         try:
             first = await asyncio.wait_for(_receive(websocket), limits.hello_timeout_s)
         except TimeoutError:
-            raise protocol.ProtocolViolation("hello_timeout", "send hello first") from None
+            raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
         try:
             hello = protocol.parse(first, limits.max_message_bytes)
         except protocol.InvalidMessage:
-            raise protocol.ProtocolViolation("unauthenticated", "a valid hello first") from None
+            raise protocol.ProtocolViolation(
+                CloseCode.UNAUTHENTICATED, "a valid hello first"
+            ) from None
         if not isinstance(hello, protocol.Hello):
-            raise protocol.ProtocolViolation("unauthenticated", "the first message must be hello")
+            raise protocol.ProtocolViolation(
+                CloseCode.UNAUTHENTICATED, "the first message must be hello"
+            )
         await engine.authenticate(connection, hello)
         await _serve(websocket, engine, connection)
     except protocol.ProtocolViolation as exc:
@@ -65,7 +71,9 @@ async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connect
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await receiving
             if not done:
-                raise protocol.ProtocolViolation("idle_timeout", "nothing received; send ping")
+                raise protocol.ProtocolViolation(
+                    CloseCode.IDLE_TIMEOUT, "nothing received; send ping"
+                )
             return  # the writer ended: the engine closed this connection
         text = receiving.result()
         try:
@@ -73,15 +81,10 @@ async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connect
             connection.invalid_messages = 0
         except protocol.InvalidMessage as exc:
             connection.invalid_messages += 1
-            body = {"type": "error", "code": exc.code, "message": str(exc)}
-            if exc.ref is not None:
-                body["ref"] = exc.ref
-            if exc.sid is not None:
-                body["sid"] = exc.sid
-            connection.send(body)
+            connection.send(protocol.error_message(exc.code, str(exc), ref=exc.ref, sid=exc.sid))
             if connection.invalid_messages > limits.max_invalid_messages:
                 raise protocol.ProtocolViolation(
-                    "too_many_errors", "too many invalid messages in a row"
+                    CloseCode.TOO_MANY_ERRORS, "too many invalid messages in a row"
                 ) from None
 
 

@@ -18,7 +18,7 @@ from websockets.server import ServerProtocol
 
 from trickle.streaming import protocol
 
-MESSAGE_TOO_LARGE = protocol.CLOSE_CODES["message_too_large"]
+MESSAGE_TOO_LARGE = protocol.CloseCode.MESSAGE_TOO_LARGE
 
 
 class _StreamServerProtocol(ServerProtocol):
