@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 from tests.factories import add_site, asset, create_payee, create_user, fund_reader
 from trickle import earnings, ledger
 from trickle.db import transaction
-from trickle.ledger import AccountKind, TransferKind, TransferRequest
 from trickle.errors import ConfigError
+from trickle.ledger import AccountKind, TransferKind, TransferRequest
 from trickle.runtime import Runtime
 from trickle.settings import Settings
 
