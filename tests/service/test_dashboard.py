@@ -246,14 +246,17 @@ def test_create_a_payee_and_copy_its_snippets(runtime: Runtime, browser: TestCli
     assert page.status_code == 200
     text = html.unescape(page.text)
     assert "Alice's blog" in text
+    # The site of docs/site-owners.md, with this payee's values (tests/service/
+    # test_site_owner_doc.py pins that they are the doc's files).
     assert '<link rel="monetization" href="https://trickle.test/p/alice-blog">' in text
-    assert 'payees=["https://trickle.test/p/alice-blog"]' in text
-    assert 'issuer="https://trickle.test"' in text
-    assert (
-        '<link rel="monetization" href="https://trickle.test/p/alice-blog" '
-        'data-trickle-binding="BINDING">'
-    ) in text
-    assert "import { createBridge } from '/trickle/bridge.js';" in text
+    assert 'TRICKLE = "https://trickle.test"' in text
+    assert 'POINTER = "https://trickle.test/p/alice-blog"' in text
+    assert 'ORIGIN = "https://your-site.example"' in text
+    assert 'data-trickle-binding="{{ binding }}"' in text
+    assert "import { createBridge } from '/sdk/bridge.js';" in text
+    assert 'Mount("/sdk", StaticFiles(directory="sdk"))' in text
+    assert "binding_key=KEY_FILE.read_bytes()" in text
+    assert "MemoryCreditStore" not in text and "CreditTracker" not in text
     assert '<link rel="monetization"' not in page.text  # escaped: shown, never part of the page
     assert 'data-copy="Monetization link tag"' in page.text
     assert "alice-blog" in browser.get("/dashboard/").text
