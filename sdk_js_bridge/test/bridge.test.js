@@ -304,6 +304,7 @@ describe('state', () => {
     const calls = [];
     bridge.onStateChange((state, previous) => calls.push([state, previous]));
     assert.deepEqual(calls, [['unsupported', null]], 'called during onStateChange, before it returns');
+    /** @type {string[]} */
     const late = [];
     bridge.onStateChange((state) => late.push(state));
     assert.deepEqual(late, ['unsupported'], 'every subscriber gets the current state, also a late one');
