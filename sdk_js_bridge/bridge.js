@@ -133,7 +133,7 @@ export class Bridge {
   #destroyed = false;
 
   /** @type {Set<(event: ReceiptEvent) => void>} */ #receiptListeners = new Set();
-  /** @type {Set<(state: BridgeState, previous: BridgeState) => void>} */ #stateListeners = new Set();
+  /** @type {Set<(state: BridgeState, previous: BridgeState | null) => void>} */ #stateListeners = new Set();
   /** @type {{disconnect(): void} | null} */ #observer = null;
   #handleEvent = (/** @type {any} */ event) => this.#onEvent(event);
   #handlePageHide = () => this.#forwarder.pageHidden();
@@ -242,11 +242,16 @@ export class Bridge {
   }
 
   /**
-   * @param {(state: BridgeState, previous: BridgeState) => void} callback
+   * Calls `callback` at once with the current state (`previous` null), then on every change. The
+   * first call is what makes a page without an agent show "unsupported": that state never changes.
+   * @param {(state: BridgeState, previous: BridgeState | null) => void} callback
    * @returns {() => void}  unsubscribe
    */
   onStateChange(callback) {
-    return subscribe(this.#stateListeners, callback);
+    const unsubscribe = subscribe(this.#stateListeners, callback);
+    const current = this.#state;
+    notify(new Set([callback]), (listener) => listener(current, null));
+    return unsubscribe;
   }
 
   /**

@@ -10,7 +10,7 @@ import secrets
 from trickle import ledger, sessions
 from trickle.db import transaction
 from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
-from trickle.models import Payee, User
+from trickle.models import Payee, SiteVerification, User
 from trickle.runtime import Runtime
 
 
@@ -74,3 +74,17 @@ def create_payee(runtime: Runtime, user_id: int, name: str | None = None) -> Pay
         session.add(payee)
         session.flush()
         return payee
+
+
+def add_site(runtime: Runtime, payee_id: int, origin: str, *, verified: bool = True) -> None:
+    """A site of the payee, proven (``verified``) or only started, as the guided check leaves it."""
+    with transaction(runtime.sessions) as session:
+        session.add(
+            SiteVerification(
+                payee_id=payee_id,
+                origin=origin,
+                token=f"token-{secrets.token_hex(8)}",
+                created_at=runtime.clock(),
+                verified_at=runtime.clock() if verified else None,
+            )
+        )

@@ -270,7 +270,7 @@ describe('state', () => {
     document.addLink();
     await settle();
     assert.equal(bridge.state, 'pending');
-    assert.deepEqual(changes, ['stopped->pending']);
+    assert.deepEqual(changes, ['null->stopped', 'stopped->pending']);
   });
 
   test('streaming while payments arrive, stopped after stopAfterMs of silence or when the link goes', async () => {
@@ -293,8 +293,44 @@ describe('state', () => {
     document.removeLink(/** @type {FakeLink} */ (firstLink));
     await settle();
     assert.equal(bridge.state, 'stopped');
-    assert.deepEqual(changes, ['streaming', 'stopped', 'streaming', 'stopped']);
+    assert.deepEqual(changes, ['pending', 'streaming', 'stopped', 'streaming', 'stopped']);
     assert.equal(clock.timers.size, 0, 'no stop timer left behind');
+  });
+
+  test('onStateChange delivers the current state at once: a page without an agent hears "unsupported"', () => {
+    const { window } = page({ agent: false });
+    const bridge = createBridge({ window });
+    /** @type {[string, string | null][]} */
+    const calls = [];
+    bridge.onStateChange((state, previous) => calls.push([state, previous]));
+    assert.deepEqual(calls, [['unsupported', null]], 'called during onStateChange, before it returns');
+    /** @type {string[]} */
+    const late = [];
+    bridge.onStateChange((state) => late.push(state));
+    assert.deepEqual(late, ['unsupported'], 'every subscriber gets the current state, also a late one');
+    assert.equal(calls.length, 1, 'the others are not called again: nothing changed');
+  });
+
+  test('a subscriber that throws on the first call is reported, and stays subscribed', () => {
+    const { window, document } = page();
+    const bridge = createBridge({ window });
+    /** @type {unknown[]} */
+    const errors = [];
+    const originalError = console.error;
+    console.error = (/** @type {unknown} */ error) => errors.push(error);
+    /** @type {string[]} */
+    const seen = [];
+    try {
+      bridge.onStateChange((state) => {
+        seen.push(state);
+        throw new Error('site bug');
+      });
+      document.pay({ receipt: receipt(1), amountMinor: '1' });
+    } finally {
+      console.error = originalError;
+    }
+    assert.deepEqual(seen, ['pending', 'streaming']);
+    assert.equal(errors.length, 2);
   });
 
   test('a payment on a page that looked unsupported proves an agent is there', () => {

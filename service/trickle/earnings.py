@@ -1,13 +1,14 @@
 """A creator's earnings, read from the ledger: per payee, per UTC day and per site origin, what
 was credited (streams and payments), what fees took and what was claimed; and the balance split
-into what may be claimed now (available) and recent credits still held back (held).
+into what may be claimed now (available) and recent credits still held back (held). Credits from
+a site the payee proved to own are held for a shorter time than the others.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -24,11 +25,23 @@ EARNING_KINDS = (TransferKind.STREAM.value, TransferKind.PAYMENT.value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Hold:
+    """What a payee account holds back now, net of fees, and when it is released (None: nothing
+    is held)."""
+
+    held_minor: int = 0
+    next_release_at: dt.datetime | None = None  # when the oldest held credit becomes available
+    released_by: dt.datetime | None = None  # when all that is held now has become available
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Standing:
     """A payee account's balance now: ``available + held == balance``."""
 
     balance_minor: int
     held_minor: int
+    next_release_at: dt.datetime | None = None
+    released_by: dt.datetime | None = None
 
     @property
     def available_minor(self) -> int:
@@ -67,40 +80,117 @@ def _day(session: Session) -> ColumnElement[str]:
     return func.substr(Transfer.created_at, 1, 10)
 
 
+def hold_s(settings: Settings, *, verified: bool) -> int:
+    """How long a credit is held: ``claim_hold_verified_s`` for one from a site the payee
+    verified (never longer than the others' ``claim_hold_s``), else ``claim_hold_s``."""
+    if verified:
+        return max(min(settings.claim_hold_verified_s, settings.claim_hold_s), 0)
+    return max(settings.claim_hold_s, 0)
+
+
+def verified_origins(session: Session, payee_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Per payee: the site origins it proved to own (verified now)."""
+    found = payees.sites(session, list(payee_ids))
+    return {
+        payee_id: {row.origin for row in rows if row.verified_at is not None}
+        for payee_id, rows in found.items()
+    }
+
+
+def holds(
+    session: Session, accounts: Mapping[int, int], settings: Settings, now: dt.datetime
+) -> dict[int, Hold]:
+    """Per payee account (``accounts`` maps account id -> payee id): what streams and payments
+    brought in during their hold, net of their fees, and when that is released. A credit is held
+    ``hold_s`` from its time: shorter when its origin is a site the payee verified (as verified
+    now). Held back from claims so that a reversal window stays open."""
+    ids = list(accounts)
+    if not ids or hold_s(settings, verified=False) <= 0:
+        return {i: Hold() for i in ids}
+    verified = verified_origins(session, set(accounts.values()))
+    # Summed in SQL per account and origin, over each window; each origin then takes its own.
+    windows = {
+        trusted: _held_sums(
+            session, ids, now - dt.timedelta(seconds=hold_s(settings, verified=trusted))
+        )
+        for trusted in (False, True)
+    }
+    net = dict.fromkeys(ids, 0)
+    first: dict[int, list[dt.datetime]] = {i: [] for i in ids}
+    last: dict[int, list[dt.datetime]] = {i: [] for i in ids}
+    for account_id, origin in windows[False]:
+        trusted = origin is not None and origin in verified[accounts[account_id]]
+        sums = windows[trusted].get((account_id, origin))
+        if sums is None:  # a verified site's credits, all older than its shorter hold
+            continue
+        after = dt.timedelta(seconds=hold_s(settings, verified=trusted))
+        net[account_id] += sums.credited_minor - sums.fees_minor
+        if sums.first_at is not None and sums.last_at is not None:
+            first[account_id].append(sums.first_at + after)
+            last[account_id].append(sums.last_at + after)
+    return {
+        i: Hold(net[i], min(first[i]), max(last[i])) if net[i] > 0 and first[i] else Hold()
+        for i in ids
+    }
+
+
+@dataclasses.dataclass(slots=True)
+class _Sums:
+    credited_minor: int = 0
+    fees_minor: int = 0
+    first_at: dt.datetime | None = None  # the oldest credit's time
+    last_at: dt.datetime | None = None  # the newest credit's time
+
+
+def _held_sums(
+    session: Session, ids: list[int], since: dt.datetime
+) -> dict[tuple[int, str | None], _Sums]:
+    """Per (payee account, origin): credits and fees after ``since``, with the credits' times."""
+    found: dict[tuple[int, str | None], _Sums] = {}
+    credits = session.execute(
+        select(
+            Transfer.credit_account_id,
+            Transfer.origin,
+            func.sum(Transfer.amount_minor),
+            func.min(Transfer.created_at),
+            func.max(Transfer.created_at),
+        )
+        .where(
+            Transfer.credit_account_id.in_(ids),
+            Transfer.kind.in_(EARNING_KINDS),
+            Transfer.created_at > since,
+        )
+        .group_by(Transfer.credit_account_id, Transfer.origin)
+    ).all()
+    for account_id, origin, amount, first_at, last_at in credits:
+        found[(int(account_id), origin)] = _Sums(int(amount or 0), 0, first_at, last_at)
+    fees = session.execute(
+        select(Transfer.debit_account_id, Transfer.origin, func.sum(Transfer.amount_minor))
+        .where(
+            Transfer.debit_account_id.in_(ids),
+            Transfer.kind == TransferKind.FEE.value,
+            Transfer.created_at > since,
+        )
+        .group_by(Transfer.debit_account_id, Transfer.origin)
+    ).all()
+    for account_id, origin, amount in fees:
+        found.setdefault((int(account_id), origin), _Sums()).fees_minor += int(amount or 0)
+    return found
+
+
 def held(
-    session: Session, account_ids: Iterable[int], settings: Settings, now: dt.datetime
+    session: Session, accounts: Mapping[int, int], settings: Settings, now: dt.datetime
 ) -> dict[int, int]:
-    """Per payee account: what streams and payments of the last ``claim_hold_s`` brought in,
-    net of their fees. Held back from claims so a reversal window stays open."""
-    ids = list(account_ids)
-    if not ids or settings.claim_hold_s <= 0:
-        return dict.fromkeys(ids, 0)
-    since = now - dt.timedelta(seconds=settings.claim_hold_s)
-    recent = Transfer.created_at > since
-    credits = dict(
-        session.execute(
-            select(Transfer.credit_account_id, func.sum(Transfer.amount_minor))
-            .where(Transfer.credit_account_id.in_(ids), Transfer.kind.in_(EARNING_KINDS), recent)
-            .group_by(Transfer.credit_account_id)
-        ).all()
-    )
-    fees = dict(
-        session.execute(
-            select(Transfer.debit_account_id, func.sum(Transfer.amount_minor))
-            .where(
-                Transfer.debit_account_id.in_(ids),
-                Transfer.kind == TransferKind.FEE.value,
-                recent,
-            )
-            .group_by(Transfer.debit_account_id)
-        ).all()
-    )
-    return {i: max(int(credits.get(i) or 0) - int(fees.get(i) or 0), 0) for i in ids}
+    """Per payee account (account id -> payee id): what ``holds`` holds back now."""
+    return {i: hold.held_minor for i, hold in holds(session, accounts, settings, now).items()}
 
 
-def standing(balance_minor: int, held_minor: int) -> Standing:
+def standing(balance_minor: int, held_minor: int, hold: Hold | None = None) -> Standing:
     """The held part never exceeds the balance (fees and claims may have taken some of it)."""
-    return Standing(balance_minor, min(max(held_minor, 0), balance_minor))
+    held_part = min(max(held_minor, 0), balance_minor)
+    if hold is None or held_part == 0:
+        return Standing(balance_minor, held_part)
+    return Standing(balance_minor, held_part, hold.next_release_at, hold.released_by)
 
 
 def balances(session: Session, account_ids: Iterable[int]) -> dict[int, int]:
@@ -134,7 +224,7 @@ def for_creator(
         return []
     accounts = _accounts(session, owned, settings)
     by_account = {account_id: payee_id for payee_id, account_id in accounts.items()}
-    held_by_account = held(session, by_account, settings, now)
+    hold_by_account = holds(session, by_account, settings, now)
     balance_by_account = balances(session, by_account)
     first_day = now.astimezone(dt.UTC).date() - dt.timedelta(days=days - 1)
     since = dt.datetime.combine(first_day, dt.time(), tzinfo=dt.UTC)
@@ -148,10 +238,11 @@ def for_creator(
     for payee in owned:
         account = accounts.get(payee.id, -1)  # -1: no account yet, so nothing earned
         book = ledgers[payee.id]
+        hold = hold_by_account.get(account, Hold())
         result.append(
             PayeeEarnings(
                 payee,
-                standing(balance_by_account.get(account, 0), held_by_account.get(account, 0)),
+                standing(balance_by_account.get(account, 0), hold.held_minor, hold),
                 [book[d] for d in sorted(book, reverse=True)],
             )
         )

@@ -123,7 +123,7 @@ def claim(
     existing = _by_key(session, payee.id, idempotency_key)
     if existing is not None:
         return Claimed(_replay(existing, amount_minor, idempotency_key), replayed=True)
-    held_minor = earnings.held(session, [account.id], settings, now)[account.id]
+    held_minor = earnings.held(session, {account.id: payee.id}, settings, now)[account.id]
     available = earnings.standing(balance_minor, held_minor).available_minor
     amount = _claim_amount(amount_minor, available, settings)
     payout = Payout(
@@ -179,7 +179,8 @@ def _claim_amount(requested: int | None, available: int, settings: Settings) -> 
         raise InsufficientFunds(
             f"asked to claim {money.format_minor(requested, scale)} {settings.currency}, only "
             f"{money.format_minor(available, scale)} is available (recent earnings are held "
-            f"for {settings.claim_hold_s} s)"
+            f"for {settings.claim_hold_s} s, "
+            f"{earnings.hold_s(settings, verified=True)} s from verified sites)"
         )
     amount = available if requested is None else requested
     if amount < minimum:

@@ -43,6 +43,7 @@ class Settings:
     default_monthly_budget_minor: int = 5_000_000_000  # 5.00 USD at scale 9
     min_claim_minor: int = 1_000_000_000  # 1.00 USD at scale 9
     claim_hold_s: int = 3600
+    claim_hold_verified_s: int = 600  # earnings from a site the payee verified: held shorter
     session_ttl_s: int = 30 * 86_400
     login_max_attempts: int = 10
     login_window_s: int = 300
@@ -106,6 +107,10 @@ class Settings:
             raise ConfigError(
                 "TRICKLE_KEY_ACTIVATION_LEEWAY_S must be 0..3600, "
                 f"got {self.key_activation_leeway_s}"
+            )
+        if self.claim_hold_verified_s < 0:
+            raise ConfigError(
+                f"TRICKLE_CLAIM_HOLD_VERIFIED_S must be 0 or more, got {self.claim_hold_verified_s}"
             )
         if not 0 <= self.asset_scale <= 18:
             raise ConfigError(f"TRICKLE_ASSET_SCALE must be 0..18, got {self.asset_scale}")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from tests.e2e.accessibility import assert_accessible
 from tests.e2e.harness import (
     FAST_RATE_PER_HOUR_MINOR,
     DemoPublisher,
@@ -94,6 +95,7 @@ def test_a_reader_with_the_extension_unlocks_a_premium_article_once_it_paid_its_
     assert 'id="paid" data-minor="0"' in served
     expect(page.locator("#price")).to_have_attribute("data-minor", str(PRICE_MINOR))
     expect(page.locator("#bridge-status")).not_to_have_attribute("data-state", "unsupported")
+    assert_accessible(page)
     browser.screenshot(page, "demo-premium-locked")
 
     # It opens once the server verified receipts worth the price for this visit.
@@ -120,6 +122,7 @@ def test_a_reader_with_the_extension_unlocks_a_premium_article_once_it_paid_its_
         binding=binding_of(page),
     )
     assert sum(r.amount_minor for r in receipts) >= PRICE_MINOR
+    assert_accessible(page)
     browser.screenshot(page, "demo-premium-unlocked")
 
     # A reload is rendered unlocked by the server (no script needed).
@@ -132,7 +135,13 @@ def test_a_reader_with_the_extension_unlocks_a_premium_article_once_it_paid_its_
     expect(index.locator("#supporter-badge")).to_be_visible()
     expect(index.locator("li[data-slug]")).to_have_count(5)
     expect(index.locator('li[data-slug="field-guide"] .tag')).to_contain_text("For sale")
+    assert_accessible(index)
     browser.screenshot(index, "demo-index")
+
+    free = browser.open(publisher.url("/articles/welcome"))
+    expect(free.locator("#article-body")).to_have_attribute("data-state", "unlocked")
+    assert_accessible(free)
+    browser.screenshot(free, "demo-free")
 
 
 def test_without_the_extension_a_premium_article_stays_locked_and_says_why(
@@ -142,6 +151,7 @@ def test_without_the_extension_a_premium_article_stays_locked_and_says_why(
     page.goto(publisher.url("/"))
     expect(page.locator("#bridge-status")).to_have_attribute("data-state", "unsupported")
     expect(page.locator("#supporter-badge")).to_be_hidden()
+    assert_accessible(page)
     page.screenshot(path=str(output_dir / "demo-index-without-extension.png"), full_page=True)
 
     page.goto(publisher.url(PREMIUM))
@@ -155,6 +165,7 @@ def test_without_the_extension_a_premium_article_stays_locked_and_says_why(
     page.wait_for_timeout(2_000)
     assert_locked(page)
     expect(page.locator("#paid")).to_have_attribute("data-minor", "0")
+    assert_accessible(page)
     answer = access(page)
     assert answer["unlocked"] is False and answer["html"] is None and answer["paid"]["total"] == "0"
     page.screenshot(path=str(output_dir / "demo-premium-without-extension.png"), full_page=True)

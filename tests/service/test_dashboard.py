@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from tests.factories import asset, create_payee, create_user
+from tests.factories import add_site, asset, create_payee, create_user
 from tests.service.test_earnings import NOW, earn
 from tests.service.test_siteverify import holding, serving, write_at_once
 from trickle import accounts, ledger
 from trickle.app import create_app
-from trickle.dashboard import chart
+from trickle.dashboard import chart, holds
+from trickle.dashboard.web import sentence
 from trickle.db import transaction
 from trickle.ledger import AccountKind, TransferKind
 from trickle.models import Payee, Payout
@@ -78,6 +79,11 @@ def _signed_in(runtime: Runtime, browser: TestClient, email: str = "cat@example.
     response = _sign_in(browser, email)
     assert response.status_code == 303
     return user_id
+
+
+def _words(page: str) -> str:
+    """The page's text as people read it: no tags, one space between words."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 def _csrf(browser: TestClient) -> str:
@@ -167,6 +173,9 @@ def test_a_failed_sign_in_says_why_with_its_code(runtime: Runtime, browser: Test
     wrong = _sign_in(browser, "bea@example.com", "not the password")
     assert wrong.status_code == 401
     assert "invalid_credentials" in wrong.text
+    assert "That did not work. Wrong email or password. Error code: invalid_credentials" in (
+        _words(wrong.text)
+    )
     assert "trickle_session" not in browser.cookies
     assert _field(wrong.text, "email") == "bea@example.com"
 
@@ -246,14 +255,17 @@ def test_create_a_payee_and_copy_its_snippets(runtime: Runtime, browser: TestCli
     assert page.status_code == 200
     text = html.unescape(page.text)
     assert "Alice's blog" in text
+    # The site of docs/site-owners.md, with this payee's values (tests/service/
+    # test_site_owner_doc.py pins that they are the doc's files).
     assert '<link rel="monetization" href="https://trickle.test/p/alice-blog">' in text
-    assert 'payees=["https://trickle.test/p/alice-blog"]' in text
-    assert 'issuer="https://trickle.test"' in text
-    assert (
-        '<link rel="monetization" href="https://trickle.test/p/alice-blog" '
-        'data-trickle-binding="BINDING">'
-    ) in text
-    assert "import { createBridge } from '/trickle/bridge.js';" in text
+    assert 'TRICKLE = "https://trickle.test"' in text
+    assert 'POINTER = "https://trickle.test/p/alice-blog"' in text
+    assert 'ORIGIN = "https://your-site.example"' in text
+    assert 'data-trickle-binding="{{ binding }}"' in text
+    assert "import { createBridge } from '/sdk/bridge.js';" in text
+    assert 'Mount("/sdk", StaticFiles(directory="sdk"))' in text
+    assert "binding_key=KEY_FILE.read_bytes()" in text
+    assert "MemoryCreditStore" not in text and "CreditTracker" not in text
     assert '<link rel="monetization"' not in page.text  # escaped: shown, never part of the page
     assert 'data-copy="Monetization link tag"' in page.text
     assert "alice-blog" in browser.get("/dashboard/").text
@@ -287,7 +299,7 @@ def test_prove_site_ownership_with_the_guided_flow(runtime: Runtime, browser: Te
         check = {"origin": site.origin, "csrf_token": csrf}
         failed = browser.post("/dashboard/payees/proven/sites/check", data=check)
         assert failed.status_code == 409
-        assert "Check failed" in failed.text
+        assert "The check failed." in failed.text
         assert "site_verification_failed" in failed.text
         assert "Not verified yet" in failed.text
 
@@ -392,8 +404,14 @@ def test_the_earnings_page_shows_what_the_ledger_holds(
         ["earner", b, "0.50", "0.00", "0.50"],
     ]
     assert _table(browser.get("/dashboard/").text, "payees") == [
-        ["Earner earner", "https://trickle.test/p/earner", "0 of 0", "2.900000007", "0.50"],
-        ["Idle idle", "https://trickle.test/p/idle", "0 of 0", "0.00", "0.00"],
+        [
+            "Earner earner",
+            "https://trickle.test/p/earner",
+            "None yet: add one for earner",
+            "2.900000007",
+            "0.50",
+        ],
+        ["Idle idle", "https://trickle.test/p/idle", "None yet: add one for idle", "0.00", "0.00"],
     ]
     only_idle = browser.get("/dashboard/earnings?payee=idle")
     assert _table(only_idle.text, "per-origin") == [["Nothing earned in this period."]]
@@ -417,6 +435,53 @@ def test_the_chart_has_one_bar_per_day_scaled_in_whole_pixels(
     assert page.count('<tr><th scope="row">2026-03-') == 7  # the table alternative
 
 
+@pytest.mark.parametrize(
+    ("max_minor", "scale", "labels"),
+    [
+        (50_440_665, 9, ["0.06", "0.04", "0.02", "0"]),  # 0.050440665 USD: the issue's day
+        (51_675_232, 9, ["0.06", "0.04", "0.02", "0"]),
+        (4 * UNIT, 9, ["4", "3", "2", "1", "0"]),
+        (UNIT, 9, ["1", "0.5", "0"]),
+        (3 * UNIT + 1, 9, ["4", "3", "2", "1", "0"]),
+        (7, 9, ["0.000000008", "0.000000006", "0.000000004", "0.000000002", "0"]),
+        (1, 9, ["0.000000001", "0"]),
+        (0, 9, ["0.01", "0"]),  # nothing earned: an empty chart still has an axis
+        (-5, 9, ["0.01", "0"]),
+        (123, 2, ["1.5", "1", "0.5", "0"]),
+        (0, 0, ["1", "0"]),
+        (2**62, 9, ["6000000000", "4000000000", "2000000000", "0"]),
+    ],
+)
+def test_the_y_axis_has_round_amounts_computed_in_integers(
+    max_minor: int, scale: int, labels: list[str]
+) -> None:
+    axis = chart.axis(max_minor, scale)
+    assert all(isinstance(tick, int) for tick in axis.ticks)
+    assert axis.ticks[0] == 0 and axis.top_minor >= max_minor
+    assert len(axis.ticks) - 1 <= chart.MAX_INTERVALS
+    step = axis.step_minor
+    assert str(step).rstrip("0") in ("1", "2", "5")  # 1, 2 or 5 times a power of ten
+    drawn = chart.build([(dt.date(2026, 3, 10), max_minor)], scale)
+    assert drawn.y_labels == labels
+    assert len(drawn.gridlines) == len(labels)
+    assert drawn.gridlines[0] == chart.TOP and drawn.gridlines[-1] == chart.BASELINE
+
+
+def test_the_tallest_bar_stands_as_high_as_its_amount_on_the_axis() -> None:
+    drawn = chart.build([(dt.date(2026, 3, 9), 0), (dt.date(2026, 3, 10), 50_440_665)], 9)
+    assert drawn.axis.top_minor == 60_000_000
+    assert drawn.bars[1].height == 50_440_665 * chart.PLOT_HEIGHT // 60_000_000
+    assert drawn.bars[1].y + drawn.bars[1].height == chart.BASELINE
+    assert [label.text for label in drawn.x_labels] == ["Mar 09", "Mar 10"]
+    assert [label.place for label in drawn.x_labels] == ["first", "last"]
+    week = chart.build([(dt.date(2026, 3, d), 0) for d in range(4, 11)], 9)
+    assert [(x.place, x.text) for x in week.x_labels] == [
+        ("first", "Mar 04"),
+        ("middle", "Mar 07"),
+        ("last", "Mar 10"),
+    ]
+
+
 def test_bar_heights_are_integer_and_never_hide_a_small_day() -> None:
     assert chart.bar_height(0, 100) == 0
     assert chart.bar_height(100, 100) == chart.PLOT_HEIGHT
@@ -427,7 +492,7 @@ def test_bar_heights_are_integer_and_never_hide_a_small_day() -> None:
     assert all(isinstance(bar.height, int) for bar in drawn.bars)
     assert drawn.bars[-1].height == chart.PLOT_HEIGHT
     assert drawn.bars[-1].amount == "30000000.00"
-    assert all(bar.x + bar.width <= chart.WIDTH - chart.RIGHT for bar in drawn.bars)
+    assert all(bar.x + bar.width <= chart.WIDTH for bar in drawn.bars)
 
 
 def test_the_csv_export_is_exact(runtime: Runtime, browser: TestClient) -> None:
@@ -454,7 +519,85 @@ def test_the_csv_export_is_exact(runtime: Runtime, browser: TestClient) -> None:
     )
 
 
+def test_the_overview_says_how_many_sites_are_verified(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    user_id = _signed_in(runtime, browser)
+    payee = create_payee(runtime, user_id, "sited")
+    add_site(runtime, payee.id, "https://a.example")
+    add_site(runtime, payee.id, "https://b.example", verified=False)
+    create_payee(runtime, user_id, "siteless")
+    page = browser.get("/dashboard/").text
+    assert [row[2] for row in _table(page, "payees")] == [
+        "1 of 2 verified",
+        "None yet: add one for siteless",
+    ]
+    assert 'href="/dashboard/payees/siteless#sites"' in page
+
+
 # --- claims and payouts ---------------------------------------------------------------------
+
+
+def test_the_claims_page_says_what_is_held_when_it_is_released_and_the_minimum(
+    runtime: Runtime, browser: TestClient
+) -> None:
+    assert (runtime.settings.claim_hold_s, runtime.settings.min_claim_minor) == (3600, UNIT)
+    user_id = _signed_in(runtime, browser)
+    short = create_payee(runtime, user_id, "short")  # far from the minimum
+    earn(runtime, short.id, 3 * UNIT // 10, None, at=NOW - dt.timedelta(days=1))
+    earn(runtime, short.id, UNIT // 10, "https://a.example", at=NOW - dt.timedelta(minutes=50))
+    earn(runtime, short.id, 3 * UNIT // 10, "https://a.example", at=NOW - dt.timedelta(seconds=90))
+    waiting = create_payee(runtime, user_id, "waiting")  # enough once the hold is over
+    earn(runtime, waiting.id, UNIT // 5, None, at=NOW - dt.timedelta(days=1))
+    earn(
+        runtime, waiting.id, 3 * UNIT // 10, "https://b.example", at=NOW - dt.timedelta(minutes=30)
+    )
+    add_site(runtime, waiting.id, "https://b.example")  # verified: held 10 minutes only
+    earn(runtime, waiting.id, UNIT, "https://b.example", at=NOW - dt.timedelta(minutes=5))
+    text = _words(browser.get("/dashboard/payouts").text)
+    assert "New earnings are held 1 hour (10 minutes from a site you verified)" in text
+    assert (
+        "0.30 USD available · 0.40 USD held "
+        "0.40 USD is held: the next part becomes available by 2026-03-10 12:10 UTC, "
+        "all of it by 2026-03-10 12:59 UTC. "  # 12:58:30, rounded up
+        "Not enough available to claim yet: claims start at 1.00 USD. "
+        "This payee needs 0.30 USD more in earnings first."
+    ) in text
+    assert (
+        "0.50 USD available · 1.00 USD held "
+        "1.00 USD is held: the next part becomes available by 2026-03-10 12:05 UTC. "
+        "Not enough available to claim yet: claims start at 1.00 USD. "
+        "Enough is available by 2026-03-10 12:05 UTC, once what is held is released."
+    ) in text
+    runtime.clock = lambda: NOW + dt.timedelta(minutes=5)
+    text = _words(browser.get("/dashboard/payouts").text)
+    assert "1.50 USD available · 0.00 USD held Amount in USD" in text
+
+
+def test_held_earnings_and_minimum_in_words() -> None:
+    assert [holds.duration(s) for s in (3600, 600, 1, 90, 86_400, 7200, 0)] == [
+        "1 hour",
+        "10 minutes",
+        "1 second",
+        "90 seconds",
+        "1 day",
+        "2 hours",
+        "0 seconds",
+    ]
+    at = dt.datetime(2026, 3, 10, 12, 4, 0, 1, tzinfo=dt.UTC)
+    assert holds.release_time(at) == "2026-03-10 12:05 UTC"  # rounded up: available *by* then
+    assert holds.release_time(at.replace(microsecond=0)) == "2026-03-10 12:04 UTC"
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    assert holds.release_time(dt.datetime(2026, 3, 11, 1, 0, tzinfo=plus_two)) == (
+        "2026-03-10 23:00 UTC"
+    )
+
+
+def test_error_messages_are_shown_as_sentences() -> None:
+    assert sentence("wrong email or password") == "Wrong email or password."
+    assert sentence("days must be 1..366, got 'x'") == "Days must be 1..366, got 'x'."
+    assert sentence("Already a sentence.") == "Already a sentence."
+    assert sentence("") == ""
 
 
 def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClient) -> None:
@@ -482,7 +625,10 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
         [f"#{payout.id}", "2026-03-10 12:00", "claimer", "3.00 USD", "pending", ""]
     ]
     assert "already made" in browser.get(second.headers["location"]).text
-    assert "Not enough available to claim yet." in after
+    assert (
+        "Not enough available to claim yet: claims start at 1.00 USD. "
+        "This payee needs 1.00 USD more in earnings first."
+    ) in _words(after)
 
     fresh = _field(after, "idempotency_key")
     assert fresh != form["idempotency_key"]
@@ -556,4 +702,7 @@ def test_every_input_has_a_label(runtime: Runtime, browser: TestClient) -> None:
         assert not unlabelled
         labels = set(re.findall(r'<label for="([^"]+)"', page))
         assert ids <= labels, ids - labels
-        assert "<caption>" in page or "<table" not in page
+        # Every table is named by a title shown above it (outside its scrolling frame).
+        for table in re.findall(r"<table[^>]*>", page):
+            (title,) = re.findall(r'aria-labelledby="([^"]+)"', table)
+            assert f'id="{title}"' in page, title

@@ -8,11 +8,13 @@ import datetime as dt
 import pytest
 from starlette.testclient import TestClient
 
-from tests.factories import asset, create_payee, create_user, fund_reader
+from tests.factories import add_site, asset, create_payee, create_user, fund_reader
 from trickle import earnings, ledger
 from trickle.db import transaction
+from trickle.errors import ConfigError
 from trickle.ledger import AccountKind, TransferKind, TransferRequest
 from trickle.runtime import Runtime
+from trickle.settings import Settings
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 _keys = iter(range(1_000_000))
@@ -129,6 +131,49 @@ def test_recent_credits_are_held_net_of_fees(runtime: Runtime, clock: list[dt.da
     assert (later.standing.balance_minor, later.standing.held_minor) == (5900, 0)
 
 
+def test_a_verified_sites_earnings_are_held_for_a_shorter_time(
+    runtime: Runtime, clock: list[dt.datetime]
+) -> None:
+    settings = runtime.settings
+    assert (settings.claim_hold_s, settings.claim_hold_verified_s) == (3600, 600)
+    creator = create_user(runtime)
+    payee = create_payee(runtime, creator.id, "proven")
+    mine, pending, theirs = "https://mine.example", "https://pending.example", "https://b.example"
+    add_site(runtime, payee.id, mine)
+    add_site(runtime, payee.id, pending, verified=False)
+    someone_else = create_payee(runtime, create_user(runtime).id)
+    add_site(runtime, someone_else.id, theirs)  # verified, for someone else's payee
+    twenty_ago, five_ago = NOW - dt.timedelta(minutes=20), NOW - dt.timedelta(minutes=5)
+    earn(runtime, payee.id, 1000, mine, at=twenty_ago, fee_minor=10)  # past its 10 minutes
+    earn(runtime, payee.id, 200, mine, at=five_ago, fee_minor=2)  # held 5 more minutes
+    earn(runtime, payee.id, 30, pending, at=twenty_ago)  # not verified: an hour
+    earn(runtime, payee.id, 4, theirs, at=twenty_ago)  # not verified for this payee
+    earn(runtime, payee.id, 5, None, at=twenty_ago, kind=TransferKind.PAYMENT)  # no site
+    (found,) = _earnings(runtime, creator.id)
+    assert found.payee.name == "proven"
+    assert found.standing.balance_minor == 1000 - 10 + 200 - 2 + 30 + 4 + 5
+    assert found.standing.held_minor == 198 + 30 + 4 + 5
+    assert found.standing.available_minor == 990
+    assert found.standing.next_release_at == five_ago + dt.timedelta(minutes=10)
+    assert found.standing.released_by == twenty_ago + dt.timedelta(hours=1)
+
+    clock[0] = NOW + dt.timedelta(minutes=5)  # the verified site's recent credit is free now
+    (later,) = _earnings(runtime, creator.id)
+    assert (later.standing.held_minor, later.standing.available_minor) == (39, 1188)
+    assert later.standing.next_release_at == twenty_ago + dt.timedelta(hours=1)
+    clock[0] = twenty_ago + dt.timedelta(hours=1)
+    (free,) = _earnings(runtime, creator.id)
+    assert free.standing == earnings.Standing(1227, 0)
+
+
+def test_the_verified_hold_is_never_longer_than_the_others() -> None:
+    settings = Settings(claim_hold_s=1, claim_hold_verified_s=600)
+    assert earnings.hold_s(settings, verified=True) == 1
+    assert earnings.hold_s(settings, verified=False) == 1
+    with pytest.raises(ConfigError, match="TRICKLE_CLAIM_HOLD_VERIFIED_S"):
+        Settings(claim_hold_verified_s=-1).validate()
+
+
 def test_held_never_exceeds_the_balance() -> None:
     assert earnings.standing(balance_minor=40, held_minor=100) == earnings.Standing(40, 40)
     assert earnings.standing(balance_minor=40, held_minor=-5).available_minor == 40
@@ -152,12 +197,15 @@ def test_the_earnings_endpoint(
         3600,
     )
     assert body["min_claim_minor"] == "1000000000"
+    assert body["claim_hold_verified_s"] == 600
     busy, idle = body["payees"]
     assert idle == {
         "payee": "api-idle",
         "balance_minor": "0",
         "available_minor": "0",
         "held_minor": "0",
+        "next_release_at": None,
+        "released_by": None,
         "days": [],
     }
     assert busy["payee"] == "api-earnings"
@@ -166,6 +214,9 @@ def test_the_earnings_endpoint(
         "3000000000",
         "495",
     )
+    released = (NOW - dt.timedelta(seconds=5) + dt.timedelta(hours=1)).isoformat()
+    assert busy["next_release_at"] == busy["released_by"]
+    assert dt.datetime.fromisoformat(busy["released_by"]) == dt.datetime.fromisoformat(released)
     assert busy["days"][0] == {
         "day": "2026-03-10",
         "credited_minor": "500",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from tests.factories import asset, create_payee, create_user
+from tests.factories import add_site, asset, create_payee, create_user
 from tests.service.test_earnings import NOW, earn
 from trickle import earnings, ledger, payouts
 from trickle.cli import main
@@ -140,6 +140,31 @@ def test_held_earnings_cannot_be_claimed(runtime: Runtime) -> None:
         _claim(runtime, creator.id, "all-held", "held-0002", UNIT)
     runtime.clock = lambda: NOW + dt.timedelta(hours=1)
     assert _claim(runtime, creator.id, "all-held", "held-0003").payout.amount_minor == 5 * UNIT
+
+
+def test_a_verified_sites_earnings_can_be_claimed_sooner(runtime: Runtime) -> None:
+    assert (runtime.settings.claim_hold_s, runtime.settings.claim_hold_verified_s) == (3600, 600)
+    creator = create_user(runtime)
+    payee = create_payee(runtime, creator.id, "verified-claims")
+    add_site(runtime, payee.id, "https://mine.example")
+    quarter_hour_ago = NOW - dt.timedelta(minutes=15)
+    earn(runtime, payee.id, 2 * UNIT, "https://mine.example", at=quarter_hour_ago)
+    earn(runtime, payee.id, 5 * UNIT, "https://not-proven.example", at=quarter_hour_ago)
+    earn(runtime, payee.id, 3 * UNIT, "https://mine.example", at=NOW - dt.timedelta(minutes=5))
+    with pytest.raises(InsufficientFunds, match=r"only 2\.00 is available.*600 s from verified"):
+        _claim(runtime, creator.id, "verified-claims", "verified-0001", 3 * UNIT)
+    assert _claim(runtime, creator.id, "verified-claims", "verified-0002").payout.amount_minor == (
+        2 * UNIT
+    )
+    runtime.clock = lambda: NOW + dt.timedelta(minutes=5)
+    assert _claim(runtime, creator.id, "verified-claims", "verified-0003").payout.amount_minor == (
+        3 * UNIT
+    )
+    runtime.clock = lambda: quarter_hour_ago + dt.timedelta(hours=1)
+    assert _claim(runtime, creator.id, "verified-claims", "verified-0004").payout.amount_minor == (
+        5 * UNIT
+    )
+    assert _payee_balance(runtime, payee) == 0
 
 
 def test_below_the_minimum_nothing_moves(runtime: Runtime) -> None:

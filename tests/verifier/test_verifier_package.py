@@ -3,6 +3,7 @@ and JSON decoding, and that the verifier works with SQLAlchemy absent."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -176,3 +177,51 @@ def test_the_distribution_ships_every_subpackage() -> None:
     }
     assert "trickle_verifier.stores" in packages
     assert set(config["tool"]["setuptools"]["packages"]) == packages
+
+
+def test_the_starlette_extra_brings_everything_the_asgi_module_imports() -> None:
+    # pip install './verifier[starlette]' is what docs/site-owners.md tells site owners to run.
+    config = tomllib.loads((REPO_ROOT / "verifier" / "pyproject.toml").read_text("utf-8"))
+    assert config["project"]["dependencies"] == ["pynacl>=1.5"]
+    extra = config["project"]["optional-dependencies"]["starlette"]
+    source = (REPO_ROOT / "verifier" / "trickle_verifier" / "asgi.py").read_text("utf-8")
+    imported = {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    } | {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party == {"starlette"}
+    assert {re.split(r"[<>=!~\[; ]", requirement)[0] for requirement in extra} == third_party
+
+
+def test_without_starlette_the_asgi_module_names_the_extra_to_install() -> None:
+    script = """
+import sys
+sys.modules["starlette"] = None  # as if it were not installed
+import trickle_verifier  # the core needs only PyNaCl
+try:
+    import trickle_verifier.asgi
+except ModuleNotFoundError as error:
+    print(error.name)
+    print(error)
+else:
+    raise AssertionError("trickle_verifier.asgi imported without Starlette")
+"""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    name, message = result.stdout.strip().split("\n", 1)
+    assert name == "starlette"
+    assert "pip install 'trickle-verifier[starlette]'" in message
+    assert "pip install './verifier[starlette]'" in message

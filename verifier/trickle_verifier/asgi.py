@@ -1,7 +1,8 @@
 """Starlette (ASGI) integration of ``SiteReceipts`` and ``Purchases``: the endpoint a page's
 bridge forwards receipts to (sdk_js_bridge/README.md, "Forwarding protocol"), and the one it sends
-a one-time receipt to when the reader buys an item. Needs Starlette; ``import trickle_verifier``
-alone never imports this module.
+a one-time receipt to when the reader buys an item. Needs Starlette (the ``starlette`` extra:
+``pip install 'trickle-verifier[starlette]'``); ``import trickle_verifier`` alone never imports
+this module.
 
     from trickle_verifier.asgi import purchase_route, receipts_route
     app = Starlette(routes=[
@@ -16,10 +17,21 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+try:
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+except ModuleNotFoundError as missing:
+    if missing.name is None or missing.name.split(".")[0] != "starlette":
+        raise
+    # The core package needs only PyNaCl; say how to get what this module adds.
+    raise ModuleNotFoundError(
+        "trickle_verifier.asgi needs Starlette, which is not installed: install the verifier "
+        "with its extra, pip install 'trickle-verifier[starlette]' (from a Trickle checkout: "
+        "pip install './verifier[starlette]')",
+        name="starlette",
+    ) from missing
 
 from .purchases import DEFAULT_PURCHASE_MAX_BODY_BYTES, PURCHASE_ERRORS, Purchases
 from .site import (

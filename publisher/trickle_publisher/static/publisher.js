@@ -179,7 +179,7 @@ if (buyButton !== null) {
   }
 }
 
-showState(bridge.state);
+// The current state at once (also 'unsupported', which never changes), then every change.
 bridge.onStateChange((state) => showState(state));
 bridge.onForwarded((result) => {
   if (result.paid === null) return;

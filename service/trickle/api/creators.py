@@ -110,6 +110,8 @@ class PayeeEarningsOut(Schema):
     balance_minor: AmountMinor
     available_minor: AmountMinor
     held_minor: AmountMinor
+    next_release_at: dt.datetime | None  # when the oldest held credit becomes available
+    released_by: dt.datetime | None  # when all that is held now has become available
     days: list[DayOut]
 
 
@@ -118,6 +120,7 @@ class EarningsOut(Schema):
     scale: int
     days: int
     claim_hold_s: int
+    claim_hold_verified_s: int
     min_claim_minor: AmountMinor
     payees: list[PayeeEarningsOut]
 
@@ -196,6 +199,8 @@ def _earnings_out(found: earnings.PayeeEarnings) -> PayeeEarningsOut:
         balance_minor=str(found.standing.balance_minor),
         available_minor=str(found.standing.available_minor),
         held_minor=str(found.standing.held_minor),
+        next_release_at=found.standing.next_release_at,
+        released_by=found.standing.released_by,
         days=[
             DayOut(
                 day=day.day,
@@ -322,6 +327,7 @@ def get_earnings(ctx: Context, _body: None) -> EarningsOut:
         scale=settings.asset_scale,
         days=days,
         claim_hold_s=settings.claim_hold_s,
+        claim_hold_verified_s=earnings.hold_s(settings, verified=True),
         min_claim_minor=str(settings.min_claim_minor),
         payees=[_earnings_out(item) for item in found],
     )

@@ -10,7 +10,7 @@ import urllib.parse
 from starlette.responses import Response
 
 from trickle import accounts, earnings, money, payees, payouts, siteverify
-from trickle.dashboard import chart, snippets, summary
+from trickle.dashboard import chart, holds, snippets, summary
 from trickle.dashboard.web import (
     CSRF_COOKIE,
     HOME,
@@ -269,7 +269,7 @@ def earnings_page(ctx: Ctx) -> Response:
         window_total=sum(d.totals.net_minor for d in daily),
         by_payee=summary.per_payee(found),
         by_origin=summary.per_origin(found, selected),
-        claim_hold_s=ctx.settings.claim_hold_s,
+        hold_text=holds.hold_text(ctx.settings),
         first_day=window[0],
         last_day=window[-1],
     )
@@ -327,7 +327,7 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
             "standing": item.standing,
             # A new key per rendered form: submitting the same form twice claims once.
             "key": "dash-" + secrets.token_urlsafe(18),
-            "can_claim": item.standing.available_minor >= max(ctx.settings.min_claim_minor, 1),
+            "outlook": holds.outlook(item.standing, ctx.settings),
         }
         for item in found
     ]
@@ -340,7 +340,7 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
         claims=claims,
         history=history,
         min_claim_minor=ctx.settings.min_claim_minor,
-        claim_hold_s=ctx.settings.claim_hold_s,
+        hold_text=holds.hold_text(ctx.settings),
     )
 
 

@@ -75,6 +75,19 @@ templates = jinja2.Environment(
 )
 
 
+def sentence(text: object) -> str:
+    """An error's message as a sentence for people: a capital first letter and a full stop
+    (the domain's messages are lower-case clauses, "wrong email or password")."""
+    words = str(text).strip()
+    if not words:
+        return words
+    words = words[0].upper() + words[1:]
+    return words if words.endswith((".", "!", "?")) else words + "."
+
+
+templates.filters["sentence"] = sentence
+
+
 @dataclasses.dataclass
 class Ctx(RequestContext):
     """What a view gets (``RequestContext``), the form's fields, and the session's CSRF token for
