@@ -8,7 +8,9 @@ at a time (``post_charge``), so one reader running dry never costs another reade
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.engine import Dialect
@@ -110,5 +112,11 @@ def _read_back(session: Session, charges: Sequence[Charge]) -> GroupResult:
 
 def _stored(dialect: Dialect, now: dt.datetime) -> object:
     """``now`` as the ORM would store it in a ``created_at`` column (on SQLite, its text)."""
-    to_db = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    to_db = _time_processor(dialect)
     return to_db(now) if to_db is not None else now
+
+
+@functools.cache
+def _time_processor(dialect: Dialect) -> Callable[[Any], Any] | None:
+    # once per engine's dialect: finding it costs more than a small group's planning
+    return UTCDateTime().dialect_impl(dialect).bind_processor(dialect)

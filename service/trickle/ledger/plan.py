@@ -92,16 +92,21 @@ def moves(steps: Sequence[Sequence[TransferRequest]]) -> list[Move]:
     # per account: [what it moved so far, what it must hold first, the most it may hold first]
     state: dict[tuple[int, str], list[int]] = {}
     for step in steps:
-        for request in step:
-            check_amount(request.amount_minor)
-        for key, total in _sums(step, debit=True).items():
-            moved = state.setdefault(key, [0, 0, MAX])
-            moved[1] = max(moved[1], total - moved[0])
-            moved[0] -= total
-        for key, total in _sums(step, debit=False).items():
-            moved = state.setdefault(key, [0, 0, MAX])
-            moved[2] = min(moved[2], MAX - total - moved[0])
-            moved[0] += total
+        debits, credits = _sums(step)
+        for key, total in debits.items():
+            moved = state.get(key)
+            if moved is None:
+                state[key] = [-total, total, MAX]
+            else:
+                moved[1] = max(moved[1], total - moved[0])
+                moved[0] -= total
+        for key, total in credits.items():
+            moved = state.get(key)
+            if moved is None:
+                state[key] = [total, 0, MAX - total]
+            else:
+                moved[2] = min(moved[2], MAX - total - moved[0])
+                moved[0] += total
     result = []
     for (account, currency), (net, need, room) in sorted(state.items()):
         if not (-MAX <= net <= MAX and need <= MAX and room >= -MAX):
@@ -110,14 +115,24 @@ def moves(steps: Sequence[Sequence[TransferRequest]]) -> list[Move]:
     return result
 
 
-def _sums(requests: Sequence[TransferRequest], *, debit: bool) -> dict[tuple[int, str], int]:
-    totals: dict[tuple[int, str], int] = {}
+def _sums(
+    requests: Sequence[TransferRequest],
+) -> tuple[dict[tuple[int, str], int], dict[tuple[int, str], int]]:
+    """Each account's debits and credits, summed; ``InvalidAmount`` for an amount that is not
+    one, ``BatchRefused`` for a sum past 2^63-1."""
+    debits: dict[tuple[int, str], int] = {}
+    credits: dict[tuple[int, str], int] = {}
     for r in requests:
-        key = (r.debit_account_id if debit else r.credit_account_id, r.currency)
-        totals[key] = totals.get(key, 0) + r.amount_minor
-    if any(total > MAX for total in totals.values()):
+        amount = check_amount(r.amount_minor)
+        key = (r.debit_account_id, r.currency)
+        debits[key] = debits.get(key, 0) + amount
+        key = (r.credit_account_id, r.currency)
+        credits[key] = credits.get(key, 0) + amount
+    if any(total > MAX for total in debits.values()) or any(
+        total > MAX for total in credits.values()
+    ):
         raise BatchRefused("a sum is past the largest amount; post the transfers one by one")
-    return totals
+    return debits, credits
 
 
 def spend_sums(spends: Iterable[Spending]) -> list[SpendSum]:
