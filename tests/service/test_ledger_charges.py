@@ -10,11 +10,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, text
 
-from tests.factories import asset, create_payee, create_user
+from tests.factories import ChargeAccounts as Accounts
+from tests.factories import charge_accounts
 from trickle import ledger, spending
 from trickle.db import transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
-from trickle.ledger import AccountKind, TransferKind, TransferRequest
+from trickle.ledger import TransferKind, TransferRequest
 from trickle.models import Transfer
 from trickle.runtime import Runtime
 
@@ -22,30 +23,8 @@ NOW = dt.datetime(2026, 11, 28, 12, 30, 45, 123456, tzinfo=dt.UTC)
 MONTH = spending.month_of(NOW)
 
 
-@dataclasses.dataclass(frozen=True)
-class Accounts:
-    user_id: int
-    reader: int
-    payee: int
-    fee: int
-
-
 def _accounts(runtime: Runtime, funded_minor: int) -> Accounts:
-    user = create_user(runtime)
-    creator = create_user(runtime)
-    payee = create_payee(runtime, creator.id, "charged")
-    with transaction(runtime.sessions) as session:
-        source = ledger.account(session, AccountKind.FUNDING, "test", asset(runtime), NOW)
-        reader = ledger.account(session, AccountKind.READER, f"user:{user.id}", asset(runtime), NOW)
-        earnings = ledger.account(
-            session, AccountKind.PAYEE, f"payee:{payee.id}", asset(runtime), NOW
-        )
-        fees = ledger.account(session, AccountKind.FEE, "platform", asset(runtime), NOW)
-        request = TransferRequest(
-            source.id, reader.id, funded_minor, "USD", TransferKind.TOPUP, "fund"
-        )
-        ledger.post_transfer(session, request, NOW)
-        return Accounts(user.id, reader.id, earnings.id, fees.id)
+    return charge_accounts(runtime, funded_minor, "charged")
 
 
 def _charge(accounts: Accounts, amount: int, key: str, **changes: object) -> ledger.Charge:
