@@ -85,8 +85,9 @@ def transfers(charges: Sequence[Charge]) -> tuple[list[TransferRequest], list[Tr
 def post_charge(session: Session, charge: Charge, now: dt.datetime) -> None:
     """Post one charge, all or nothing (in a savepoint): count it against the month's budget,
     then move the money. Raises ``BudgetExhausted``, ``InsufficientFunds`` and whatever else
-    ``post_transfer`` raises; a retry with the same key replays its transfers. The month's row
-    need not exist."""
+    ``post_transfer`` raises. The month's row need not exist. Post a charge once: its transfers
+    would replay on a second try, its spend would count again (a payment's own row makes it
+    once; every streamed increment has a key of its own)."""
     with session.begin_nested():
         if not add_spend(session, charge):
             raise BudgetExhausted(
