@@ -88,3 +88,32 @@ def add_site(runtime: Runtime, payee_id: int, origin: str, *, verified: bool = T
                 verified_at=runtime.clock() if verified else None,
             )
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargeAccounts:
+    """A reader, funded, and a payee with its fee account: what a ledger charge moves between."""
+
+    user_id: int
+    reader: int
+    payee: int
+    fee: int
+
+
+def charge_accounts(runtime: Runtime, funded_minor: int, payee_name: str) -> ChargeAccounts:
+    now = runtime.clock()
+    user = create_user(runtime)
+    creator = create_user(runtime)
+    payee = create_payee(runtime, creator.id, payee_name)
+    with transaction(runtime.sessions) as session:
+        source = ledger.account(session, AccountKind.FUNDING, "test", asset(runtime), now)
+        reader = ledger.account(session, AccountKind.READER, f"user:{user.id}", asset(runtime), now)
+        earnings = ledger.account(
+            session, AccountKind.PAYEE, f"payee:{payee.id}", asset(runtime), now
+        )
+        fees = ledger.account(session, AccountKind.FEE, "platform", asset(runtime), now)
+        request = TransferRequest(
+            source.id, reader.id, funded_minor, "USD", TransferKind.TOPUP, "fund"
+        )
+        ledger.post_transfer(session, request, now)
+        return ChargeAccounts(user.id, reader.id, earnings.id, fees.id)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,8 +75,8 @@ def _refuse_nul_characters(
     No text the service takes in has a use for it, so any statement with it in a text parameter
     is refused here, before the database sees it, as the same ``ValidationFailed`` on both
     databases: every path from the outside (an email, a payee name in a URL, a form field, a
-    stream's pointer) reaches the database through this one check. The streaming group commit's
-    ``DriverCursor`` bypasses it: it only writes values that were checked on their way in."""
+    stream's pointer) reaches the database through this one check. The ledger's group statements
+    (``DriverCursor``) bypass it: they only write values that were checked on their way in."""
     pending = [parameters]
     while pending:
         value = pending.pop()
@@ -115,6 +117,15 @@ def serialize(session: Session, lock_id: int) -> None:
         session.execute(text("SELECT 1"))
 
 
+def insert_unless_present(
+    session: Session, model: type[Any], values: dict[str, Any], keys: Sequence[str]
+) -> None:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING`` in the session's database's dialect: a row
+    created on first use, safe when two racers create it."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -128,32 +139,23 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 class DriverCursor:
     """The database driver's own cursor inside a SQLAlchemy connection's transaction: for the
-    streaming group commit only, where SQLAlchemy's per-statement work (~50-100 µs) would cost
-    more than the statements themselves. Statements use ``?`` placeholders on both databases.
-    The transaction stays SQLAlchemy's: it began it (``BEGIN IMMEDIATE`` on SQLite) and commits
-    or rolls it back."""
+    ledger's group statements only (``ledger.sqlite``, ``ledger.postgres``), where SQLAlchemy's
+    per-statement work (~50-100 µs) would cost more than the statements themselves. Statements
+    are written in the driver's own parameter style and passed through untouched (sqlite3: ``?``;
+    psycopg: ``%s``, and ``%%`` for a literal ``%``). The transaction stays SQLAlchemy's: it began
+    it (``BEGIN IMMEDIATE`` on SQLite) and commits or rolls it back."""
 
     def __init__(self, connection: Connection) -> None:
-        self.postgres = connection.dialect.name == "postgresql"
         driver = connection.connection.driver_connection
         assert driver is not None
         self._cursor = driver.cursor()
         self.integrity_error: type[Exception] = connection.dialect.loaded_dbapi.IntegrityError
 
-    def _sql(self, statement: str) -> str:
-        return statement.replace("?", "%s") if self.postgres else statement
-
     def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self._cursor.execute(self._sql(statement), params)
+        self._cursor.execute(statement, params)
         return list(self._cursor.fetchall()) if self._cursor.description else []
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run once per row; the number of rows changed in all."""
-        self._cursor.executemany(self._sql(statement), rows)
+        self._cursor.executemany(statement, rows)
         return int(self._cursor.rowcount)
-
-    def in_list(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        """``col IN (...)`` for a list: ``= ANY(?)`` with one array on PostgreSQL."""
-        if self.postgres:
-            return "= ANY(?)", [list(values)]
-        return f"IN ({', '.join('?' * len(values))})", list(values)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from trickle import accounts, funding, payees
 from trickle.db import transaction
 from trickle.errors import ConfigError
-from trickle.ledger import Asset
+from trickle.ledger import asset_of
 from trickle.models import Payee, User
 from trickle.runtime import Runtime
 
@@ -36,7 +36,7 @@ def seed(runtime: Runtime) -> DemoAccounts:
     settings = runtime.settings
     if settings.env == "production":
         raise ConfigError("the demo data is for development only")
-    asset = Asset(settings.currency, settings.asset_scale)
+    asset = asset_of(settings)
     now = runtime.clock()
     with transaction(runtime.sessions) as session:
         reader = session.scalars(select(User).where(User.email == READER_EMAIL)).first()

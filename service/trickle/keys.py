@@ -14,6 +14,7 @@ the very first key of a database signs at once: nobody can hold an older set.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import os
@@ -42,8 +43,18 @@ KEY_STATES: tuple[KeyState, ...] = ("next", "active", "retiring", "expired")
 KEYS_LOCK_ID = 0x6B657973
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_bytes(data: bytes) -> bytes:
+    """Base64url without padding (RFC 7515 §2), as ASCII bytes: the form a JWS and a JWK use."""
+    # binascii directly: base64.urlsafe_b64encode's Python layers cost more than the encoding,
+    # and every receipt encodes its payload and its signature
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
 def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_bytes(data).decode("ascii")
 
 
 class KeyEncryptionKey:

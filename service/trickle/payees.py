@@ -1,5 +1,6 @@
 """Payees: a creator's receiving addresses. ``<issuer>/p/<name>`` is a payee's payment pointer;
-its public description lists the site origins the creator proved to control."""
+its public description lists the site origins the creator proved to control. Finding the payee a
+pointer names is shared by streaming and one-time payments."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from trickle.text import clean_text
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DISPLAY_NAME_MAX_CHARS = 200
+FEE_ACCOUNT_OWNER = "platform"  # the one fee account (per asset) every payee pays its fees to
+_POINTER_PATH = re.compile(r"^/p/([a-z0-9][a-z0-9-]{0,63})$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,8 +37,14 @@ class PublicPayee:
     verified_origins: list[str]
 
 
-def asset_of(settings: Settings) -> Asset:
-    return Asset(settings.currency, settings.asset_scale)
+@dataclasses.dataclass(frozen=True, slots=True)
+class PayeeInfo:
+    """Where a payment to a payee goes: its earnings account, and the fee account it pays."""
+
+    id: int
+    pointer: str
+    account_id: int
+    fee_account_id: int
 
 
 def account_owner(payee_id: int) -> str:
@@ -47,8 +56,32 @@ def earnings_account(
 ) -> LedgerAccount:
     """The payee's earnings account (created on first use)."""
     return ledger.account(
-        session, AccountKind.PAYEE, account_owner(payee.id), asset_of(settings), now
+        session, AccountKind.PAYEE, account_owner(payee.id), ledger.asset_of(settings), now
     )
+
+
+def fee_account(session: Session, settings: Settings, now: dt.datetime) -> LedgerAccount:
+    """The platform's fee account (created on first use)."""
+    asset = ledger.asset_of(settings)
+    return ledger.account(session, AccountKind.FEE, FEE_ACCOUNT_OWNER, asset, now)
+
+
+def payee_by_pointer(
+    session: Session, pointer: str, settings: Settings, now: dt.datetime
+) -> PayeeInfo | None:
+    """The payee a payment pointer of this service names (``<issuer>/p/<name>``), or None."""
+    issuer = settings.issuer
+    if not pointer.startswith(issuer + "/"):
+        return None
+    match = _POINTER_PATH.match(pointer[len(issuer) :])
+    if match is None:
+        return None
+    payee = session.scalars(select(Payee).where(Payee.name == match.group(1))).first()
+    if payee is None or payee.currency != settings.currency:
+        return None
+    account = earnings_account(session, payee, settings, now)
+    fees = fee_account(session, settings, now)
+    return PayeeInfo(payee.id, pointer, account.id, fees.id)
 
 
 def payment_pointer(settings: Settings, name: str) -> str:

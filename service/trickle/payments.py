@@ -2,11 +2,12 @@
 and gets a one-time receipt (``otp: true``, ``seq == 1``, ``amt == tot``, a fresh ``sid``, the
 site's order reference in ``ord``). docs/payments.md describes the flow.
 
-The same rules as streaming apply: no overdraft (the ledger's conditional debit), the monthly
-budget (``spending``'s conditional update), a site the reader turned off gets nothing, and the
-platform fee goes from the payee to the fee account. The global pause does NOT block a one-time
-payment: pausing stops money flowing on its own, while a one-time payment is an explicit act of
-the reader (approved in the extension), so it goes through.
+The same rules as streaming apply, through the same ledger charge (``ledger.post_charge``): no
+overdraft (the conditional debit), the monthly budget (the conditional spend), the platform fee
+from the payee to the fee account; and a site the reader turned off gets nothing. The global
+pause does NOT block a one-time payment: pausing stops money flowing on its own, while a
+one-time payment is an explicit act of the reader (approved in the extension), so it goes
+through.
 
 Idempotent per (reader, idempotency key): the payment row and the transfers are keyed by it, so
 a retry replays the first payment and moves nothing. The caller owns the transaction and signs
@@ -23,21 +24,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from trickle import freezes, ledger, money, spending
+from trickle import freezes, ledger, money, payees, readers, spending
 from trickle.errors import (
-    BudgetExhausted,
     CurrencyMismatch,
     IdempotencyKeyReused,
     PayeeNotFound,
     SiteDisabled,
     ValidationFailed,
 )
-from trickle.ledger import TransferKind, TransferRequest
+from trickle.ledger import TransferKind
 from trickle.models import Payment
 from trickle.origins import normalize_origin
 from trickle.receipts import ORDER_REF_PATTERN, ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.settings import Settings
-from trickle.streaming import directory
 from trickle.text import clean_text
 
 BINDING_PATTERN = re.compile(r"^[\x20-\x7e]{1,256}$")
@@ -122,9 +121,9 @@ def _replay(
 
 
 def _paid(session: Session, payment: Payment, settings: Settings, *, replayed: bool) -> Paid:
-    reader = directory.reader_account(session, payment.user_id, settings, payment.created_at)
+    reader = readers.reader_account(session, payment.user_id, settings, payment.created_at)
     month = spending.month_of(payment.created_at)
-    policy = directory.reader_policy(session, payment.user_id, settings)
+    policy = readers.reader_policy(session, payment.user_id, settings)
     return Paid(
         payment,
         ledger.balance(session, reader),
@@ -146,10 +145,10 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
     if existing is not None:
         return _replay(session, existing, request, settings)
     freezes.refuse_if_frozen(session, request.user_id)
-    payee = directory.payee_by_pointer(session, request.payment_pointer, settings, now)
+    payee = payees.payee_by_pointer(session, request.payment_pointer, settings, now)
     if payee is None:
         raise PayeeNotFound(f"no payee has the payment pointer {request.payment_pointer[:300]!r}")
-    policy = directory.reader_policy(session, request.user_id, settings)
+    policy = readers.reader_policy(session, request.user_id, settings)
     if policy.site_rate(request.origin) is None:
         raise SiteDisabled(f"you turned off payments to {request.origin}")
     issued_at = int(now.timestamp())
@@ -178,7 +177,7 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
             # The row first: a racer with the same key waits on its unique index, then replays.
             session.add(payment)
             session.flush()
-            _move_money(
+            charge = _charge(
                 session,
                 payment,
                 payee=payee,
@@ -186,6 +185,7 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
                 settings=settings,
                 now=now,
             )
+            ledger.post_charge(session, charge, now)
     except IntegrityError:
         raced = _find(session, request.user_id, request.idempotency_key)
         if raced is None:
@@ -194,53 +194,32 @@ def pay(session: Session, request: PaymentRequest, settings: Settings, now: dt.d
     return _paid(session, payment, settings, replayed=False)
 
 
-def _move_money(
+def _charge(
     session: Session,
     payment: Payment,
     *,
-    payee: directory.PayeeInfo,
+    payee: payees.PayeeInfo,
     budget_minor: int,
     settings: Settings,
     now: dt.datetime,
-) -> None:
-    month = spending.month_of(now)
-    spend = spending.Spend(payment.user_id, month, payment.amount_minor, budget_minor)
-    if not spending.add(session, spend):
-        raise BudgetExhausted(
-            f"paying {payment.amount_minor} minor units would pass the monthly budget of "
-            f"{budget_minor}"
-        )
-    reader = directory.reader_account(session, payment.user_id, settings, now)
-    key = transfer_key(payment.idempotency_key)
-    ledger.post_transfer(
-        session,
-        TransferRequest(
-            reader,
-            payee.account_id,
-            payment.amount_minor,
-            payment.currency,
-            TransferKind.PAYMENT,
-            key,
-            origin=payment.origin,
-            reference=payment.sid,
-        ),
-        now,
+) -> ledger.Charge:
+    """The payment's charge: its transfers keyed by ``payment:<Idempotency-Key>``, its
+    receipt's ``sid`` their reference."""
+    return ledger.Charge(
+        user_id=payment.user_id,
+        reader_account_id=readers.reader_account(session, payment.user_id, settings, now),
+        payee_account_id=payee.account_id,
+        fee_account_id=payee.fee_account_id,
+        currency=payment.currency,
+        amount_minor=payment.amount_minor,
+        fee_minor=payment.fee_minor,
+        key=transfer_key(payment.idempotency_key),
+        origin=payment.origin,
+        budget_minor=budget_minor,
+        month=spending.month_of(now),
+        kind=TransferKind.PAYMENT,
+        reference=payment.sid,
     )
-    if payment.fee_minor > 0:
-        ledger.post_transfer(
-            session,
-            TransferRequest(
-                payee.account_id,
-                payee.fee_account_id,
-                payment.fee_minor,
-                payment.currency,
-                TransferKind.FEE,
-                key,
-                origin=payment.origin,
-                reference=payment.sid,
-            ),
-            now,
-        )
 
 
 def receipt_claims(payment: Payment, settings: Settings) -> ReceiptClaims:

@@ -116,7 +116,7 @@ def claim(
     if amount_minor is not None:
         ledger.check_amount(amount_minor)
     payee = payees.owned(session, user_id, payee_name)
-    asset = payees.asset_of(settings)
+    asset = ledger.asset_of(settings)
     account = payees.earnings_account(session, payee, settings, now)
     clearing = ledger.account(session, AccountKind.PAYOUT_CLEARING, provider.name, asset, now)
     balance_minor = _lock_balance(session, account.id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import functools
 import itertools
@@ -12,25 +11,17 @@ import secrets
 
 from nacl.bindings import crypto_sign
 
-from trickle.keys import SigningKeyPair
+from trickle.keys import SigningKeyPair, b64url, b64url_bytes
+from trickle.money import MAX_AMOUNT
 
 RECEIPT_TYPE = "trickle-receipt+jwt"
-MAX_AMOUNT = 2**63 - 1
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ORDER_REF_PATTERN = re.compile(r"^[\x20-\x7e]{1,128}$")  # the ``ord`` claim: printable ASCII
 
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
-
-
-def _b64url(data: bytes) -> bytes:
-    # binascii directly: base64.urlsafe_b64encode's Python layers cost more than the encoding
-    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
-
-
 def new_stream_id() -> str:
     """128 random bits: fresh for every page view, never derived from the reader."""
-    return _b64url(secrets.token_bytes(16)).decode("ascii")
+    return b64url(secrets.token_bytes(16))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,9 +82,9 @@ class ReceiptSigner:
         self.kid = key.kid
         self._secret_key = key.secret_key
         header = {"alg": "EdDSA", "kid": key.kid, "typ": RECEIPT_TYPE}
-        self._header_b64 = _b64url(json.dumps(header, separators=(",", ":")).encode()) + b"."
+        self._header_b64 = b64url_bytes(json.dumps(header, separators=(",", ":")).encode()) + b"."
         # jti: a random per-signer prefix and a counter: unique without a syscall per receipt.
-        self._jti_prefix = _b64url(secrets.token_bytes(9)).decode("ascii")
+        self._jti_prefix = b64url(secrets.token_bytes(9))
         self._jti_counter = itertools.count(1)
 
     def sign(self, claims: ReceiptClaims) -> str:
@@ -111,6 +102,6 @@ class ReceiptSigner:
             payload += ',"otp":true'
         if claims.order_ref is not None:
             payload += f',"ord":{_json(claims.order_ref)}'
-        signing_input = self._header_b64 + _b64url((payload + "}").encode())
+        signing_input = self._header_b64 + b64url_bytes((payload + "}").encode())
         signature = crypto_sign(signing_input, self._secret_key)[:64]
-        return (signing_input + b"." + _b64url(signature)).decode("ascii")
+        return (signing_input + b"." + b64url_bytes(signature)).decode("ascii")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from trickle.db import transaction
+from trickle.db import DriverCursor, transaction
 from trickle.errors import ValidationFailed
 from trickle.models import Payee, User
 from trickle.runtime import Runtime
@@ -37,3 +37,14 @@ def test_a_nul_in_a_written_row_is_refused_too(runtime: Runtime) -> None:
         session.flush()
     with transaction(runtime.sessions) as session:
         assert session.scalars(select(User)).all() == []
+
+
+def test_the_driver_cursor_runs_each_driver_s_own_statement_untouched(runtime: Runtime) -> None:
+    # Before: every ``?`` became ``%s`` on PostgreSQL, a literal question mark too, and the
+    # statement failed (more placeholders than parameters). Now each database's statements are
+    # written in its driver's own style: sqlite3 ``?``, psycopg ``%s`` and ``%%`` for ``%``.
+    postgres = runtime.engine.dialect.name == "postgresql"
+    statement = "SELECT 'why?', '100%%', %s" if postgres else "SELECT 'why?', '100%', ?"
+    with runtime.engine.connect() as connection:
+        rows = DriverCursor(connection).execute(statement, ["ok?"])
+    assert rows == [("why?", "100%", "ok?")]

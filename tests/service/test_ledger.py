@@ -269,12 +269,12 @@ def test_a_month_s_spending_is_bounded_before_the_database_adds(runtime: Runtime
     month = spending.month_of(NOW)
     budget = 1_000
     with transaction(runtime.sessions) as session:
-        assert spending.add(session, spending.Spend(user.id, month, 10, budget))
+        assert ledger.add_spend(session, ledger.Spend(user.id, month, 10, budget))
         # Before: PostgreSQL computed spent_minor + amount and failed ("bigint out of range").
-        assert not spending.add(session, spending.Spend(user.id, month, MAX, budget))
-        assert not spending.add(session, spending.Spend(user.id, month, budget - 9, budget))
-        assert spending.add(session, spending.Spend(user.id, month, budget - 10, budget))
-        spends = [spending.Spend(user.id, month, MAX, MAX)] * 2  # a sum past 2^63-1
-        with pytest.raises(spending.BudgetRefused):
-            spending.add_batch(session.connection(), spends)
+        assert not ledger.add_spend(session, ledger.Spend(user.id, month, MAX, budget))
+        assert not ledger.add_spend(session, ledger.Spend(user.id, month, budget - 9, budget))
+        assert ledger.add_spend(session, ledger.Spend(user.id, month, budget - 10, budget))
+        spends = [ledger.Spend(user.id, month, MAX, MAX)] * 2  # a sum past 2^63-1
+        with pytest.raises(ledger.BatchRefused):
+            ledger.spend_sums(spends)
         assert spending.spent(session, user.id, month) == budget

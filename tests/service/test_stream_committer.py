@@ -4,13 +4,12 @@ are per increment (issue 11 item 8), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
-from tests.factories import asset, create_payee, create_user
+from tests.factories import ChargeAccounts as Accounts
+from tests.factories import charge_accounts
 from trickle import ledger, money, spending
 from trickle.db import transaction
-from trickle.ledger import AccountKind, TransferKind, TransferRequest
 from trickle.runtime import Runtime
 from trickle.streaming import committer
 
@@ -18,31 +17,11 @@ NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 MAX = money.MAX_AMOUNT
 
 
-@dataclasses.dataclass(frozen=True)
-class Accounts:
-    user_id: int
-    reader: int
-    payee: int
-    fee: int
-
-
 def _accounts(runtime: Runtime, funded_minor: int) -> Accounts:
-    user = create_user(runtime)
-    creator = create_user(runtime)
-    payee = create_payee(runtime, creator.id, "bounded")
+    accounts = charge_accounts(runtime, funded_minor, "bounded")
     with transaction(runtime.sessions) as session:
-        source = ledger.account(session, AccountKind.FUNDING, "test", asset(runtime), NOW)
-        reader = ledger.account(session, AccountKind.READER, f"user:{user.id}", asset(runtime), NOW)
-        earnings = ledger.account(
-            session, AccountKind.PAYEE, f"payee:{payee.id}", asset(runtime), NOW
-        )
-        fees = ledger.account(session, AccountKind.FEE, "platform", asset(runtime), NOW)
-        request = TransferRequest(
-            source.id, reader.id, funded_minor, "USD", TransferKind.TOPUP, "fund"
-        )
-        ledger.post_transfer(session, request, NOW)
-        spending.ensure_month(session, user.id, spending.month_of(NOW))
-        return Accounts(user.id, reader.id, earnings.id, fees.id)
+        spending.ensure_month(session, accounts.user_id, spending.month_of(NOW))
+    return accounts
 
 
 def _posting(accounts: Accounts, amount: int, budget: int, key: str) -> committer.Posting:

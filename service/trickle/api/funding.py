@@ -8,7 +8,7 @@ from pydantic import StringConstraints
 
 from trickle import funding
 from trickle.api.base import AmountMinor, ApiRouter, Context, Empty, Schema
-from trickle.ledger import Asset
+from trickle.ledger import Asset, asset_of
 
 router = ApiRouter(tag="funding")
 
@@ -31,7 +31,7 @@ class RedeemOut(Schema):
 
 
 def _asset(ctx: Context) -> Asset:
-    return Asset(ctx.runtime.settings.currency, ctx.runtime.settings.asset_scale)
+    return asset_of(ctx.runtime.settings)
 
 
 @router.get("/api/v1/balance", response=BalanceOut)

@@ -23,16 +23,23 @@ from trickle import sessions, spending
 from trickle.db import transaction
 from trickle.errors import TrickleError
 from trickle.origins import normalize_origin
+from trickle.payees import PayeeInfo, payee_by_pointer
+from trickle.readers import (
+    FundingSource,
+    ReaderBalance,
+    ReaderPolicy,
+    bulk_refresh,
+    funds,
+    reader_policy,
+)
 from trickle.receipts import new_stream_id
 from trickle.runtime import Runtime
 from trickle.settings import Settings
-from trickle.streaming import directory, protocol
+from trickle.streaming import protocol
 from trickle.streaming.connection import CloseSocket, Connection, Outbox, SendText
 from trickle.streaming.delivery import Delivery
-from trickle.streaming.directory import PayeeInfo, ReaderPolicy
 from trickle.streaming.protocol import CloseCode, EndReason, ErrorCode, State
 from trickle.streaming.schedule import MonotonicMs, Schedule
-from trickle.streaming.sources import FundingSource, ReaderBalance
 from trickle.streaming.streams import Reader, Stream, StreamStates
 from trickle.streaming.watch import SessionWatch
 
@@ -273,9 +280,9 @@ class StreamEngine:
         with transaction(self.runtime.sessions) as session:
             user, login = sessions.authenticate(session, token, now)
             account_id = self.funding.account_for(session, user.id, now)
-            policy = directory.reader_policy(session, user.id, self.settings)
+            policy = reader_policy(session, user.id, self.settings)
             month = spending.month_of(now)
-            balance, spent = directory.funds(session, self.funding, user.id, account_id, month)
+            balance, spent = funds(session, self.funding, user.id, account_id, month)
         return (login.id, login.expires_at), user.id, account_id, policy, balance, spent, month
 
     def disconnect(self, connection: Connection) -> None:
@@ -401,7 +408,7 @@ class StreamEngine:
     def _find_payee(self, pointer: str) -> PayeeInfo | None:
         now = self.runtime.clock()
         with transaction(self.runtime.sessions) as session:
-            return directory.payee_by_pointer(session, pointer, self.settings, now)
+            return payee_by_pointer(session, pointer, self.settings, now)
 
     def _resume(
         self, connection: Connection, reader: Reader, message: protocol.Resume, now: int
@@ -483,7 +490,7 @@ class StreamEngine:
         now = self.runtime.clock()
         month = spending.month_of(now)
         with transaction(self.runtime.sessions) as session:
-            fresh = directory.bulk_refresh(session, self.funding, readers, self.settings, month)
+            fresh = bulk_refresh(session, self.funding, readers, self.settings, month)
         return {user_id: (*values, month) for user_id, values in fresh.items()}
 
     def expire_orphans(self, now: int) -> None:

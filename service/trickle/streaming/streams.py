@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
+from trickle.payees import PayeeInfo
+from trickle.readers import ReaderPolicy
 from trickle.settings import Settings
 from trickle.streaming import protocol
 from trickle.streaming.accrual import HOUR_MS, Accrual
 from trickle.streaming.connection import Connection
-from trickle.streaming.directory import PayeeInfo, ReaderPolicy
 from trickle.streaming.protocol import EndReason, Refusal, State
 
 ACTIVE = (

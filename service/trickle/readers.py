@@ -1,22 +1,21 @@
-"""What the engine reads from the database: readers' settings and accounts, payees by pointer,
-and a reader's balance and month spend. Plain synchronous functions, run off the event loop."""
+"""Readers as payments see them: their settings as a policy (rate, budget, pause, sites turned
+off), the ledger account their money comes from (a ``FundingSource``), and their funds (balance
+and month spend). Plain synchronous reads, shared by streaming and one-time payments."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
+from collections.abc import Collection
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from trickle import freezes, ledger, spending
-from trickle.ledger import AccountKind, Asset
-from trickle.models import MonthlySpend, Payee, ReaderSettings, SiteOverride
+from trickle import freezes, funding, ledger, spending
+from trickle.ledger import AccountKind
+from trickle.models import LedgerAccount, MonthlySpend, ReaderSettings, SiteOverride
 from trickle.settings import Settings
-from trickle.streaming.sources import FundingSource, ReaderBalance
-
-_POINTER_PATH = re.compile(r"^/p/([a-z0-9][a-z0-9-]{0,63})$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,22 +34,41 @@ class ReaderPolicy:
         return self.rate_per_hour_minor if rate is None else rate
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReaderAccount:
-    user_id: int
-    account_id: int
+class FundingSource(Protocol):
+    """Where a reader's streamed money comes from: which ledger account a connection's charges
+    debit, and what it can still spend. Today there is one source, the reader's own prepaid
+    balance (``ReaderBalance``). A second one is planned (anonymous prepaid tokens, so that the
+    service cannot link a reader to the sites they read): it only has to name the account and
+    say what it holds. The debit itself is the same for every source, a ledger charge with its
+    conditional debit, so no source can overdraw. Plain synchronous calls, run off the event
+    loop inside the caller's transaction."""
+
+    def account_for(self, session: Session, user_id: int, now: dt.datetime) -> int:
+        """The ledger account that this reader's charges debit (created on first use)."""
+        ...
+
+    def balances(self, session: Session, account_ids: Collection[int]) -> dict[int, int]:
+        """What each of these accounts can still spend, in minor units (missing: nothing)."""
+        ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PayeeInfo:
-    id: int
-    pointer: str
-    account_id: int
-    fee_account_id: int
+class ReaderBalance:
+    """The reader's own prepaid balance: one ledger account per reader and asset."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.asset = ledger.asset_of(settings)
 
-def asset_of(settings: Settings) -> Asset:
-    return Asset(settings.currency, settings.asset_scale)
+    def account_for(self, session: Session, user_id: int, now: dt.datetime) -> int:
+        owner = funding.reader_account_owner(user_id)
+        return ledger.account(session, AccountKind.READER, owner, self.asset, now).id
+
+    def balances(self, session: Session, account_ids: Collection[int]) -> dict[int, int]:
+        rows = session.execute(
+            select(LedgerAccount.id, LedgerAccount.balance_minor).where(
+                LedgerAccount.id.in_(list(account_ids))
+            )
+        )
+        return {account_id: int(balance) for account_id, balance in rows}
 
 
 def reader_account(session: Session, user_id: int, settings: Settings, now: dt.datetime) -> int:
@@ -64,7 +82,16 @@ def reader_policy(session: Session, user_id: int, settings: Settings) -> ReaderP
         o.origin: (o.rate_per_hour_minor, o.disabled)
         for o in session.scalars(select(SiteOverride).where(SiteOverride.user_id == user_id))
     }
-    frozen = freezes.is_frozen(session, user_id)
+    return _policy(row, overrides, freezes.is_frozen(session, user_id), settings)
+
+
+def _policy(
+    row: ReaderSettings | None,
+    overrides: dict[str, tuple[int | None, bool]],
+    frozen: bool,
+    settings: Settings,
+) -> ReaderPolicy:
+    """A reader's settings as a policy: the service's defaults where they saved none."""
     if row is None:
         return ReaderPolicy(
             settings.default_rate_per_hour_minor,
@@ -76,25 +103,6 @@ def reader_policy(session: Session, user_id: int, settings: Settings) -> ReaderP
     return ReaderPolicy(
         row.rate_per_hour_minor, row.monthly_budget_minor, row.paused, overrides, frozen
     )
-
-
-def payee_by_pointer(
-    session: Session, pointer: str, settings: Settings, now: dt.datetime
-) -> PayeeInfo | None:
-    """The payee a payment pointer of this service names (``<issuer>/p/<name>``), or None."""
-    issuer = settings.issuer
-    if not pointer.startswith(issuer + "/"):
-        return None
-    match = _POINTER_PATH.match(pointer[len(issuer) :])
-    if match is None:
-        return None
-    payee = session.scalars(select(Payee).where(Payee.name == match.group(1))).first()
-    if payee is None or payee.currency != settings.currency:
-        return None
-    asset = asset_of(settings)
-    account = ledger.account(session, AccountKind.PAYEE, f"payee:{payee.id}", asset, now)
-    fees = ledger.account(session, AccountKind.FEE, "platform", asset, now)
-    return PayeeInfo(payee.id, pointer, account.id, fees.id)
 
 
 def funds(
@@ -132,15 +140,11 @@ def bulk_refresh(
         ).all()
     )
     frozen = freezes.frozen_among(session, user_ids)
-    out = {}
-    for user_id, account_id in readers:
-        row = rows.get(user_id)
-        policy = ReaderPolicy(
-            row.rate_per_hour_minor if row else settings.default_rate_per_hour_minor,
-            row.monthly_budget_minor if row else settings.default_monthly_budget_minor,
-            row.paused if row else False,
-            overrides[user_id],
-            user_id in frozen,
+    return {
+        user_id: (
+            _policy(rows.get(user_id), overrides[user_id], user_id in frozen, settings),
+            int(balances.get(account_id, 0)),
+            int(spent.get(user_id, 0)),
         )
-        out[user_id] = (policy, int(balances.get(account_id, 0)), int(spent.get(user_id, 0)))
-    return out
+        for user_id, account_id in readers
+    }

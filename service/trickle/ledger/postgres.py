@@ -1,0 +1,119 @@
+"""PostgreSQL's batch statement (``ledger.plan``'s spends, moves and rows), through the driver
+(``db.DriverCursor``): psycopg's own placeholders, ``%s``.
+
+A whole batch is ONE statement, one round trip: the spends, the moves and the rows as
+data-modifying CTEs over arrays. Their RETURNING rows say how many rows each part changed, and
+what the debited accounts (the readers) and the months now hold; a part that changed fewer rows
+than it should was refused, and the caller rolls the statement back. One statement cannot update
+a row twice: ``plan`` gives each account one move, each (reader, month) one spend. Under READ
+COMMITTED each conditional UPDATE re-checks a row another transaction changed meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from trickle.db import DriverCursor
+from trickle.ledger.plan import Batch, BatchRefused, GroupResult
+
+_BATCH = """
+WITH spend AS (
+  UPDATE monthly_spend AS m SET spent_minor = m.spent_minor + v.amount
+  FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[])
+    AS v(user_id, month, amount, room)
+  WHERE m.user_id = v.user_id AND m.month = v.month AND m.spent_minor <= v.room
+  RETURNING m.user_id, m.month, m.spent_minor
+), move AS (
+  UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor + v.net
+  FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+    AS v(id, currency, net, need, floor, room)
+  WHERE a.id = v.id AND a.currency = v.currency
+    AND (a.balance_minor >= v.need OR (a.may_go_negative AND a.balance_minor >= v.floor))
+    AND a.balance_minor <= v.room
+  RETURNING a.id, a.balance_minor, v.net
+), inserted AS (
+  INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind,
+                         idempotency_key, origin, reference, created_at)
+  SELECT d, c, amt, cur, k, ik, o, ref, %s FROM unnest(
+    %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[],
+    %s::varchar[], %s::varchar[]
+  ) AS t(d, c, amt, cur, k, ik, o, ref)
+  RETURNING 1
+)
+SELECT 'spent', user_id, month, spent_minor FROM spend
+UNION ALL SELECT 'balance', id, NULL, balance_minor FROM move WHERE net < 0
+UNION ALL SELECT 'moves', count(*), NULL, NULL FROM move
+UNION ALL SELECT 'rows', count(*), NULL, NULL FROM inserted
+"""
+
+
+def post(cursor: DriverCursor, batch: Batch, created_at: object) -> GroupResult:
+    """The whole batch, in the caller's transaction; ``BatchRefused`` if anything of it was
+    refused (the caller rolls back)."""
+    return _run(cursor, batch, params(batch, created_at))
+
+
+def params(batch: Batch, created_at: object) -> list[object]:
+    """The statement's parameters: each part's columns as arrays."""
+    requests = batch.rows
+    kinds = [request.kind.value for request in requests]
+    rows = _columns(requests, 8)
+    return [
+        *_columns(batch.spends, 4),
+        *_columns(batch.moves, 6),
+        created_at,
+        *rows[:4],
+        kinds,
+        *rows[5:],
+    ]
+
+
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    return [list(column) for column in zip(*rows, strict=True)] or [[] for _ in range(width)]
+
+
+def _run(cursor: DriverCursor, batch: Batch, params: list[object]) -> GroupResult:
+    try:
+        returned = cursor.execute(_BATCH, params)
+    except cursor.integrity_error:
+        raise BatchRefused("a transfer in the batch was posted before") from None
+    spent: dict[tuple[int, str], int] = {}
+    balances: dict[int, int] = {}
+    counts: dict[str, int] = {}
+    for part, number, month, value in returned:
+        if part == "spent":
+            spent[number, month] = value
+        elif part == "balance":
+            balances[number] = value
+        else:
+            counts[part] = number
+    if len(spent) != len(batch.spends):
+        raise BatchRefused("a spend would pass its monthly budget")
+    if counts["moves"] != len(batch.moves) or counts["rows"] != len(batch.rows):
+        raise BatchRefused("a balance would pass its bounds, or an account is missing")
+    return GroupResult(balances, spent)
+
+
+def stage(
+    engine: Engine,
+    batch: Batch | None,
+    created_at: object,
+    one_by_one: Callable[[], GroupResult],
+) -> Callable[[], GroupResult]:
+    """A group of charges: its parameters here, on the caller's thread; ``finish`` runs the
+    statement and the COMMIT in a transaction of its own, and posts the group ``one_by_one``
+    there if anything of it was refused (rare)."""
+    statement_params = None if batch is None else params(batch, created_at)
+
+    def finish() -> GroupResult:
+        if batch is None or statement_params is None:
+            return one_by_one()
+        try:
+            with engine.begin() as connection:
+                return _run(DriverCursor(connection), batch, statement_params)
+        except BatchRefused:
+            return one_by_one()
+
+    return finish

@@ -1,0 +1,121 @@
+"""SQLite's batch statements (``ledger.plan``'s spends, moves and rows), through the driver
+(``db.DriverCursor``): SQLite's own placeholders, ``?`` and ``?N`` (the N-th parameter).
+
+A batch is three statements: the spends and the moves (``executemany``, one row each, run by
+the caller), then every transfer row in ONE statement (a JSON array unnested by ``json_each``):
+one call into SQLite, so the thread that runs it releases the GIL once for all of it. Every
+SQLite transaction is BEGIN IMMEDIATE, so nothing races between a check and its write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from trickle.db import DriverCursor
+from trickle.ledger.plan import Batch, BatchRefused, GroupResult
+
+# plan.SpendSum's columns, in its order
+_SPEND = (
+    "UPDATE monthly_spend SET spent_minor = spent_minor + ?3 "
+    "WHERE user_id = ?1 AND month = ?2 AND spent_minor <= ?4"
+)
+# plan.Move's columns, in its order
+_MOVE = (
+    "UPDATE ledger_accounts SET balance_minor = balance_minor + ?3 "
+    "WHERE id = ?1 AND currency = ?2 "
+    "AND (balance_minor >= ?4 OR (may_go_negative AND balance_minor >= ?5)) "
+    "AND balance_minor <= ?6"
+)
+# TransferRequest's fields, in its order, as JSON arrays
+_INSERT_TRANSFERS = (
+    "INSERT INTO transfers (debit_account_id, credit_account_id, amount_minor, currency, kind, "
+    "idempotency_key, origin, reference, created_at) "
+    "SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, "
+    "value->>7, ? FROM json_each(?)"
+)
+
+
+def post(cursor: DriverCursor, batch: Batch, created_at: object) -> None:
+    """The whole batch, in the caller's transaction; ``BatchRefused`` if anything of it was
+    refused (the caller rolls back)."""
+    write_balances(cursor, batch)
+    try:
+        cursor.execute(_INSERT_TRANSFERS, rows(batch, created_at))
+    except cursor.integrity_error:
+        raise BatchRefused("a transfer in the batch was posted before") from None
+
+
+def write_balances(cursor: DriverCursor, batch: Batch) -> None:
+    """The spends, then the moves; ``BatchRefused`` if one was refused."""
+    if batch.spends and cursor.executemany(_SPEND, batch.spends) != len(batch.spends):
+        raise BatchRefused("a spend would pass its monthly budget")
+    if cursor.executemany(_MOVE, batch.moves) != len(batch.moves):
+        raise BatchRefused("a balance would pass its bounds, or an account is missing")
+
+
+def rows(batch: Batch, created_at: object) -> list[object]:
+    """The transfer rows statement's parameters (a named tuple is a JSON array; its kind, a
+    ``StrEnum``, its value)."""
+    return [created_at, json.dumps(batch.rows, separators=(",", ":"))]
+
+
+def stage(
+    engine: Engine,
+    batch: Batch | None,
+    created_at: object,
+    one_by_one: Callable[[], GroupResult],
+) -> Callable[[], GroupResult]:
+    """A group of charges: the spends, the moves and what the readers now hold, here on the
+    caller's thread; ``finish`` runs the rows' one statement and the COMMIT (its fsync). A
+    refusal rolls back and posts the group ``one_by_one`` at once, here (rare)."""
+    if batch is not None:
+        connection = engine.connect()
+        try:
+            group = connection.begin()
+            cursor = DriverCursor(connection)
+            write_balances(cursor, batch)
+            params = rows(batch, created_at)
+            result = _read_back(cursor, batch)
+        except BatchRefused:
+            connection.close()  # rolls back
+        except BaseException:
+            connection.close()
+            raise
+        else:
+
+            def finish() -> GroupResult:
+                try:
+                    cursor.execute(_INSERT_TRANSFERS, params)
+                    group.commit()
+                finally:
+                    connection.close()  # rolls back if the rows or the commit failed
+                return result
+
+            return finish
+    committed = one_by_one()
+    return lambda: committed
+
+
+def _read_back(cursor: DriverCursor, batch: Batch) -> GroupResult:
+    readers = [move.account_id for move in batch.moves if move.net_minor < 0]
+    balances = dict(
+        cursor.execute(
+            f"SELECT id, balance_minor FROM ledger_accounts WHERE id IN ({_marks(readers)})",  # noqa: S608 - placeholders only
+            readers,
+        )
+    )
+    users = sorted({spend.user_id for spend in batch.spends})
+    months = sorted({spend.month for spend in batch.spends})
+    spent = cursor.execute(
+        "SELECT user_id, month, spent_minor FROM monthly_spend "  # noqa: S608 - placeholders only
+        f"WHERE user_id IN ({_marks(users)}) AND month IN ({_marks(months)})",
+        [*users, *months],
+    )
+    return GroupResult(balances, {(user_id, month): value for user_id, month, value in spent})
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
