@@ -15,7 +15,7 @@ _DECIMAL = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
 
 def parse_decimal(text: str, scale: int) -> int:
     """``"5.00"`` at scale 9 -> 5_000_000_000. More decimals than the scale holds is an error."""
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.fullmatch(text.strip())
     if match is None:
         raise InvalidAmount(f"expected a decimal amount like 5.00, got {text!r}")
     whole, fraction = match.group(1), match.group(2) or ""

@@ -22,7 +22,7 @@ from trickle.text import clean_text
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 DISPLAY_NAME_MAX_CHARS = 200
 FEE_ACCOUNT_OWNER = "platform"  # the one fee account (per asset) every payee pays its fees to
-_POINTER_PATH = re.compile(r"^/p/([a-z0-9][a-z0-9-]{0,63})$")
+_POINTER_PATH = re.compile(r"/p/([a-z0-9][a-z0-9-]{0,63})")  # whole string: fullmatch
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def payee_by_pointer(
     issuer = settings.issuer
     if not pointer.startswith(issuer + "/"):
         return None
-    match = _POINTER_PATH.match(pointer[len(issuer) :])
+    match = _POINTER_PATH.fullmatch(pointer[len(issuer) :])
     if match is None:
         return None
     payee = session.scalars(select(Payee).where(Payee.name == match.group(1))).first()

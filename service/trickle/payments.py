@@ -78,9 +78,9 @@ def _checked(request: PaymentRequest, settings: Settings) -> PaymentRequest:
         raise CurrencyMismatch(
             f"this service pays in {settings.currency}, the payment is in {request.currency[:12]!r}"
         )
-    if not ORDER_REF_PATTERN.match(request.order_ref):
+    if not ORDER_REF_PATTERN.fullmatch(request.order_ref):
         raise ValidationFailed("order_ref must be 1-128 printable ASCII characters")
-    if request.binding is not None and not BINDING_PATTERN.match(request.binding):
+    if request.binding is not None and not BINDING_PATTERN.fullmatch(request.binding):
         raise ValidationFailed("binding must be 1-256 printable ASCII characters")
     description = request.description
     if description is not None:

@@ -49,15 +49,15 @@ class ReceiptClaims:
             raise ValueError(
                 f"need 0 <= amount <= total < 2^63, got {self.amount_minor} and {self.total_minor}"
             )
-        if not _TOKEN_CHARS.match(self.sid):
+        if not _TOKEN_CHARS.fullmatch(self.sid):
             raise ValueError(f"stream id must match {_TOKEN_CHARS.pattern}, got {self.sid!r}")
         if self.seq < 1 or self.expires_at <= self.issued_at:
             raise ValueError("seq must be >= 1 and expires_at after issued_at")
         if self.one_time and (self.seq != 1 or self.amount_minor != self.total_minor):
             raise ValueError("a one-time receipt has seq 1 and amount == total")
-        if self.order_ref is not None and not ORDER_REF_PATTERN.match(self.order_ref):
+        if self.order_ref is not None and not ORDER_REF_PATTERN.fullmatch(self.order_ref):
             raise ValueError(f"order_ref must be 1-128 printable ASCII, got {self.order_ref!r}")
-        if self.jti is not None and not _TOKEN_CHARS.match(self.jti):
+        if self.jti is not None and not _TOKEN_CHARS.fullmatch(self.jti):
             raise ValueError(f"jti must match {_TOKEN_CHARS.pattern}, got {self.jti!r}")
 
 

@@ -178,3 +178,14 @@ def test_another_creators_payee_is_not_found_for_you(runtime: Runtime) -> None:
             payees.owned(session, stranger.id, "mine-only")
         with pytest.raises(PayeeNotFound):
             payees.owned(session, owner.id, "no-such-payee")
+
+
+def test_a_pointer_with_a_trailing_newline_names_no_payee(runtime: Runtime) -> None:
+    creator = create_user(runtime)
+    create_payee(runtime, creator.id, "alice")
+    pointer = f"{runtime.settings.issuer}/p/alice"
+    with transaction(runtime.sessions) as session:
+        now = runtime.clock()
+        assert payees.payee_by_pointer(session, pointer, runtime.settings, now) is not None
+        # Python's "$" matches before a final newline: the pointer must match as a whole
+        assert payees.payee_by_pointer(session, pointer + "\n", runtime.settings, now) is None

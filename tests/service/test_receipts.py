@@ -124,6 +124,9 @@ def test_receipts_signed_before_a_rotation_still_verify(runtime: Runtime) -> Non
         {"amount_minor": 5, "total_minor": 4},
         {"total_minor": 2**63},
         {"sid": "has space"},
+        # Python's "$" also matches before a final newline: the rules match whole strings
+        {"sid": "abc\n"},
+        {"order_ref": "article-1\n"},
         {"seq": 0},
         {"expires_at": NOW},
     ],
