@@ -383,17 +383,17 @@ def test_the_earnings_page_shows_what_the_ledger_holds(
     page = browser.get("/dashboard/earnings")
     assert page.status_code == 200
     assert _table(page.text, "per-payee") == [
-        ["earner", "3.500000007", "0.10", "3.400000007", "2.900000007", "0.50"],
-        ["idle", "0.00", "0.00", "0.00", "0.00", "0.00"],
+        ["earner", "$3.500000007", "$0.10", "$3.400000007", "$2.900000007", "$0.50"],
+        ["idle", "$0.00", "$0.00", "$0.00", "$0.00", "$0.00"],
     ]
     assert _table(page.text, "per-origin") == [
-        ["earner", "(no site: one-time payments)", "0.000000007", "0.00", "0.000000007"],
-        ["earner", a, "3.00", "0.10", "2.90"],
-        ["earner", b, "0.50", "0.00", "0.50"],
+        ["earner", "(no site: one-time payments)", "$0.000000007", "$0.00", "$0.000000007"],
+        ["earner", a, "$3.00", "$0.10", "$2.90"],
+        ["earner", b, "$0.50", "$0.00", "$0.50"],
     ]
     assert _table(browser.get("/dashboard/").text, "payees") == [
-        ["Earner earner", "https://trickle.test/p/earner", "0 of 0", "2.900000007", "0.50"],
-        ["Idle idle", "https://trickle.test/p/idle", "0 of 0", "0.00", "0.00"],
+        ["Earner earner", "https://trickle.test/p/earner", "0 of 0", "$2.900000007", "$0.50"],
+        ["Idle idle", "https://trickle.test/p/idle", "0 of 0", "$0.00", "$0.00"],
     ]
     only_idle = browser.get("/dashboard/earnings?payee=idle")
     assert _table(only_idle.text, "per-origin") == [["Nothing earned in this period."]]
@@ -462,7 +462,9 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     payee = create_payee(runtime, user_id, "claimer")
     earn(runtime, payee.id, 3 * UNIT, None, at=NOW - dt.timedelta(days=1))
     page = browser.get("/dashboard/payouts").text
-    assert "3.00 USD</strong> available" in page
+    # Amounts as people read them, the exact value in the title (tests/vectors/amount-format.json).
+    exact = '<span class="amount" title="3.000000000 USD">$3.00</span>'
+    assert f"<strong>{exact}</strong> available" in page
     form = {name: _field(page, name) for name in ("csrf_token", "payee", "idempotency_key")}
     form["amount"] = ""  # empty: all that is available
     assert form["idempotency_key"].startswith("dash-")
@@ -477,9 +479,9 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     assert _payee_balance(runtime, payee.id) == 0
 
     after = browser.get(first.headers["location"]).text
-    assert f"Claimed 3.00 USD for claimer: payout #{payout.id} is pending." in after
+    assert f"Claimed $3.00 for claimer: payout #{payout.id} is pending." in after
     assert _table(after, "payouts") == [
-        [f"#{payout.id}", "2026-03-10 12:00", "claimer", "3.00 USD", "pending", ""]
+        [f"#{payout.id}", "2026-03-10 12:00", "claimer", "$3.00", "pending", ""]
     ]
     assert "already made" in browser.get(second.headers["location"]).text
     assert "Not enough available to claim yet." in after
