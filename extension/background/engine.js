@@ -73,6 +73,7 @@ export function optionsState() {
     serviceUrl: state.serviceUrl,
     signedIn: state.token !== null,
     currency: s?.currency ?? null,
+    scale: s?.scale ?? null,
     rate: s ? formatMinor(s.rate, s.scale) : '',
     budget: s ? formatMinor(s.budget, s.scale) : '',
   };
