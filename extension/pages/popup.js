@@ -112,9 +112,8 @@ function render(s) {
   if (!busy) el.globalPause.checked = s.settings?.paused ?? false;
   el.globalPause.disabled = !s.signedIn;
   // This month's budget spent: when it starts again, and where it is raised.
-  const spent = s.signedIn && s.money && BigInt(s.money.monthSpent) >= BigInt(s.money.monthBudget);
-  el.budgetNote.hidden = !spent;
-  if (spent) {
+  el.budgetNote.hidden = !s.budgetReached;
+  if (s.budgetReached) {
     showSentence(el.budgetNote, sentence('budget_exhausted', { ...context('stream'), money: s.money }), { code: 'budget_exhausted' });
   }
 

@@ -93,15 +93,21 @@ export function showSentence(node, said, options = {}) {
   link.className = 'next';
   link.textContent = next.label;
   if (href.startsWith('options.html')) link.target = '_blank';
-  else link.addEventListener('click', () => focusSection(next.anchor));
+  else {
+    link.addEventListener('click', (event) => {
+      event.preventDefault();
+      focusSection(next.anchor);
+    });
+  }
   node.append(' ', link);
 }
 
 /** Bring a section of this page into view and put the focus on its first field. @param {string} id */
 function focusSection(id) {
   const section = document.getElementById(id);
+  section?.scrollIntoView({ block: 'nearest' });
   const field = section?.querySelector('input, button, select, textarea');
-  if (field instanceof HTMLElement) queueMicrotask(() => field.focus());
+  if (field instanceof HTMLElement) field.focus();
 }
 
 /**
