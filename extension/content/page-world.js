@@ -1,5 +1,6 @@
 // The page-world script (runs in the page's own JavaScript world, at document_start): installs
-// the Web Monetization API surface — the MonetizationEvent interface and
+// the Web Monetization API surface — the MonetizationEvent interface, the `onmonetization` event
+// handler (IDL attribute on window, document and elements; content attribute on elements) and
 // relList.supports('monetization') on <link> elements — and turns the content script's internal
 // receipt events into standard, bubbling `monetization` events on the paid <link>.
 // It holds no secrets: it only re-dispatches what the content script gives this document.
@@ -106,6 +107,8 @@
     });
   }
 
+  installEventHandler(w, 'monetization');
+
   /** @param {unknown} v @returns {v is string} */
   const isStr = (v) => typeof v === 'string';
 
@@ -138,4 +141,136 @@
     },
     true,
   );
+
+  /**
+   * The `on<type>` event handler as HTML defines event handlers, for an event type HTML does not
+   * have (the Web Monetization spec adds `onmonetization` to GlobalEventHandlers):
+   * - the IDL attribute on window, documents and elements: a function (or any object) is the
+   *   handler, anything else is null; setting it keeps the listener's place among the target's
+   *   listeners, null removes it;
+   * - the content attribute on elements (`<link onmonetization="…">`): its text is the body of a
+   *   function of `event`, with `this` the element and the document, the element's form and the
+   *   element in scope; compiled when first needed (a syntax error is reported and the handler
+   *   is null); changing or removing the attribute changes the handler;
+   * - a handler that returns `false` cancels the event (preventDefault).
+   * Compiling the content attribute needs `new Function`: under a page CSP without
+   * 'unsafe-eval' it is reported as an error, and only the IDL attribute works.
+   * @param {any} win
+   * @param {string} type
+   */
+  function installEventHandler(win, type) {
+    const name = `on${type}`;
+    if (name in win.HTMLElement.prototype) return; // the browser has it
+    /**
+     * @typedef {{value: unknown, listener: ((event: Event) => void) | null, source: string | null,
+     *   compiled: unknown}} Slot
+     *   value: undefined = the content attribute decides; compiled: the attribute's function
+     */
+    /** @type {WeakMap<object, Slot>} */
+    const slots = new WeakMap();
+    /** @param {object} target @returns {Slot} */
+    const slotOf = (target) => {
+      let slot = slots.get(target);
+      if (!slot) {
+        slot = { value: undefined, listener: null, source: null, compiled: null };
+        slots.set(target, slot);
+      }
+      return slot;
+    };
+    /** @param {unknown} target @returns {target is Element} */
+    const isElement = (target) => target instanceof win.Element;
+
+    /** @param {Element} element @param {Slot} slot @param {string} body */
+    const compile = (element, slot, body) => {
+      if (slot.source === body) return slot.compiled;
+      slot.source = body;
+      slot.compiled = null;
+      try {
+        const form = /** @type {any} */ (element).form ?? null;
+        // Sloppy mode (a Function body), so that `with` gives the scope chain HTML gives handlers.
+        const make = new win.Function(
+          'document$',
+          'form$',
+          'element$',
+          `return function ${name}(event) {\nwith (document$) { with (form$ || {}) { with (element$) {\n${body}\n} } }\n};`,
+        );
+        slot.compiled = make(element.ownerDocument, form, element);
+      } catch (error) {
+        if (typeof win.reportError === 'function') win.reportError(error);
+      }
+      return slot.compiled;
+    };
+
+    /** The handler now: the IDL value, else the content attribute's function, else null. @param {object} target */
+    const handlerOf = (target) => {
+      const slot = slotOf(target);
+      if (slot.value !== undefined) return slot.value;
+      if (isElement(target) && target.hasAttribute(name)) return compile(target, slot, /** @type {string} */ (target.getAttribute(name)));
+      return null;
+    };
+
+    /** @param {EventTarget} target */
+    const activate = (target) => {
+      const slot = slotOf(target);
+      if (slot.listener) return;
+      slot.listener = function (event) {
+        const handler = handlerOf(target);
+        if (typeof handler !== 'function') return;
+        if (handler.call(this, event) === false) event.preventDefault();
+      };
+      target.addEventListener(type, slot.listener);
+    };
+    /** @param {EventTarget} target */
+    const deactivate = (target) => {
+      const slot = slotOf(target);
+      if (slot.listener) target.removeEventListener(type, slot.listener);
+      slot.listener = null;
+    };
+
+    const descriptor = {
+      configurable: true,
+      enumerable: true,
+      /** @this {any} */
+      get() {
+        return handlerOf(this);
+      },
+      /** @this {any} @param {unknown} value */
+      set(value) {
+        const slot = slotOf(this);
+        slot.value = (typeof value === 'object' && value !== null) || typeof value === 'function' ? value : null;
+        if (slot.value === null) deactivate(this);
+        else activate(this);
+      },
+    };
+    for (const proto of [win.HTMLElement?.prototype, win.SVGElement?.prototype, win.MathMLElement?.prototype, win.Document?.prototype]) {
+      if (proto && !Object.hasOwn(proto, name)) Object.defineProperty(proto, name, descriptor);
+    }
+    Object.defineProperty(win, name, descriptor);
+
+    // The content attribute: set or changed later, it decides again (the IDL value is dropped);
+    // removed, the handler is null.
+    const observer = new win.MutationObserver((/** @type {MutationRecord[]} */ records) => {
+      for (const record of records) {
+        const element = record.target;
+        if (!isElement(element)) continue;
+        const slot = slotOf(element);
+        slot.value = undefined;
+        if (element.hasAttribute(name)) activate(element);
+        else deactivate(element);
+      }
+    });
+    observer.observe(win.document, { subtree: true, attributes: true, attributeFilter: [name] });
+    // Elements parsed with the attribute (or given it just before an event): before the event
+    // travels, every element on its path that has the attribute gets its listener (added now, it
+    // is called when the event reaches that element).
+    win.addEventListener(
+      type,
+      (/** @type {Event} */ event) => {
+        for (const node of event.composedPath()) {
+          if (isElement(node) && node.hasAttribute(name) && slotOf(node).value === undefined) activate(node);
+        }
+      },
+      true,
+    );
+  }
 })();

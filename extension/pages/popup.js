@@ -112,8 +112,10 @@ function render(s) {
   if (!busy) el.globalPause.checked = s.settings?.paused ?? false;
   el.globalPause.disabled = !s.signedIn;
   // This month's budget spent: when it starts again, and where it is raised.
-  el.budgetNote.hidden = !s.budgetReached;
-  if (s.budgetReached) {
+  // (Said once: not here when this tab's status says it already.)
+  const noteNeeded = s.budgetReached && s.tab.reason !== 'budget_exhausted';
+  el.budgetNote.hidden = !noteNeeded;
+  if (noteNeeded) {
     showSentence(el.budgetNote, sentence('budget_exhausted', { ...context('stream'), money: s.money }), { code: 'budget_exhausted' });
   }
 

@@ -239,12 +239,18 @@ def test_a_spent_budget_says_when_it_starts_again_and_where_to_raise_it(
     )
     assert space(status.inner_text()) == expected
     expect(status.get_by_role("link")).to_have_attribute("href", "options.html#limits")
-    note = popup.locator("#budget-note")
-    expect(note).to_be_visible()
-    expect(note.get_by_role("link", name="Raise your monthly budget in Options")).to_be_visible()
+    # Said once: the account's note stays hidden while this tab's status says it.
+    expect(popup.locator("#budget-note")).to_be_hidden()
     assert_accessible(popup)
     browser.screenshot(popup, "budget-spent")
     docs_shot(popup, "popup-budget-spent")
+    # About a tab that is not monetized, the account's note says it.
+    other = browser.context.new_page()
+    other.goto(f"chrome-extension://{browser.extension_id}/pages/popup.html?tab=999999")
+    note = other.locator("#budget-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("It starts again on")
+    expect(note.get_by_role("link", name="Raise your monthly budget in Options")).to_be_visible()
 
 
 def test_the_popup_shows_the_hourly_rate_this_tab_is_paid_at(
@@ -392,6 +398,7 @@ def test_the_approval_window_says_when_this_was_bought_before_on_this_site(
         f"You bought this before on this site, on {today:%B} {today.day}, {today.year} ($0.05)."
     )
     expect(before).to_contain_text("approving pays again")
+    expect(again.locator("#approve")).to_be_enabled()
     assert_accessible(again)
     browser.screenshot(again, "approval-bought-before")
     docs_shot(again, "approval-window-bought-before")
