@@ -102,7 +102,7 @@ function render(s) {
   el.signedOut.hidden = s.signedIn;
   el.signedIn.hidden = !s.signedIn;
   el.connection.hidden = !s.connectionError;
-  el.connection.textContent = s.connectionError ? `The Trickle service at ${s.serviceUrl} cannot be reached; retrying…` : '';
+  if (s.connectionError) showSentence(el.connection, sentence(s.connectionError), { code: s.connectionError });
   el.accountEmail.textContent = s.email ?? '';
   el.voucherView.hidden = !s.signedIn;
   const asset = assetOf(s);

@@ -329,9 +329,12 @@ def test_amounts_read_the_same_in_the_popup_and_on_the_demo_site(
     page = browser.open(publisher.url("/articles/deep-dive"))
     paid = page.locator("#paid")
     expect(paid).not_to_have_attribute("data-minor", "0", timeout=15_000)
+    popup = narrow_popup(browser, page)
+    expect(popup.locator("#tab-status")).to_have_attribute("data-state", "streaming")
+    assert_accessible(popup)
+    docs_shot(popup, "popup-streaming")
     set_paused(service, reader, True)  # the figures stand still while they are compared
     page.wait_for_timeout(2500)
-    popup = narrow_popup(browser, page)
     balance = popup.locator("#balance")
     minor = int(balance.get_attribute("data-minor") or "0")
     expect(balance).to_have_text(money(minor))
@@ -345,9 +348,7 @@ def test_amounts_read_the_same_in_the_popup_and_on_the_demo_site(
     history = popup.locator(f'#history li[data-origin="{publisher.origin}"]')
     listed = int(history.get_attribute("data-minor") or "0")
     assert money(listed) in history.inner_text()
-    assert_accessible(popup)
-    browser.screenshot(popup, "streaming")
-    docs_shot(popup, "popup-streaming")
+    browser.screenshot(popup, "paused")
     browser.screenshot(page, "demo-site-paid")
 
 
