@@ -182,21 +182,9 @@
 
     /** @param {Element} element @param {Slot} slot @param {string} body */
     const compile = (element, slot, body) => {
-      if (slot.source === body) return slot.compiled;
-      slot.source = body;
-      slot.compiled = null;
-      try {
-        const form = /** @type {any} */ (element).form ?? null;
-        // Sloppy mode (a Function body), so that `with` gives the scope chain HTML gives handlers.
-        const make = new win.Function(
-          'document$',
-          'form$',
-          'element$',
-          `return function ${name}(event) {\nwith (document$) { with (form$ || {}) { with (element$) {\n${body}\n} } }\n};`,
-        );
-        slot.compiled = make(element.ownerDocument, form, element);
-      } catch (error) {
-        if (typeof win.reportError === 'function') win.reportError(error);
+      if (slot.source !== body) {
+        slot.source = body;
+        slot.compiled = compileHandler(win, name, element, body);
       }
       return slot.compiled;
     };
@@ -247,27 +235,72 @@
     }
     Object.defineProperty(win, name, descriptor);
 
-    // The content attribute: set or changed later, it decides again (the IDL value is dropped);
-    // removed, the handler is null.
-    const observer = new win.MutationObserver((/** @type {MutationRecord[]} */ records) => {
-      for (const record of records) {
-        const element = record.target;
-        if (!isElement(element)) continue;
-        const slot = slotOf(element);
-        slot.value = undefined;
+    watchAttribute(
+      win,
+      type,
+      name,
+      // Set or changed after load, the content attribute decides again (the IDL value is
+      // dropped); removed, the handler is null.
+      (element) => {
+        slotOf(element).value = undefined;
         if (element.hasAttribute(name)) activate(element);
         else deactivate(element);
-      }
+      },
+      (element) => {
+        if (slotOf(element).value === undefined) activate(element);
+      },
+    );
+  }
+
+  /**
+   * The function HTML makes of an event handler content attribute: `body` is the body of a
+   * function of `event`, with the document, the element's form and the element in scope and
+   * `this` the element. A syntax error is reported (as a page error) and gives null.
+   * @param {any} win
+   * @param {string} name
+   * @param {Element} element
+   * @param {string} body
+   * @returns {unknown}
+   */
+  function compileHandler(win, name, element, body) {
+    try {
+      const form = /** @type {any} */ (element).form ?? null;
+      // Sloppy mode (a Function body), so that `with` gives the scope chain HTML gives handlers.
+      const make = new win.Function(
+        'document$',
+        'form$',
+        'element$',
+        `return function ${name}(event) {\nwith (document$) { with (form$ || {}) { with (element$) {\n${body}\n} } }\n};`,
+      );
+      return make(element.ownerDocument, form, element);
+    } catch (error) {
+      if (typeof win.reportError === 'function') win.reportError(error);
+      return null;
+    }
+  }
+
+  /**
+   * Watch the content attribute `name` on every element: `changed(element)` when it is set,
+   * changed or removed after load; `travelling(element)` for each element on the path of a `type`
+   * event that has it, before the event travels (a listener added then is called when the event
+   * reaches that element), which covers elements parsed with the attribute and an attribute set
+   * just before an event.
+   * @param {any} win
+   * @param {string} type
+   * @param {string} name
+   * @param {(element: Element) => void} changed
+   * @param {(element: Element) => void} travelling
+   */
+  function watchAttribute(win, type, name, changed, travelling) {
+    const observer = new win.MutationObserver((/** @type {MutationRecord[]} */ records) => {
+      for (const record of records) if (record.target instanceof win.Element) changed(/** @type {Element} */ (record.target));
     });
     observer.observe(win.document, { subtree: true, attributes: true, attributeFilter: [name] });
-    // Elements parsed with the attribute (or given it just before an event): before the event
-    // travels, every element on its path that has the attribute gets its listener (added now, it
-    // is called when the event reaches that element).
     win.addEventListener(
       type,
       (/** @type {Event} */ event) => {
         for (const node of event.composedPath()) {
-          if (isElement(node) && node.hasAttribute(name) && slotOf(node).value === undefined) activate(node);
+          if (node instanceof win.Element && /** @type {Element} */ (node).hasAttribute(name)) travelling(/** @type {Element} */ (node));
         }
       },
       true,
