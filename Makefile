@@ -20,11 +20,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: setup lint typecheck test-js test-py  ## install, then run every check and test
+test: setup lint lint-extension typecheck test-js test-py  ## install, then run every check and test
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service verifier publisher
+
+extension: node_modules/.installed  ## the store packages: dist/trickle-<version>-{chromium,firefox}.zip
+	node extension/package.mjs
+
+# Mozilla's linter on the Firefox package, as addons.mozilla.org would run it.
+lint-extension: extension
+	npx --no-install web-ext lint --source-dir dist/firefox --warnings-as-errors
 
 typecheck:
 	$(BIN)/mypy
@@ -40,4 +47,4 @@ bench: setup
 	$(BIN)/python bench/receipts.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache

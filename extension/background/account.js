@@ -4,6 +4,7 @@
 // HTTP API (settings, site rules, vouchers, what a one-time payment changed).
 
 import { isMinor, majorToMinor } from '../shared/amounts.js';
+import { PASSWORD_MIN_CHARS } from '../shared/sentences.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
 import { endsSession } from './protocol.js';
@@ -87,6 +88,12 @@ export async function serviceUrlChanged(value) {
  * @param {string} password
  */
 export async function signIn(how, email, password) {
+  if (how === 'sign-up' && [...password].length < PASSWORD_MIN_CHARS) {
+    throw new ApiError('validation_failed', `password: at least ${PASSWORD_MIN_CHARS} characters`, 0, {
+      field: 'password',
+      min: PASSWORD_MIN_CHARS,
+    });
+  }
   const path = how === 'sign-in' ? '/api/v1/sessions' : '/api/v1/accounts';
   const base = state.serviceUrl;
   const session = await callApi(base, path, { method: 'POST', body: { email, password } });
@@ -157,7 +164,25 @@ function toSettings(s) {
     budget: String(s.monthly_budget_minor),
     currency: String(s.currency),
     scale: Number(s.scale),
+    maxRate: isMinor(s.max_rate_per_hour_minor) ? s.max_rate_per_hour_minor : null,
+    maxBudget: isMinor(s.max_monthly_budget_minor) ? s.max_monthly_budget_minor : null,
   };
+}
+
+/**
+ * A rate or budget the reader typed, checked against the most the service takes before it is
+ * sent, so that the reader's sentence can name the limit.
+ * @param {'rate_per_hour_minor' | 'monthly_budget_minor'} field
+ * @param {string} typed  major units
+ * @param {number} scale
+ * @param {string | null} max
+ */
+function limitMinor(field, typed, scale, max) {
+  const value = majorToMinor(typed, scale);
+  if (max !== null && BigInt(value) > BigInt(max)) {
+    throw new ApiError('validation_failed', `${field}: must be 0..${max} minor units, got ${value}`, 422, { field, max, value });
+  }
+  return value;
 }
 
 /** Fetch the reader's settings and site rules (after sign-in, reconnects, popup opens). */
@@ -232,10 +257,11 @@ export async function currentScale() {
 export async function setLimits(rate, budget) {
   requireAuth();
   const scale = await currentScale();
+  const settings = state.settings;
   /** @type {Record<string, string>} */
   const body = {};
-  if (rate.trim()) body.rate_per_hour_minor = majorToMinor(rate, scale);
-  if (budget.trim()) body.monthly_budget_minor = majorToMinor(budget, scale);
+  if (rate.trim()) body.rate_per_hour_minor = limitMinor('rate_per_hour_minor', rate, scale, settings?.maxRate ?? null);
+  if (budget.trim()) body.monthly_budget_minor = limitMinor('monthly_budget_minor', budget, scale, settings?.maxBudget ?? null);
   return putSettings(body);
 }
 
@@ -250,7 +276,7 @@ export async function setSite(tabId, enabled, rate) {
   const origin = tabDocs(tabId)[0]?.origin;
   if (!origin) throw new ApiError('not_monetized', 'This tab has no monetized page.', 400);
   const scale = await currentScale();
-  const rateMinor = rate && rate.trim() ? majorToMinor(rate, scale) : null;
+  const rateMinor = rate && rate.trim() ? limitMinor('rate_per_hour_minor', rate, scale, state.settings?.maxRate ?? null) : null;
   if (enabled && rateMinor === null) {
     try {
       await callApi(state.serviceUrl, '/api/v1/me/site-overrides', { method: 'DELETE', auth, body: { origin } });

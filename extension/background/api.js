@@ -9,13 +9,25 @@ export class ApiError extends Error {
    * @param {string} code  the service's error code, or service_unreachable / bad_response
    * @param {string} message
    * @param {number} status  the HTTP status, 0 when no answer came
+   * @param {Record<string, unknown> | null} [details]  values for the reader's sentence
    */
-  constructor(code, message, status) {
+  constructor(code, message, status, details = null) {
     super(message);
     this.name = 'ApiError';
     this.code = code;
     this.status = status;
+    this.details = details;
   }
+}
+
+/**
+ * The field a `validation_failed` message names first ("password: …"), so that the reader's
+ * sentence can say what to change; null when the message names none.
+ * @param {string} message
+ */
+export function fieldOf(message) {
+  const match = /^([a-z_][a-z0-9_]{0,40})(?:\.[A-Za-z0-9_.]*)?: /.exec(message);
+  return match ? match[1] : null;
 }
 
 /**
@@ -79,7 +91,9 @@ export async function callApi(base, path, options = {}) {
   if (!response.ok) {
     const error = data && typeof data === 'object' ? data.error : null;
     if (error && typeof error.code === 'string') {
-      throw new ApiError(error.code, typeof error.message === 'string' ? error.message : error.code, response.status);
+      const message = typeof error.message === 'string' ? error.message : error.code;
+      const field = error.code === 'validation_failed' ? fieldOf(message) : null;
+      throw new ApiError(error.code, message, response.status, field ? { field } : null);
     }
     throw new ApiError('bad_response', `The service answered HTTP ${response.status}.`, response.status);
   }

@@ -54,9 +54,16 @@ export function popupState(tabId) {
   const history = Object.entries(state.history)
     .map(([origin, entry]) => ({ origin, minor: entry.minor, oneTime: entry.oneTime ?? '0', updated: entry.updated }))
     .sort((a, b) => b.updated - a.updated);
+  const money = state.money;
+  // The month's budget is spent: a stream says so, or the figures do.
+  const budgetReached =
+    state.token !== null &&
+    (Object.values(state.docs).some((d) => d.serverState === 'budget_exhausted') ||
+      (money !== null && BigInt(money.monthSpent) >= BigInt(money.monthBudget)));
   return {
     signedIn: state.token !== null,
     email: state.email,
+    budgetReached,
     serviceUrl: state.serviceUrl,
     connected: socket.connected,
     connectionError: state.token && !socket.connected ? state.connectionError : null,
@@ -73,6 +80,7 @@ export function optionsState() {
     serviceUrl: state.serviceUrl,
     signedIn: state.token !== null,
     currency: s?.currency ?? null,
+    scale: s?.scale ?? null,
     rate: s ? formatMinor(s.rate, s.scale) : '',
     budget: s ? formatMinor(s.budget, s.scale) : '',
   };

@@ -47,7 +47,11 @@ import { tabDocs } from './status.js';
  *   receipt: string}} OneTimeRecord
  */
 /** @typedef {{id: string, ok: true, receipt: string, amountMinor: string, currency: string, scale: number}} OkResult */
-/** @typedef {{id: string, ok: false, code: string, message: string}} FailResult */
+/**
+ * `code` is the page's (docs/extension.md, the page contract); `details.cause` keeps the service's
+ * own code for the reader's sentence in the approval window, and never goes to the page.
+ * @typedef {{id: string, ok: false, code: string, message: string, details?: Record<string, unknown> | null}} FailResult
+ */
 
 /** At most this many approval windows at once (all pages together); more requests are `busy`. */
 export const MAX_PROMPTS = 5;
@@ -237,7 +241,8 @@ async function execute(p) {
     const message = error instanceof Error ? error.message : String(error);
     const result = failure(p, code, message);
     finish(p, result, 4000);
-    return result;
+    const cause = error instanceof ApiError ? error.code : 'internal';
+    return { ...result, details: { ...(error instanceof ApiError ? error.details : null), cause } };
   }
 }
 
@@ -335,9 +340,17 @@ export async function request(message, sender, origin) {
   }
 }
 
-/** @param {Pending} p */
-function amountText(p) {
-  return `${formatMinor(p.amountMinor, p.scale)} ${p.currency}`;
+/**
+ * When the reader bought this order on this site before, as far as this extension remembers
+ * (its own history: same origin and order reference), or null. A site ties a purchase to its own
+ * visitor cookie, so in another browser (or after clearing cookies) the site asks again.
+ * @param {string} origin
+ * @param {string} orderRef
+ * @returns {{at: number, amountMinor: string, currency: string, scale: number} | null}
+ */
+export function boughtBefore(origin, orderRef) {
+  const found = oneTime.recent.find((r) => r.kind === 'purchase' && r.origin === origin && r.orderRef === orderRef);
+  return found ? { at: found.at, amountMinor: found.amountMinor, currency: found.currency, scale: found.scale } : null;
 }
 
 /**
@@ -350,13 +363,13 @@ export function details(key) {
   return {
     origin: p.origin,
     payee: p.request.paymentPointer,
-    amount: amountText(p),
     amountMinor: p.amountMinor,
     currency: p.currency,
     scale: p.scale,
     description: p.request.description,
     orderRef: p.request.orderRef,
     status: p.status,
+    boughtBefore: boughtBefore(p.origin, p.request.orderRef),
   };
 }
 
@@ -374,8 +387,8 @@ export async function decide(key, approve) {
   }
   const result = await execute(p);
   return result.ok
-    ? { ok: true, amount: amountText(p), origin: p.origin }
-    : { ok: false, code: result.code, message: result.message };
+    ? { ok: true, amountMinor: result.amountMinor, currency: result.currency, scale: result.scale, origin: p.origin }
+    : { ok: false, code: result.code, message: result.message, details: result.details ?? null };
 }
 
 /**
@@ -481,7 +494,7 @@ export async function setAutoApprove(tabId, limit) {
   if (minor === null || BigInt(minor) === 0n) delete oneTime.autoApprove[origin];
   else oneTime.autoApprove[origin] = minor;
   saveLocal();
-  return { origin, limit: autoApproveFor(origin) };
+  return { origin, limitMinor: oneTime.autoApprove[origin] ?? null, limit: autoApproveFor(origin) };
 }
 
 /** @param {string} origin */
@@ -509,9 +522,10 @@ export function optionsState() {
   const today = dayKey(new Date());
   return {
     dailyCap: scale === null ? (oneTime.dailyCap === null ? DEFAULT_DAILY_CAP : '') : formatMinor(dailyCapMinor(scale), scale),
-    autoSpentToday: scale === null ? '' : formatMinor(spentOn(oneTime.autoSpent, today), scale),
+    dailyCapMinor: scale === null ? null : dailyCapMinor(scale),
+    autoSpentTodayMinor: scale === null ? null : spentOn(oneTime.autoSpent, today).toString(),
     autoApprove: Object.entries(oneTime.autoApprove)
-      .map(([origin, minor]) => ({ origin, minor, limit: scale === null ? '' : formatMinor(minor, scale) }))
+      .map(([origin, minor]) => ({ origin, minor }))
       .sort((a, b) => a.origin.localeCompare(b.origin)),
   };
 }

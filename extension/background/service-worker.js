@@ -4,7 +4,7 @@
 // engine. One dispatcher, one reply shape: {ok: true, value} / {ok: false, error: {code, message}}.
 
 import { AmountError } from '../shared/amounts.js';
-import { httpOrigin, serviceUrls } from '../shared/links.js';
+import { ServiceUrlError, httpOrigin, serviceUrls } from '../shared/links.js';
 import { MessageError, fail, isFromContentScript, isFromExtensionPage, ok, parsePageMessage, parseUiMessage } from '../shared/messages.js';
 import { TopupAnswerError } from '../shared/topups.js';
 import { ApiError } from './api.js';
@@ -73,10 +73,10 @@ async function uiDispatch(message) {
 
 /** @param {unknown} error */
 function toReply(error) {
-  if (error instanceof ApiError || error instanceof MessageError || error instanceof AmountError || error instanceof TopupAnswerError) {
-    return fail(error.code, error.message);
+  if (error instanceof ApiError || error instanceof AmountError || error instanceof ServiceUrlError) {
+    return fail(error.code, error.message, error.details);
   }
-  if (error instanceof TypeError) return fail('invalid_input', error.message);
+  if (error instanceof MessageError || error instanceof TopupAnswerError) return fail(error.code, error.message);
   console.error('Trickle: unexpected error', error);
   return fail('internal', 'Something went wrong in the extension.');
 }

@@ -44,7 +44,12 @@ const HISTORY_SAVE_DELAY_MS = 500;
  * @property {string} tot
  * @property {boolean} stopping
  */
-/** @typedef {{paused: boolean, rate: string, budget: string, currency: string, scale: number}} Settings */
+/**
+ * The reader's settings at the service; `maxRate` and `maxBudget` are the most it takes (minor
+ * units, null when it did not say).
+ * @typedef {{paused: boolean, rate: string, budget: string, currency: string, scale: number,
+ *   maxRate: string | null, maxBudget: string | null}} Settings
+ */
 /** @typedef {{rate: string | null, disabled: boolean}} Override */
 /** @typedef {{minor: string, updated: number, oneTime?: string, oneTimeCount?: number}} HistoryEntry */
 /** @typedef {{docKey: string, pointer: string, binding: string | null, linkId: string}} PendingStart */

@@ -3,7 +3,8 @@
 // every change of the background's state ends with: save it soon and redraw the badges.
 
 import { addMinor, formatMinor } from '../shared/amounts.js';
-import { pageStatus, statusText } from '../shared/attention.js';
+import { pageStatus } from '../shared/attention.js';
+import { statusSentence } from '../shared/sentences.js';
 import { validPointer } from '../shared/links.js';
 import { socket } from './socket.js';
 import { knownScale, saveSoon, state } from './state.js';
@@ -60,17 +61,23 @@ export function tabSummary(tabId) {
       });
   const override = main ? state.overrides[main.origin] : undefined;
   const scale = knownScale();
-  let text = statusText(status);
-  if (main?.error) text = `Not paying: the service refused this page (${main.error}).`;
+  const asset = state.money ?? state.settings;
+  const error = main?.error ?? null;
+  const text = statusSentence(status, { error, money: state.money, asset }).text;
+  // The hourly rate this tab's site is paid at: its own (a site override), else the reader's.
+  const ownRate = override?.rate ?? null;
+  const rate = ownRate ?? state.settings?.rate ?? null;
   return {
     tabId,
     origin: main?.origin ?? null,
     state: status.state,
     reason: status.reason,
+    error,
     text,
     sent: docs.reduce((sum, d) => addMinor(sum, d.sent), '0'),
     siteEnabled: !(override?.disabled ?? false),
-    siteRate: override?.rate != null && scale !== null ? formatMinor(override.rate, scale) : '',
+    siteRate: ownRate !== null && scale !== null ? formatMinor(ownRate, scale) : '',
+    rate: rate === null ? null : { minor: rate, source: ownRate !== null ? 'site' : 'default' },
   };
 }
 

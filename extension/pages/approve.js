@@ -2,15 +2,19 @@
 // The approval window of a one-time payment: an extension page in its own popup window, opened
 // by the background (chrome.windows.create), so that the asking page can neither draw, cover nor
 // click it. It shows what the background holds for `?request=<id>` — the site's origin (from the
-// browser, not from the page), the payee, the amount and the description — and sends the
-// reader's choice. Closing the window declines.
+// browser, not from the page), the payee, the amount and the description, and whether the
+// extension remembers buying this order on this site before — and sends the reader's choice.
+// Closing the window declines.
 
-import { UiError, ask, byId, codeOf, explain } from '../shared/ui.js';
+import { formatMoney } from '../shared/format.js';
+import { sentence } from '../shared/sentences.js';
+import { ask, byId, codeOf, explain, showMoney, showSentence } from '../shared/ui.js';
 
 const origin = byId('approve-origin', HTMLElement);
 const payee = byId('approve-payee', HTMLElement);
 const amount = byId('approve-amount', HTMLElement);
 const description = byId('approve-description', HTMLElement);
+const before = byId('approve-before', HTMLElement);
 const approve = byId('approve', HTMLButtonElement);
 const decline = byId('decline', HTMLButtonElement);
 const status = byId('approve-status', HTMLElement);
@@ -23,11 +27,35 @@ const status = byId('approve-status', HTMLElement);
 const ARM_DELAY_MS = 500;
 
 const request = new URLSearchParams(location.search).get('request') ?? '';
+/** @type {any} the request's details, once known */
+let shown = null;
 
-/** @param {string} text @param {string} [code] */
-function say(text, code = '') {
-  status.textContent = text;
-  status.dataset.code = code;
+/** @param {string | import('../shared/sentences.js').Sentence} said @param {string} [code] @param {string} [prefix] */
+function say(said, code = '', prefix = '') {
+  showSentence(status, said, { code, prefix, where: 'approve' });
+}
+
+/**
+ * Why the payment was refused, in words: the service's own code when the background kept it
+ * (a frozen account is a plain "declined" to the page), with the reader's money as now known.
+ * @param {{code: string, details?: Record<string, unknown> | null}} outcome
+ */
+async function refusal(outcome) {
+  const code = typeof outcome.details?.cause === 'string' ? outcome.details.cause : outcome.code;
+  /** @type {any} */
+  let now = null;
+  try {
+    now = await ask({ type: 'ui/state', tabId: null });
+  } catch {
+    now = null;
+  }
+  return sentence(code, {
+    action: 'purchase',
+    asset: shown,
+    amountMinor: shown?.amountMinor ?? null,
+    money: now?.money ?? null,
+    details: outcome.details ?? null,
+  });
 }
 
 /** @param {boolean} approved */
@@ -37,29 +65,45 @@ async function choose(approved) {
   say(approved ? 'Paying…' : 'Declining…');
   try {
     const outcome = await ask({ type: 'ui/payment-decide', request, approve: approved });
-    if (outcome.ok) say(`Paid ${outcome.amount} to ${outcome.origin}.`);
-    else if (outcome.code === 'declined') say('Declined.', 'declined');
-    else say(`Not paid: ${explain(new UiError(outcome.code, outcome.message))}`, outcome.code);
+    if (outcome.ok) say(`Paid ${formatMoney(outcome.amountMinor, outcome)} to ${outcome.origin}.`);
+    else if (outcome.code === 'declined' && !outcome.details?.cause) say(sentence('declined'), 'declined');
+    else say(await refusal(outcome), outcome.code, 'Not paid.');
   } catch (error) {
-    say(explain(error), codeOf(error));
+    say(explain(error, { action: 'purchase' }), codeOf(error));
   }
 }
 
 approve.addEventListener('click', () => void choose(true));
 decline.addEventListener('click', () => void choose(false));
 
+/**
+ * "You bought this before": the extension's own history has this order of this site. The site
+ * knows its buyers by its own cookie, so in this browser it may ask again.
+ * @param {{at: number, amountMinor: string, currency: string, scale: number} | null} bought
+ */
+function showBoughtBefore(bought) {
+  before.hidden = bought === null;
+  if (bought === null) return;
+  before.dataset.at = String(bought.at);
+  const day = new Intl.DateTimeFormat(undefined, { dateStyle: 'long' }).format(new Date(bought.at));
+  before.textContent =
+    `You bought this before on this site, on ${day} (${formatMoney(bought.amountMinor, bought)}). ` +
+    'The site knows buyers by a cookie of its own: in this browser it may not know you, and approving pays again.';
+}
+
 try {
   const d = await ask({ type: 'ui/payment-get', request });
+  shown = d;
   origin.textContent = d.origin;
   payee.textContent = d.payee;
-  amount.textContent = d.amount;
-  amount.dataset.minor = d.amountMinor;
+  showMoney(amount, d.amountMinor, d);
   description.textContent = d.description || '(no description)';
-  document.title = `Pay ${d.amount} to ${d.origin}? — Trickle`;
+  showBoughtBefore(d.boughtBefore ?? null);
+  document.title = `Pay ${formatMoney(d.amountMinor, d)} to ${d.origin}? — Trickle`;
   decline.disabled = false;
   setTimeout(() => {
     approve.disabled = false;
   }, ARM_DELAY_MS);
 } catch (error) {
-  say(explain(error), codeOf(error));
+  say(explain(error, { action: 'purchase' }), codeOf(error));
 }

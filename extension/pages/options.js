@@ -1,8 +1,11 @@
 /// <reference types="chrome" />
-// The options page: the service URL, the hourly rate and the monthly budget.
+// The options page: the service URL, the hourly rate and the monthly budget, and the one-time
+// payments' daily cap and per-site limits.
 
+import { formatMoney } from '../shared/format.js';
 import { serviceUrls } from '../shared/links.js';
-import { ask, byId, codeOf, explain } from '../shared/ui.js';
+import { sentence } from '../shared/sentences.js';
+import { ask, byId, codeOf, explain, showMoney, showSentence } from '../shared/ui.js';
 
 const serviceUrl = byId('service-url', HTMLInputElement);
 const saveServiceUrl = byId('save-service-url', HTMLButtonElement);
@@ -16,10 +19,25 @@ const saveDailyCap = byId('save-daily-cap', HTMLButtonElement);
 const autoSpentToday = byId('auto-spent-today', HTMLElement);
 const autoApproveSites = byId('auto-approve-sites', HTMLUListElement);
 
-/** @param {string} text @param {string} [code] */
-function say(text, code = '') {
-  saved.textContent = text;
-  saved.dataset.code = code;
+/** @type {import('../shared/format.js').Asset | null} */
+let asset = null;
+
+/**
+ * @param {string | import('../shared/sentences.js').Sentence} said
+ * @param {string} [code]
+ * @param {string} [prefix]
+ */
+function say(said, code = '', prefix = '') {
+  showSentence(saved, said, { code, prefix, where: 'options' });
+}
+
+/**
+ * A failure, in words: what the reader was doing picks them.
+ * @param {unknown} error
+ * @param {import('../shared/sentences.js').Action} action
+ */
+function refused(error, action) {
+  say(explain(error, { action, asset }), codeOf(error), 'Not saved.');
 }
 
 async function load() {
@@ -27,6 +45,7 @@ async function load() {
   serviceUrl.value = o.serviceUrl;
   rate.value = o.rate;
   budget.value = o.budget;
+  asset = o.currency && typeof o.scale === 'number' ? { currency: o.currency, scale: o.scale } : null;
   for (const c of document.querySelectorAll('.currency')) c.textContent = o.currency ?? 'USD';
   showOneTime(o);
   note.textContent = o.signedIn ? '' : 'Sign in from the toolbar popup to change your limits.';
@@ -35,22 +54,23 @@ async function load() {
 /** @param {any} o */
 function showOneTime(o) {
   dailyCap.value = o.dailyCap;
-  autoSpentToday.textContent = o.autoSpentToday ? `${o.autoSpentToday} ${o.currency ?? 'USD'}` : '—';
-  const rows = o.autoApprove.map((/** @type {{origin: string, minor: string, limit: string}} */ site) => {
+  showMoney(autoSpentToday, o.autoSpentTodayMinor, asset);
+  const rows = o.autoApprove.map((/** @type {{origin: string, minor: string}} */ site) => {
     const li = document.createElement('li');
     li.dataset.origin = site.origin;
     li.dataset.minor = site.minor;
-    li.textContent = `${site.origin}: up to ${site.limit} ${o.currency ?? ''} without asking `;
+    li.textContent = `${site.origin}: up to ${asset ? formatMoney(site.minor, asset) : '—'} without asking `;
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'link';
     remove.textContent = 'Ask every time';
+    remove.setAttribute('aria-label', `Ask every time for ${site.origin}`);
     remove.addEventListener('click', async () => {
       try {
         showOneTime({ ...o, ...(await ask({ type: 'ui/auto-approve-clear', origin: site.origin })) });
         say(`Saved: ${site.origin} asks every time.`);
       } catch (error) {
-        say(`Not saved: ${explain(error)}`, codeOf(error));
+        refused(error, 'auto-approve');
       }
     });
     li.append(remove);
@@ -61,11 +81,12 @@ function showOneTime(o) {
 
 saveDailyCap.addEventListener('click', async () => {
   try {
-    await ask({ type: 'ui/daily-cap', cap: dailyCap.value });
+    const o = await ask({ type: 'ui/daily-cap', cap: dailyCap.value });
     await load();
-    say(`Saved: at most ${dailyCap.value} a day is approved without asking.`);
+    const cap = o.dailyCapMinor && asset ? formatMoney(o.dailyCapMinor, asset) : dailyCap.value;
+    say(`Saved: at most ${cap} a day is approved without asking.`);
   } catch (error) {
-    say(`Not saved: ${explain(error)}`, codeOf(error));
+    refused(error, 'daily-cap');
   }
 });
 
@@ -74,12 +95,11 @@ saveServiceUrl.addEventListener('click', async () => {
     const { base } = serviceUrls(serviceUrl.value);
     const origins = [`${new URL(base).origin}/*`];
     // A service outside the built-in local hosts needs the reader's permission to be reached.
-    if (!(await chrome.permissions.contains({ origins }))) {
-      const granted = await chrome.permissions.request({ origins });
-      if (!granted) {
-        say('Not saved: the extension needs permission to reach that service.', 'permission_denied');
-        return;
-      }
+    // Asked at once in the click (Firefox refuses a request made after an await); a permission
+    // already held is granted without a prompt.
+    if (!(await chrome.permissions.request({ origins }))) {
+      say(sentence('permission_denied'), 'permission_denied', 'Not saved.');
+      return;
     }
     const r = await ask({ type: 'ui/service-url', url: base });
     serviceUrl.value = r.serviceUrl;
@@ -87,8 +107,7 @@ saveServiceUrl.addEventListener('click', async () => {
     say(`Saved: using ${r.serviceUrl}.${r.signedOut ? ' You are signed out: sign in to this service from the toolbar popup.' : ''}`);
     await load();
   } catch (error) {
-    if (error instanceof TypeError) say(`Not saved: ${error.message}`, 'invalid_input');
-    else say(`Not saved: ${explain(error)}`, codeOf(error));
+    refused(error, 'service-url');
   }
 });
 
@@ -98,8 +117,10 @@ saveLimits.addEventListener('click', async () => {
     say('Saved: your limits apply at once.');
     await load();
   } catch (error) {
-    say(`Not saved: ${explain(error)}`, codeOf(error));
+    refused(error, 'limits');
   }
 });
 
-await load().catch((error) => say(explain(error), codeOf(error)));
+await load().catch((error) => say(explain(error, { action: 'other' }), codeOf(error)));
+// Sent here to raise the budget (a link in the popup or the approval window): the field is ready.
+if (location.hash === '#limits') budget.focus();

@@ -2,9 +2,11 @@
 // The toolbar popup. Opened as a normal tab (as the end-to-end tests do) it takes the tab to show
 // from `?tab=<tabId>`; otherwise the active tab of the last focused normal window.
 
-import { formatMinor } from '../shared/amounts.js';
+import { majorToMinor } from '../shared/amounts.js';
+import { formatMoney } from '../shared/format.js';
+import { sentence, statusSentence } from '../shared/sentences.js';
 import { isPending, topupText } from '../shared/topups.js';
-import { UiError, ask, byId, codeOf, explain } from '../shared/ui.js';
+import { ask, byId, codeOf, explain, showMoney, showSentence } from '../shared/ui.js';
 
 const el = {
   connection: byId('connection', HTMLElement),
@@ -21,14 +23,19 @@ const el = {
   monthSpent: byId('month-spent', HTMLElement),
   monthBudget: byId('month-budget', HTMLElement),
   globalPause: byId('global-pause', HTMLInputElement),
+  budgetNote: byId('budget-note', HTMLElement),
   tabStatus: byId('tab-status', HTMLElement),
   tabSent: byId('tab-sent', HTMLElement),
+  tabRateLine: byId('tab-rate-line', HTMLElement),
+  tabRate: byId('tab-rate', HTMLElement),
+  tabRateSource: byId('tab-rate-source', HTMLElement),
   siteControls: byId('site-controls', HTMLFieldSetElement),
   siteOrigin: byId('site-origin', HTMLElement),
   siteEnabled: byId('site-enabled', HTMLInputElement),
   siteRate: byId('site-rate', HTMLInputElement),
   siteRateSave: byId('site-rate-save', HTMLButtonElement),
   siteError: byId('site-error', HTMLElement),
+  voucherView: byId('voucher-view', HTMLElement),
   voucherForm: byId('voucher-form', HTMLFormElement),
   voucherCode: byId('voucher-code', HTMLInputElement),
   voucherResult: byId('voucher-result', HTMLElement),
@@ -57,21 +64,36 @@ async function findTab() {
 
 /**
  * @param {string | null | undefined} minor
- * @param {{currency: string, scale: number} | null | undefined} asset
+ * @param {import('../shared/format.js').Asset | null | undefined} asset
  */
 function money(minor, asset) {
-  if (minor == null || !asset) return '—';
-  return `${formatMinor(minor, asset.scale)} ${asset.currency}`;
+  return minor == null || !asset ? '—' : formatMoney(minor, asset);
+}
+
+/** @returns {import('../shared/format.js').Asset | null} */
+function assetOf(/** @type {any} */ s) {
+  return s?.money ?? s?.settings ?? null;
 }
 
 /**
- * @param {HTMLElement} node
- * @param {string | null | undefined} minor
- * @param {{currency: string, scale: number} | null | undefined} asset
+ * What a sentence needs to know of the reader: what they were doing, their money as last known,
+ * and the amount they typed (when it is one).
+ * @param {import('../shared/sentences.js').Action} action
+ * @param {string} [typed]  an amount the reader typed, major units
+ * @returns {import('../shared/sentences.js').Context}
  */
-function showAmount(node, minor, asset) {
-  node.dataset.minor = minor ?? '';
-  node.textContent = money(minor, asset);
+function context(action, typed) {
+  const asset = assetOf(last);
+  /** @type {string | null} */
+  let amountMinor = null;
+  if (typed !== undefined && asset) {
+    try {
+      amountMinor = majorToMinor(typed, asset.scale);
+    } catch {
+      amountMinor = null;
+    }
+  }
+  return { action, asset, money: last?.money ?? null, amountMinor };
 }
 
 /** @param {any} s */
@@ -80,21 +102,35 @@ function render(s) {
   el.signedOut.hidden = s.signedIn;
   el.signedIn.hidden = !s.signedIn;
   el.connection.hidden = !s.connectionError;
-  el.connection.textContent = s.connectionError ? `The Trickle service at ${s.serviceUrl} cannot be reached; retrying…` : '';
+  if (s.connectionError) showSentence(el.connection, sentence(s.connectionError), { code: s.connectionError });
   el.accountEmail.textContent = s.email ?? '';
-  const asset = s.money ?? s.settings;
-  showAmount(el.balance, s.money?.balance, asset);
-  showAmount(el.monthSpent, s.money?.monthSpent, asset);
-  showAmount(el.monthBudget, s.money?.monthBudget ?? s.settings?.budget, asset);
+  el.voucherView.hidden = !s.signedIn;
+  const asset = assetOf(s);
+  showMoney(el.balance, s.money?.balance, asset);
+  showMoney(el.monthSpent, s.money?.monthSpent, asset);
+  showMoney(el.monthBudget, s.money?.monthBudget ?? s.settings?.budget, asset);
   if (!busy) el.globalPause.checked = s.settings?.paused ?? false;
   el.globalPause.disabled = !s.signedIn;
+  // This month's budget spent: when it starts again, and where it is raised.
+  // (Said once: not here when this tab's status says it already.)
+  const noteNeeded = s.budgetReached && s.tab.reason !== 'budget_exhausted';
+  el.budgetNote.hidden = !noteNeeded;
+  if (noteNeeded) {
+    showSentence(el.budgetNote, sentence('budget_exhausted', { ...context('stream'), money: s.money }), { code: 'budget_exhausted' });
+  }
 
   const tab = s.tab;
   el.tabStatus.dataset.state = tab.state;
   el.tabStatus.dataset.reason = tab.reason;
-  el.tabStatus.textContent = tab.text;
-  el.tabSent.dataset.minor = tab.sent;
-  el.tabSent.textContent = asset ? money(tab.sent, asset) : tab.sent;
+  showSentence(el.tabStatus, statusSentence(tab, { ...context('stream'), error: tab.error }), { code: tab.error ?? '' });
+  showMoney(el.tabSent, tab.sent, asset);
+  // The hourly rate this tab's site is paid at: its own, or the reader's.
+  el.tabRateLine.hidden = !tab.origin || !s.signedIn || !tab.rate;
+  if (tab.rate) {
+    showMoney(el.tabRate, tab.rate.minor, asset);
+    el.tabRate.dataset.source = tab.rate.source;
+    el.tabRateSource.textContent = tab.rate.source === 'site' ? '(your rate for this site)' : '(your usual rate)';
+  }
   el.siteControls.disabled = !tab.origin || !s.signedIn;
   el.siteOrigin.textContent = tab.origin ?? 'No monetized site';
   if (!busy) el.siteEnabled.checked = tab.siteEnabled;
@@ -110,11 +146,14 @@ function render(s) {
     const name = document.createElement('span');
     name.textContent = entry.origin;
     const amount = document.createElement('span');
-    amount.textContent = asset ? money(entry.minor, asset) : entry.minor;
+    const total = document.createElement('span');
+    showMoney(total, entry.minor, asset);
+    delete total.dataset.minor;
+    amount.append(total);
     if (entry.oneTime && entry.oneTime !== '0') {
       const part = document.createElement('span');
       part.className = 'one-time';
-      part.textContent = ` (one-time ${asset ? money(entry.oneTime, asset) : entry.oneTime})`;
+      part.textContent = ` (one-time ${money(entry.oneTime, asset)})`;
       amount.append(part);
     }
     li.append(name, amount);
@@ -129,7 +168,7 @@ async function refresh() {
   } catch (error) {
     el.tabStatus.dataset.state = 'error';
     el.tabStatus.dataset.reason = '';
-    el.tabStatus.textContent = explain(error);
+    showSentence(el.tabStatus, explain(error), { code: codeOf(error) });
   }
 }
 
@@ -150,14 +189,12 @@ async function act(action) {
 /** @param {'ui/sign-in' | 'ui/sign-up'} type */
 function authenticate(type) {
   return act(async () => {
-    el.authError.textContent = '';
-    el.authError.dataset.code = '';
+    showSentence(el.authError, '');
     try {
       await ask({ type, email: el.email.value.trim(), password: el.password.value });
       el.password.value = '';
     } catch (error) {
-      el.authError.dataset.code = codeOf(error);
-      el.authError.textContent = explain(error);
+      showSentence(el.authError, explain(error, context(type === 'ui/sign-in' ? 'sign-in' : 'sign-up')), { code: codeOf(error) });
     }
   });
 }
@@ -175,20 +212,20 @@ el.globalPause.addEventListener('change', () =>
       await ask({ type: 'ui/pause', paused: el.globalPause.checked });
     } catch (error) {
       el.connection.hidden = false;
-      el.connection.textContent = explain(error);
+      showSentence(el.connection, explain(error, context('pause')), { code: codeOf(error) });
     }
   }),
 );
 
 function saveSite() {
   return act(async () => {
-    el.siteError.textContent = '';
+    showSentence(el.siteError, '');
     if (tabId === null) return;
     try {
       const rate = el.siteRate.value.trim();
       await ask({ type: 'ui/site', tabId, enabled: el.siteEnabled.checked, rate: rate || null });
     } catch (error) {
-      el.siteError.textContent = explain(error);
+      showSentence(el.siteError, explain(error, context('site')), { code: codeOf(error), prefix: 'Not saved.' });
     }
   });
 }
@@ -198,15 +235,13 @@ el.siteRateSave.addEventListener('click', () => void saveSite());
 el.voucherForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void act(async () => {
-    el.voucherResult.textContent = '';
-    el.voucherResult.dataset.code = '';
+    showSentence(el.voucherResult, '');
     try {
       const r = await ask({ type: 'ui/redeem', code: el.voucherCode.value });
-      el.voucherResult.textContent = `Added ${money(r.amount, r)}. Balance: ${money(r.balance, r)}.`;
+      showSentence(el.voucherResult, `Added ${money(r.amount, r)}. Your balance is ${money(r.balance, r)}.`);
       el.voucherCode.value = '';
     } catch (error) {
-      el.voucherResult.dataset.code = codeOf(error);
-      el.voucherResult.textContent = explain(error);
+      showSentence(el.voucherResult, explain(error, context('redeem')), { code: codeOf(error) });
     }
   });
 });
@@ -214,34 +249,33 @@ el.voucherForm.addEventListener('submit', (event) => {
 el.tipForm.addEventListener('submit', (event) => {
   event.preventDefault();
   void act(async () => {
-    el.tipResult.textContent = '';
-    el.tipResult.dataset.code = '';
     if (tabId === null) return;
-    el.tipResult.textContent = 'Sending…';
+    showSentence(el.tipResult, 'Sending…');
+    const typed = el.tipAmount.value;
     try {
-      const r = await ask({ type: 'ui/tip', tabId, amount: el.tipAmount.value });
-      el.tipResult.textContent = `Tipped ${money(r.amount, r)} to ${r.origin}. Thank you!`;
+      const r = await ask({ type: 'ui/tip', tabId, amount: typed });
+      showSentence(el.tipResult, `Tipped ${money(r.amount, r)} to ${r.origin}. Thank you!`);
       el.tipAmount.value = '';
     } catch (error) {
-      el.tipResult.dataset.code = codeOf(error);
-      el.tipResult.textContent = `No tip sent: ${explain(error)}`;
+      showSentence(el.tipResult, explain(error, context('tip', typed)), { code: codeOf(error), prefix: 'No tip sent.' });
     }
   });
 });
 
 el.autoApproveSave.addEventListener('click', () =>
   act(async () => {
-    el.autoApproveResult.textContent = '';
-    el.autoApproveResult.dataset.code = '';
+    showSentence(el.autoApproveResult, '');
     if (tabId === null) return;
     try {
       const r = await ask({ type: 'ui/auto-approve', tabId, limit: el.autoApprove.value });
-      el.autoApproveResult.textContent = r.limit
-        ? `Payments of up to ${r.limit} to ${r.origin} are approved without asking (within your daily cap).`
-        : `Every payment to ${r.origin} asks you first.`;
+      showSentence(
+        el.autoApproveResult,
+        r.limitMinor
+          ? `Payments of up to ${money(r.limitMinor, assetOf(last))} to ${r.origin} are approved without asking (within your daily cap).`
+          : `Every payment to ${r.origin} asks you first.`,
+      );
     } catch (error) {
-      el.autoApproveResult.dataset.code = codeOf(error);
-      el.autoApproveResult.textContent = `Not saved: ${explain(error)}`;
+      showSentence(el.autoApproveResult, explain(error, context('auto-approve')), { code: codeOf(error), prefix: 'Not saved.' });
     }
   }),
 );
@@ -261,11 +295,15 @@ let cardOptionsFor = '';
 let topup = null;
 let topupBusy = false;
 
-/** @param {string} text @param {string} state @param {string} [code] */
-function showTopup(text, state, code = '') {
-  card.status.textContent = text;
+/**
+ * @param {string | import('../shared/sentences.js').Sentence} said
+ * @param {string} state
+ * @param {string} [code]
+ * @param {string} [prefix]
+ */
+function showTopup(said, state, code = '', prefix = '') {
   card.status.dataset.state = state;
-  card.status.dataset.code = code;
+  showSentence(card.status, said, { code, prefix });
 }
 
 function renderCard() {
@@ -277,14 +315,15 @@ function renderCard() {
     button.type = 'button';
     button.className = 'secondary';
     button.dataset.amountMinor = minor;
-    button.textContent = `${formatMinor(minor, offered.scale)} ${offered.currency}`;
+    showMoney(button, minor, offered);
+    delete button.dataset.minor;
     button.disabled = Boolean(cardOptions?.frozen);
     button.addEventListener('click', () => void topUp(minor));
     return button;
   });
   card.presets.replaceChildren(...buttons);
   if (topup) showTopup(topupText(topup), topup.state);
-  else if (cardOptions?.frozen) showTopup(explain(new UiError('account_frozen', '')), 'frozen', 'account_frozen');
+  else if (cardOptions?.frozen) showTopup(sentence('account_frozen'), 'frozen', 'account_frozen');
 }
 
 /** Card options once per account; the latest top-up's state while it is pending. */
@@ -305,7 +344,7 @@ async function refreshCard() {
     }
     renderCard();
   } catch (error) {
-    showTopup(explain(error), 'error', codeOf(error));
+    showTopup(explain(error, context('topup')), 'error', codeOf(error));
   } finally {
     topupBusy = false;
   }
@@ -319,7 +358,7 @@ function topUp(amountMinor) {
       topup = await ask({ type: 'ui/topup', amountMinor });
       renderCard();
     } catch (error) {
-      showTopup(`No top-up: ${explain(error)}`, 'error', codeOf(error));
+      showTopup(explain(error, context('topup')), 'error', codeOf(error), 'No top-up.');
     }
   });
 }

@@ -6,19 +6,30 @@ const MAJOR = /^([0-9]*)(?:\.([0-9]*))?$/;
 /** The largest amount the service accepts (below 2^63). */
 export const MAX_MINOR = 2n ** 63n - 1n;
 
+/**
+ * Why an amount was refused, for the reader's sentence (shared/sentences.js).
+ * @typedef {'empty' | 'malformed' | 'too_many_decimals' | 'zero' | 'too_large' | 'scale'} AmountReason
+ */
+
 export class AmountError extends Error {
-  /** @param {string} message */
-  constructor(message) {
+  /**
+   * @param {string} message  for developers
+   * @param {AmountReason} [reason]
+   * @param {number} [scale]
+   */
+  constructor(message, reason = 'malformed', scale) {
     super(message);
     this.name = 'AmountError';
     this.code = 'invalid_amount';
+    /** @type {{reason: AmountReason, scale?: number}} */
+    this.details = scale === undefined ? { reason } : { reason, scale };
   }
 }
 
 /** @param {number} scale */
 function checkScale(scale) {
   if (!Number.isInteger(scale) || scale < 0 || scale > 18) {
-    throw new AmountError(`scale must be an integer 0..18, got ${scale}`);
+    throw new AmountError(`scale must be an integer 0..18, got ${scale}`, 'scale');
   }
 }
 
@@ -78,15 +89,15 @@ export function majorToMinor(text, scale) {
   const trimmed = String(text).trim();
   const match = MAJOR.exec(trimmed);
   if (!match || trimmed === '' || trimmed === '.') {
-    throw new AmountError(`not an amount: ${JSON.stringify(trimmed)} (write it like 0.60)`);
+    throw new AmountError(`not an amount: ${JSON.stringify(trimmed)} (write it like 0.60)`, trimmed === '' ? 'empty' : 'malformed');
   }
   const whole = match[1] || '0';
   const fraction = match[2] || '';
   if (fraction.length > scale) {
-    throw new AmountError(`at most ${scale} digits after the point`);
+    throw new AmountError(`at most ${scale} digits after the point`, 'too_many_decimals', scale);
   }
   const value = BigInt(whole) * 10n ** BigInt(scale) + BigInt(fraction.padEnd(scale, '0') || '0');
-  if (value > MAX_MINOR) throw new AmountError('amount too large');
+  if (value > MAX_MINOR) throw new AmountError('amount too large', 'too_large');
   return value.toString();
 }
 

@@ -1,6 +1,6 @@
-// When a page streams, and what the popup says about it. Pure functions of the facts the
-// background holds: the reader's account and settings, the connection, and the page's own
-// attention (reported by its content script) plus the system idle state.
+// When a page streams. Pure functions of the facts the background holds: the reader's account
+// and settings, the connection, and the page's own attention (reported by its content script)
+// plus the system idle state. What the reader reads about it is in sentences.js.
 
 /**
  * @typedef {object} PageAttention
@@ -73,29 +73,4 @@ export function pageStatus(input) {
     default:
       return { state: 'paused', reason: '' };
   }
-}
-
-/** @type {Record<string, string>} */
-const TEXT = {
-  'signed-out:signed_out': 'Signed out: sign in to pay the sites you read.',
-  'not-monetized:': 'This page is not monetized.',
-  'paused:global-pause': 'Paused: all payments are paused.',
-  'paused:site-disabled': 'Paused: payments to this site are off.',
-  'error:service_unreachable': 'Not paying: the Trickle service cannot be reached.',
-  'error:insufficient_funds': 'Not paying: your balance is too low. Redeem a voucher to top up.',
-  'error:budget_exhausted': 'Not paying: this month’s budget is reached.',
-  'error:account_frozen': 'Not paying: your spending is on hold after a disputed or refunded card payment.',
-  'error:': 'Not paying: the service refused this page’s payment pointer.',
-  'paused:hidden': 'Paused: the page is not visible or not focused.',
-  'paused:idle': 'Paused: you are idle or the screen is locked.',
-  'paused:': 'Starting…',
-  'streaming:': 'Paying this site.',
-};
-
-/**
- * A sentence for people about a status.
- * @param {Status} status
- */
-export function statusText(status) {
-  return TEXT[`${status.state}:${status.reason}`] ?? `${status.state} ${status.reason}`.trim();
 }

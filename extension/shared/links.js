@@ -109,6 +109,17 @@ export function httpOrigin(url) {
   }
 }
 
+/** A service URL the extension cannot use; `details.reason` says why (shared/sentences.js). */
+export class ServiceUrlError extends TypeError {
+  /** @param {string} message @param {'not_a_url' | 'not_http' | 'credentials'} reason */
+  constructor(message, reason) {
+    super(message);
+    this.name = 'ServiceUrlError';
+    this.code = 'invalid_service_url';
+    this.details = { reason };
+  }
+}
+
 /**
  * The service's base URL as stored in options, normalized (no trailing slash, no query or
  * fragment), and its stream socket URL. Throws on anything but an http(s) URL.
@@ -116,9 +127,15 @@ export function httpOrigin(url) {
  * @returns {{base: string, stream: string}}
  */
 export function serviceUrls(text) {
-  const url = new URL(String(text).trim());
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('the service URL must be http(s)');
-  if (url.username || url.password) throw new TypeError('the service URL must not carry a user or password');
+  /** @type {URL} */
+  let url;
+  try {
+    url = new URL(String(text).trim());
+  } catch {
+    throw new ServiceUrlError('the service URL is not a URL', 'not_a_url');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ServiceUrlError('the service URL must be http(s)', 'not_http');
+  if (url.username || url.password) throw new ServiceUrlError('the service URL must not carry a user or password', 'credentials');
   url.search = '';
   url.hash = '';
   const base = url.href.replace(/\/+$/, '');

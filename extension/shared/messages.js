@@ -10,7 +10,7 @@ import { parsePaymentRequest } from './payments.js';
 
 /**
  * @typedef {{ok: true, value: any}} OkReply
- * @typedef {{ok: false, error: {code: string, message: string}}} ErrorReply
+ * @typedef {{ok: false, error: {code: string, message: string, details?: Record<string, unknown>}}} ErrorReply
  * @typedef {OkReply | ErrorReply} Reply
  */
 
@@ -66,11 +66,12 @@ export function ok(value) {
 
 /**
  * @param {string} code
- * @param {string} message
+ * @param {string} message  for developers; pages show shared/sentences.js's sentence for the code
+ * @param {Record<string, unknown> | null} [details]  the values that sentence needs (a limit, a reason)
  * @returns {ErrorReply}
  */
-export function fail(code, message) {
-  return { ok: false, error: { code, message } };
+export function fail(code, message, details = null) {
+  return details ? { ok: false, error: { code, message, details } } : { ok: false, error: { code, message } };
 }
 
 /** @param {unknown} value @returns {value is Record<string, unknown>} */

@@ -100,7 +100,7 @@ export function parsePaymentRequest(raw, options = {}) {
  */
 export function requestMinor(amount, scale) {
   const minor = majorToMinor(amount, scale);
-  if (BigInt(minor) <= 0n) throw new AmountError('the amount must be above zero');
+  if (BigInt(minor) <= 0n) throw new AmountError('the amount must be above zero', 'zero');
   return minor;
 }
 
@@ -116,10 +116,10 @@ export function readerAmount(text, scale, options = {}) {
   const trimmed = String(text).trim();
   if (trimmed === '') {
     if (options.allowBlank) return null;
-    throw new AmountError('enter an amount, like 0.50');
+    throw new AmountError('enter an amount, like 0.50', 'empty');
   }
   const minor = majorToMinor(trimmed, scale);
-  if (options.positive && BigInt(minor) <= 0n) throw new AmountError('the amount must be above zero');
+  if (options.positive && BigInt(minor) <= 0n) throw new AmountError('the amount must be above zero', 'zero');
   return minor;
 }
 

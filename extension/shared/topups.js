@@ -2,7 +2,8 @@
 // the Stripe page's URL checked before a tab opens it, and what the popup says about a top-up.
 // No browser APIs here.
 
-import { formatMinor, isMinor } from './amounts.js';
+import { isMinor } from './amounts.js';
+import { formatMoney } from './format.js';
 
 /** The states of a card top-up, as the service names them. */
 export const TOPUP_STATES = Object.freeze(['pending', 'credited', 'failed', 'refunded', 'disputed']);
@@ -117,23 +118,33 @@ export function parseTopup(raw) {
   };
 }
 
-/** @type {Record<string, string>} */
+/** Why a top-up failed, in words (the service's `failure_reason`, docs/api.md). @type {Record<string, string>} */
 const FAILURES = {
   expired: 'the payment page expired before you paid',
   payment_failed: 'the payment failed',
 };
 
+/** Why a card was declined (Stripe's decline codes while the top-up is pending). @type {Record<string, string>} */
+const DECLINES = {
+  card_declined: 'your bank declined the card',
+  insufficient_funds: 'the card has not enough funds',
+  expired_card: 'the card has expired',
+  incorrect_cvc: 'the security code was not right',
+  processing_error: 'the card could not be charged',
+};
+
 /**
  * What the popup says about a top-up.
  * @param {Topup} topup
+ * @param {string} [locale]
  * @returns {string}
  */
-export function topupText(topup) {
-  const amount = `${formatMinor(topup.amount, topup.scale)} ${topup.currency}`;
+export function topupText(topup, locale) {
+  const amount = formatMoney(topup.amount, topup, locale);
   switch (topup.state) {
     case 'pending':
       return topup.failureReason
-        ? `Top-up of ${amount}: the last attempt was declined (${topup.failureReason}). Try again on Stripe's page.`
+        ? `Top-up of ${amount}: ${DECLINES[topup.failureReason] ?? 'the last attempt was declined'}. Try again on Stripe's page.`
         : `Top-up of ${amount}: waiting for your payment at Stripe…`;
     case 'credited':
       return `Credited ${amount}.`;

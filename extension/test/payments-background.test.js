@@ -83,8 +83,8 @@ test('one-time payments in the background', async (t) => {
     const key = /** @type {string} */ (new URL(windows[0].url).searchParams.get('request'));
     assert.match(windows[0].url, /^chrome-extension:\/\/ext\/pages\/approve\.html\?request=/);
     assert.deepEqual(payments.details(key), {
-      origin: 'https://shop.example', payee: POINTER, amount: '0.25 USD', amountMinor: '250000000', currency: 'USD', scale: 9,
-      description: 'An article', orderRef: 'order-r1', status: 'prompt',
+      origin: 'https://shop.example', payee: POINTER, amountMinor: '250000000', currency: 'USD', scale: 9,
+      description: 'An article', orderRef: 'order-r1', status: 'prompt', boughtBefore: null,
     });
     assert.equal(calls.length, 0, 'nothing paid before approval');
 
@@ -95,7 +95,7 @@ test('one-time payments in the background', async (t) => {
 
     dropNext = 2; // the first two attempts lose their answers: retried with the same key
     const outcome = await payments.decide(key, true);
-    assert.deepEqual(outcome, { ok: true, amount: '0.25 USD', origin: 'https://shop.example' });
+    assert.deepEqual(outcome, { ok: true, amountMinor: '250000000', currency: 'USD', scale: 9, origin: 'https://shop.example' });
     assert.equal(calls.length, 3);
     assert.equal(new Set(calls.map((c) => c.key)).size, 1, 'one Idempotency-Key for every attempt');
     assert.equal(balance, 4_750_000_000n, 'charged once');
@@ -126,6 +126,28 @@ test('one-time payments in the background', async (t) => {
     const outcome = await payments.decide(key, true);
     assert.equal(outcome.ok, false);
     assert.equal(resultOf('f1')?.msg.result.code, 'insufficient_funds');
+    assert.equal(resultOf('f1')?.msg.result.details, undefined, 'the page gets the contract fields only');
+  });
+
+  await t.test('the approval window is told the service code behind a decline (a frozen account)', async () => {
+    await payments.request(req('z1'), sender(), 'https://shop.example');
+    const key = /** @type {string} */ (new URL(/** @type {any} */ (windows.at(-1)).url).searchParams.get('request'));
+    refuseNext = 'account_frozen';
+    const outcome = await payments.decide(key, true);
+    assert.deepEqual([outcome.code, outcome.details?.cause], ['declined', 'account_frozen']);
+    assert.equal(resultOf('z1')?.msg.result.code, 'declined');
+  });
+
+  await t.test('the same order on the same site again: the window says it was bought before, and when', async () => {
+    const bought = payments.oneTime.recent.find((r) => r.orderRef === 'order-r1');
+    assert.ok(bought, 'r1 was bought above');
+    await payments.request(req('r1'), sender(8), 'https://shop.example');
+    const key = /** @type {string} */ (new URL(/** @type {any} */ (windows.at(-1)).url).searchParams.get('request'));
+    assert.deepEqual(payments.details(key).boughtBefore, { at: bought.at, amountMinor: '250000000', currency: 'USD', scale: 9 });
+    // Another site with the same order reference, or another order here: not bought before.
+    assert.equal(payments.boughtBefore('https://other.example', 'order-r1'), null);
+    assert.equal(payments.boughtBefore('https://shop.example', 'order-r9'), null);
+    payments.windowClosed(/** @type {any} */ (windows.at(-1)).id);
   });
 
   await t.test('under the site limit and the daily cap: paid without a window; over the cap: asked', async () => {

@@ -76,10 +76,12 @@ test('a top-up: parsed strictly; its page must be https (http only on this machi
 
 test('what the popup says: pending, credited, or why not', () => {
   const t = parseTopup(TOPUP);
-  assert.equal(topupText(t), 'Top-up of 5.00 USD: waiting for your payment at Stripe…');
-  assert.match(topupText({ ...t, failureReason: 'card_declined' }), /declined \(card_declined\)/);
-  assert.equal(topupText({ ...t, state: 'credited' }), 'Credited 5.00 USD.');
-  assert.equal(topupText({ ...t, state: 'failed', failureReason: 'expired' }), 'Top-up of 5.00 USD not credited: the payment page expired before you paid.');
+  assert.equal(topupText(t, 'en-US'), 'Top-up of $5.00: waiting for your payment at Stripe…');
+  // Stripe's decline code is put in words, never shown as it is.
+  assert.equal(topupText({ ...t, failureReason: 'card_declined' }, 'en-US'), "Top-up of $5.00: your bank declined the card. Try again on Stripe's page.");
+  assert.equal(topupText({ ...t, failureReason: 'do_not_honor' }, 'en-US'), "Top-up of $5.00: the last attempt was declined. Try again on Stripe's page.");
+  assert.equal(topupText({ ...t, state: 'credited' }, 'en-US'), 'Credited $5.00.');
+  assert.equal(topupText({ ...t, state: 'failed', failureReason: 'expired' }, 'en-US'), 'Top-up of $5.00 not credited: the payment page expired before you paid.');
   assert.match(topupText({ ...t, state: 'disputed' }), /on hold/);
 });
 

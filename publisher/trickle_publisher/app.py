@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from trickle_publisher.amounts import format_amount, minor_units
+from trickle_publisher.amounts import format_amount, format_exact, format_money, minor_units
 from trickle_publisher.articles import ARTICLES, BY_SLUG, Article
 from trickle_verifier import MemoryPurchaseStore, Purchases, PurchaseStore, SiteReceipts
 from trickle_verifier.asgi import purchase_route, receipts_route
@@ -102,10 +102,22 @@ class Publisher:
         return not article.premium or self.site.has_paid(visitor, self.config.price_minor)
 
     def _money(self, minor: int) -> str:
-        return f"{format_amount(minor, self.site.scale)} {self.site.currency}"
+        return format_money(minor, self.site.scale, self.site.currency)
+
+    def _exact(self, minor: int) -> str:
+        return format_exact(minor, self.site.scale, self.site.currency)
 
     def _amount(self, minor: int) -> dict[str, Any]:
-        return {"total": str(minor), "currency": self.site.currency, "scale": self.site.scale}
+        """An amount in the JSON answers: exact (``total`` minor units at ``scale``) and as the
+        pages show it (``text``, and ``exact`` for its title), so that the page script never
+        formats money itself."""
+        return {
+            "total": str(minor),
+            "currency": self.site.currency,
+            "scale": self.site.scale,
+            "text": self._money(minor),
+            "exact": self._exact(minor),
+        }
 
     def _render(
         self, request: Request, template: str, visitor: str, new: bool, **context: Any
@@ -125,6 +137,7 @@ class Publisher:
             scale=self.site.scale,
             supporter=paid > 0,
             money=self._money,
+            exact=self._exact,
             **context,
         )
         response = HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
@@ -148,7 +161,10 @@ class Publisher:
 
     async def index(self, request: Request) -> Response:
         visitor, new = self._visitor(request)
-        return self._render(request, "index.html", visitor, new, articles=ARTICLES)
+        sale_prices = {a.slug: self._sale_price(a) for a in ARTICLES}
+        return self._render(
+            request, "index.html", visitor, new, articles=ARTICLES, sale_prices=sale_prices
+        )
 
     async def article(self, request: Request) -> Response:
         found = BY_SLUG.get(str(request.path_params["slug"]))
@@ -165,6 +181,17 @@ class Publisher:
             unlocked=self._unlocked(found, visitor),
             sale_minor=sale_minor,
             sale_amount="" if sale_minor is None else format_amount(sale_minor, self.site.scale),
+        )
+
+    async def visit(self, request: Request) -> Response:
+        """``GET /api/visit``: what this visit has paid (the page's "Paid this visit")."""
+        visitor = visitor_of(request)
+        if visitor is None:
+            return _error(401, "unauthenticated", "no visitor session; load a page first")
+        paid = self.site.paid_minor(visitor)
+        return JSONResponse(
+            {"paid": self._amount(paid), "supporter": paid > 0},
+            headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
         )
 
     async def access(self, request: Request) -> Response:
@@ -259,6 +286,7 @@ def create_publisher_app(
             Route("/", views.index, methods=["GET"]),
             Route("/articles/{slug}", views.article, methods=["GET"]),
             Route("/api/access/{slug}", views.access, methods=["GET"]),
+            Route("/api/visit", views.visit, methods=["GET"]),
             receipts_route(RECEIPTS_PATH, site, session_id=visitor_of),
             purchase_route(PURCHASES_PATH, purchases, session_id=visitor_of),
             Route("/sdk/{name}", views.sdk, methods=["GET"]),

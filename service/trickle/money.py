@@ -1,9 +1,11 @@
-"""Amounts: decimal text <-> integer minor units, exactly (no floats anywhere), and the one bound
-every amount, sum and balance stays within (a BIGINT), checked before the database sees it."""
+"""Amounts: decimal text <-> integer minor units, exactly (no floats anywhere), amounts written
+for people, and the one bound every amount, sum and balance stays within (a BIGINT), checked
+before the database sees it."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from trickle.errors import InvalidAmount
 
@@ -34,6 +36,54 @@ def format_minor(amount_minor: int, scale: int, *, min_decimals: int = 2) -> str
     digits = str(fraction).rjust(scale, "0").rstrip("0") if scale else ""
     digits = digits.ljust(min(min_decimals, scale), "0")
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
+# How en-US writes currencies (CLDR, as Intl.NumberFormat does): the symbols that are not the code
+# itself, and the currencies whose usual number of decimals is not 2. Every other code, and any
+# asset code that is not an ISO 4217 code, is written as the code and a no-break space, with 2
+# decimals. tests/vectors/amount-format.json holds this table to Intl's, currency by currency.
+_EN_US_SYMBOLS = {
+    "AUD": "A$", "BRL": "R$", "CAD": "CA$", "CNY": "CN¥", "EUR": "€", "GBP": "£", "HKD": "HK$",
+    "ILS": "₪", "INR": "₹", "JPY": "¥", "KRW": "₩", "MXN": "MX$", "NZD": "NZ$", "PHP": "₱",
+    "TWD": "NT$", "USD": "$", "VND": "₫", "XAF": "FCFA", "XCD": "EC$", "XCG": "Cg.",
+    "XOF": "F\u202fCFA", "XPF": "CFPF",
+}  # fmt: skip
+_EN_US_DECIMALS = {
+    **dict.fromkeys((
+        "AFN", "ALL", "BIF", "CLP", "COP", "DJF", "GNF", "HUF", "IDR", "IQD", "IRR", "ISK", "JPY",
+        "KMF", "KPW", "KRW", "LAK", "LBP", "MGA", "MMK", "PKR", "PYG", "RWF", "SLL", "SOS", "SYP",
+        "UGX", "VND", "VUV", "XAF", "XOF", "XPF", "YER",
+    ), 0),
+    **dict.fromkeys(("BHD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}  # fmt: skip
+_NBSP = "\u00a0"
+
+
+def _currency_prefix(currency: str) -> str:
+    symbol = _EN_US_SYMBOLS.get(currency, currency)
+    # CLDR's currency spacing: a no-break space unless the symbol ends in a symbol character ($, €).
+    return symbol if unicodedata.category(symbol[-1]).startswith("S") else symbol + _NBSP
+
+
+def format_money(amount_minor: int, scale: int, currency: str) -> str:
+    """An amount for people (en-US), the rule the extension's ``formatMoney`` follows too: the
+    currency's symbol or code, grouped digits, the currency's usual decimals and more only when the
+    amount has them (4_001_000 USD at scale 9 -> ``"$0.004001"``; 5_000_000_000 -> ``"$5.00"``);
+    never rounded. tests/vectors/amount-format.json holds the cases."""
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**scale)
+    digits = str(fraction).rjust(scale, "0").rstrip("0") if scale else ""
+    digits = digits.ljust(_EN_US_DECIMALS.get(currency, 2), "0")
+    number = f"{whole:,}" + (f".{digits}" if digits else "")
+    return f"{sign}{_currency_prefix(currency)}{number}"
+
+
+def format_exact(amount_minor: int, scale: int, currency: str) -> str:
+    """The exact value with every digit of the scale, for a title: ``"0.004001000 USD"``."""
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**scale)
+    number = f"{whole}.{fraction:0{scale}d}" if scale else str(whole)
+    return f"{sign}{number} {currency}"
 
 
 def fee_of(amount_minor: int, fee_bps: int) -> int:

@@ -527,6 +527,8 @@ def launch_browser(
             executable_path=executable,
             headless=True,
             env=env,
+            # Amounts and dates are written in the reader's locale: the tests read en-US.
+            locale="en-US",
             args=[
                 f"--disable-extensions-except={EXTENSION_DIR}",
                 f"--load-extension={EXTENSION_DIR}",

@@ -31,7 +31,7 @@ from tests.e2e.harness import (
     set_rate,
     verify_events,
 )
-from trickle.money import format_minor
+from trickle.money import format_minor, format_money
 
 pytestmark = pytest.mark.e2e
 
@@ -39,8 +39,8 @@ SCALE = 9
 
 
 def money(minor: int) -> str:
-    """As the dashboard shows amounts (``trickle.money.format_minor``)."""
-    return format_minor(minor, SCALE)
+    """As the dashboard shows amounts (``trickle.money.format_money``, en-US)."""
+    return format_money(minor, SCALE, "USD")
 
 
 def shot(page: Page, folder: Path, name: str) -> None:
@@ -170,18 +170,18 @@ def test_the_creator_sees_the_readings_earnings_in_the_dashboard_claims_them_onc
     form = creator.locator(
         "form.claim", has=creator.locator(f'input[name="payee"][value="{name}"]')
     )
-    expect(form).to_contain_text(f"{money(total)} USD available")
+    expect(form).to_contain_text(f"{money(total)} available")
     fields = {
         field: form.locator(f'input[name="{field}"]').get_attribute("value") or ""
         for field in ("csrf_token", "payee", "idempotency_key")
     }
     fields["amount"] = ""
     form.get_by_role("button", name="Claim").click()
-    expect(creator.locator(".notice")).to_contain_text(f"Claimed {money(total)} USD for {name}")
+    expect(creator.locator(".notice")).to_contain_text(f"Claimed {money(total)} for {name}")
     history = creator.locator("#payouts tbody tr", has_text=name)
     expect(history).to_have_count(1)
     expect(history).to_have_attribute("data-state", "pending")
-    expect(history.locator("td.num")).to_have_text(f"{money(total)} USD")
+    expect(history.locator("td.num")).to_have_text(money(total))
     shot(creator, folder, "dashboard-payouts")
 
     submit_form_again(creator, fields, f"{dashboard}/claims")
@@ -198,4 +198,5 @@ def test_the_creator_sees_the_readings_earnings_in_the_dashboard_claims_them_onc
     assert listing.returncode == 0, err
     lines = [line for line in out.splitlines() if f" {name} " in line]
     assert len(lines) == 1, out
-    assert f"{money(total)} USD" in lines[0] and "pending" in lines[0], lines[0]
+    # The operator's CLI writes the exact decimal and the code (for scripts and copy-paste).
+    assert f"{format_minor(total, SCALE)} USD" in lines[0] and "pending" in lines[0], lines[0]

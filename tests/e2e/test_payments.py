@@ -116,7 +116,13 @@ def assert_bought(page: Page) -> None:
     sale = access(page)["sale"]
     assert sale == {
         "order_ref": ORDER_REF,
-        "price": {"total": str(PRICE_MINOR), "currency": "USD", "scale": 9},
+        "price": {
+            "total": str(PRICE_MINOR),
+            "currency": "USD",
+            "scale": 9,
+            "text": "$0.05",
+            "exact": "0.050000000 USD",
+        },
         "purchased": True,
     }
 
@@ -146,7 +152,8 @@ def test_buying_the_article_approved_in_the_extensions_window_unlocks_it_for_exa
     expect(approval.locator("#approve-origin")).to_have_text(publisher.origin)
     expect(approval.locator("#approve-payee")).to_have_text(publisher_payee.pointer)
     expect(approval.locator("#approve-amount")).to_have_attribute("data-minor", str(PRICE_MINOR))
-    expect(approval.locator("#approve-amount")).to_have_text("0.05 USD")
+    expect(approval.locator("#approve-amount")).to_have_text("$0.05")
+    expect(approval.locator("#approve-amount")).to_have_attribute("title", "0.050000000 USD")
     expect(approval.locator("#approve-description")).to_have_text(TITLE)
     browser.screenshot(approval, "approval-window")
     # Nothing is charged before the reader approves.

@@ -88,7 +88,7 @@ def test_a_reader_tops_up_by_card_from_the_popup(
     popup = card_browser.sign_in(reader)
     expect(popup.locator("#balance")).to_have_attribute("data-minor", "0", timeout=10_000)
     presets = popup.locator("#card-presets button")
-    expect(presets).to_have_text(["5.00 USD", "10.00 USD", "20.00 USD"], timeout=10_000)
+    expect(presets).to_have_text(["$5.00", "$10.00", "$20.00"], timeout=10_000)
     card_browser.screenshot(popup, "popup-card-presets")
 
     with card_browser.context.expect_page() as opened:
@@ -98,7 +98,7 @@ def test_a_reader_tops_up_by_card_from_the_popup(
     assert checkout.url.startswith(f"{standin.base}/pay/cs_test_"), checkout.url
     status = popup.locator("#topup-status")
     expect(status).to_have_attribute("data-state", "pending", timeout=10_000)
-    expect(status).to_have_text("Top-up of 5.00 USD: waiting for your payment at Stripe…")
+    expect(status).to_have_text("Top-up of $5.00: waiting for your payment at Stripe…")
     assert reader.balance_minor(card_service) == 0
     card_browser.screenshot(popup, "popup-topup-pending")
 
@@ -107,7 +107,7 @@ def test_a_reader_tops_up_by_card_from_the_popup(
     expect(checkout.locator("h1")).to_have_text("Thank you")
 
     expect(status).to_have_attribute("data-state", "credited", timeout=15_000)
-    expect(status).to_have_text("Credited 5.00 USD.")
+    expect(status).to_have_text("Credited $5.00.")
     expect(popup.locator("#balance")).to_have_attribute(
         "data-minor", str(FIVE_MINOR), timeout=15_000
     )

@@ -149,8 +149,17 @@ def test_premium_is_locked_without_payment(reader: TestClient) -> None:
     assert cookie is not None and binding != cookie and cookie not in html
     state = access(reader)
     assert state["unlocked"] is False and state["html"] is None and state["supporter"] is False
-    assert state["paid"] == {"total": "0", "currency": "USD", "scale": 9}
-    assert state["price"]["total"] == str(PRICE)
+    assert state["paid"] == {
+        "total": "0",
+        "currency": "USD",
+        "scale": 9,
+        "text": "$0.00",
+        "exact": "0.000000000 USD",
+    }
+    assert state["price"]["total"] == str(PRICE) and state["price"]["text"] == "$0.001"
+    # Amounts as people read them (tests/vectors/amount-format.json), the exact one in the title.
+    assert '<strong id="price" data-minor="1000000" title="0.001000000 USD">$0.001</strong>' in html
+    assert 'data-price-text="$0.001"' in html
     # The binding is stable for the visit.
     assert open_premium(reader)[1] == binding
 
@@ -188,6 +197,9 @@ def test_unlocks_after_the_visitors_own_receipts_reach_the_price(reader: TestCli
     html, _ = open_premium(reader)
     assert SECRET_LINE in html and 'id="paywall"' not in html
     assert 'data-minor="1000000"' in html
+    # What the page script shows after each batch: the visit's total, formatted by the server.
+    visit = reader.get("/api/visit").json()
+    assert visit["paid"]["text"] == "$0.001" and visit["supporter"] is True
 
 
 def test_a_receipt_from_another_visitors_session_does_not_unlock(app: Any) -> None:
@@ -392,7 +404,7 @@ def test_the_article_for_sale_is_locked_and_offers_to_buy(reader: TestClient) ->
     html, binding = open_for_sale(reader)
     assert 'id="purchase" data-state="locked"' in html and 'id="paywall"' not in html
     assert SOLD_LINE not in html and 'id="article-body" data-state="locked" hidden' in html
-    assert re.search(r'<button type="button" id="buy-button"[^>]*>Buy for 0.05 USD</button>', html)
+    assert re.search(r'<button type="button" id="buy-button"[^>]*>Buy for \$0\.05</button>', html)
     assert f'data-order-ref="{FOR_SALE.order_ref}"' in html
     assert 'data-sale-amount="0.05"' in html and 'data-purchase-url="/trickle/purchase"' in html
     assert "Buying needs the Trickle extension" in html
@@ -400,11 +412,17 @@ def test_the_article_for_sale_is_locked_and_offers_to_buy(reader: TestClient) ->
     assert state["unlocked"] is False and state["html"] is None
     assert state["sale"] == {
         "order_ref": FOR_SALE.order_ref,
-        "price": {"total": str(SALE_PRICE), "currency": "USD", "scale": 9},
+        "price": {
+            "total": str(SALE_PRICE),
+            "currency": "USD",
+            "scale": 9,
+            "text": "$0.05",
+            "exact": "0.050000000 USD",
+        },
         "purchased": False,
     }
     assert access(reader)["sale"] is None
-    assert "For sale · 0.05 USD" in reader.get("/").text
+    assert 'For sale · <span title="0.050000000 USD">$0.05</span>' in reader.get("/").text
     # Streaming opens the premium articles, not the one for sale.
     forward(reader, [receipt("S9", 1, 10 * SALE_PRICE, binding)])
     assert access(reader)["unlocked"] is True

@@ -82,8 +82,10 @@ def _signed_in(runtime: Runtime, browser: TestClient, email: str = "cat@example.
 
 
 def _words(page: str) -> str:
-    """The page's text as people read it: no tags, one space between words."""
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    """The page's text as people read it: no tags, one space between words (an inline tag such
+    as an amount's ``<span>`` or a link runs into the text around it, a block tag separates)."""
+    inline = re.sub(r"</?(?:span|a|strong|em|code|abbr)\b[^>]*>", "", page)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
 
 
 def _csrf(browser: TestClient) -> str:
@@ -395,23 +397,23 @@ def test_the_earnings_page_shows_what_the_ledger_holds(
     page = browser.get("/dashboard/earnings")
     assert page.status_code == 200
     assert _table(page.text, "per-payee") == [
-        ["earner", "3.500000007", "0.10", "3.400000007", "2.900000007", "0.50"],
-        ["idle", "0.00", "0.00", "0.00", "0.00", "0.00"],
+        ["earner", "$3.500000007", "$0.10", "$3.400000007", "$2.900000007", "$0.50"],
+        ["idle", "$0.00", "$0.00", "$0.00", "$0.00", "$0.00"],
     ]
     assert _table(page.text, "per-origin") == [
-        ["earner", "(no site: one-time payments)", "0.000000007", "0.00", "0.000000007"],
-        ["earner", a, "3.00", "0.10", "2.90"],
-        ["earner", b, "0.50", "0.00", "0.50"],
+        ["earner", "(no site: one-time payments)", "$0.000000007", "$0.00", "$0.000000007"],
+        ["earner", a, "$3.00", "$0.10", "$2.90"],
+        ["earner", b, "$0.50", "$0.00", "$0.50"],
     ]
     assert _table(browser.get("/dashboard/").text, "payees") == [
         [
             "Earner earner",
             "https://trickle.test/p/earner",
             "None yet: add one for earner",
-            "2.900000007",
-            "0.50",
+            "$2.900000007",
+            "$0.50",
         ],
-        ["Idle idle", "https://trickle.test/p/idle", "None yet: add one for idle", "0.00", "0.00"],
+        ["Idle idle", "https://trickle.test/p/idle", "None yet: add one for idle", "$0.00", "$0.00"],
     ]
     only_idle = browser.get("/dashboard/earnings?payee=idle")
     assert _table(only_idle.text, "per-origin") == [["Nothing earned in this period."]]
@@ -557,21 +559,21 @@ def test_the_claims_page_says_what_is_held_when_it_is_released_and_the_minimum(
     text = _words(browser.get("/dashboard/payouts").text)
     assert "New earnings are held 1 hour (10 minutes from a site you verified)" in text
     assert (
-        "0.30 USD available · 0.40 USD held "
-        "0.40 USD is held: the next part becomes available by 2026-03-10 12:10 UTC, "
+        "$0.30 available · $0.40 held "
+        "$0.40 is held: the next part becomes available by 2026-03-10 12:10 UTC, "
         "all of it by 2026-03-10 12:59 UTC. "  # 12:58:30, rounded up
-        "Not enough available to claim yet: claims start at 1.00 USD. "
-        "This payee needs 0.30 USD more in earnings first."
+        "Not enough available to claim yet: claims start at $1.00. "
+        "This payee needs $0.30 more in earnings first."
     ) in text
     assert (
-        "0.50 USD available · 1.00 USD held "
-        "1.00 USD is held: the next part becomes available by 2026-03-10 12:05 UTC. "
-        "Not enough available to claim yet: claims start at 1.00 USD. "
+        "$0.50 available · $1.00 held "
+        "$1.00 is held: the next part becomes available by 2026-03-10 12:05 UTC. "
+        "Not enough available to claim yet: claims start at $1.00. "
         "Enough is available by 2026-03-10 12:05 UTC, once what is held is released."
     ) in text
     runtime.clock = lambda: NOW + dt.timedelta(minutes=5)
     text = _words(browser.get("/dashboard/payouts").text)
-    assert "1.50 USD available · 0.00 USD held Amount in USD" in text
+    assert "$1.50 available · $0.00 held Amount in USD" in text
 
 
 def test_held_earnings_and_minimum_in_words() -> None:
@@ -605,7 +607,9 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     payee = create_payee(runtime, user_id, "claimer")
     earn(runtime, payee.id, 3 * UNIT, None, at=NOW - dt.timedelta(days=1))
     page = browser.get("/dashboard/payouts").text
-    assert "3.00 USD</strong> available" in page
+    # Amounts as people read them, the exact value in the title (tests/vectors/amount-format.json).
+    exact = '<span class="amount" title="3.000000000 USD">$3.00</span>'
+    assert f"<strong>{exact}</strong> available" in page
     form = {name: _field(page, name) for name in ("csrf_token", "payee", "idempotency_key")}
     form["amount"] = ""  # empty: all that is available
     assert form["idempotency_key"].startswith("dash-")
@@ -620,14 +624,14 @@ def test_a_claim_form_sent_twice_claims_once(runtime: Runtime, browser: TestClie
     assert _payee_balance(runtime, payee.id) == 0
 
     after = browser.get(first.headers["location"]).text
-    assert f"Claimed 3.00 USD for claimer: payout #{payout.id} is pending." in after
+    assert f"Claimed $3.00 for claimer: payout #{payout.id} is pending." in after
     assert _table(after, "payouts") == [
-        [f"#{payout.id}", "2026-03-10 12:00", "claimer", "3.00 USD", "pending", ""]
+        [f"#{payout.id}", "2026-03-10 12:00", "claimer", "$3.00", "pending", ""]
     ]
     assert "already made" in browser.get(second.headers["location"]).text
     assert (
-        "Not enough available to claim yet: claims start at 1.00 USD. "
-        "This payee needs 1.00 USD more in earnings first."
+        "Not enough available to claim yet: claims start at $1.00. "
+        "This payee needs $1.00 more in earnings first."
     ) in _words(after)
 
     fresh = _field(after, "idempotency_key")

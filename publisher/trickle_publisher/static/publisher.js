@@ -2,10 +2,9 @@
 // tells site owners, plus the paywall and the "Buy" button of the article sold for a one-time
 // payment. The server decides what unlocks: this script only shows what the server reports (the
 // verified total, the recorded purchase) and asks it for the body.
-import { createBridge, formatMinor } from '/sdk/bridge.js';
+import { createBridge } from '/sdk/bridge.js';
 
 const data = document.body.dataset;
-const scale = Number(data.scale);
 const currency = data.currency ?? 'USD';
 const priceMinor = BigInt(data.priceMinor ?? '0');
 
@@ -25,17 +24,6 @@ const bridge = createBridge({
   persist: true,
 });
 
-/**
- * A price as people write it: the exact amount without trailing zeros, at least two decimals
- * ("0.001", "0.05", "1.00"); string work on the exact decimal, never a float.
- * @param {bigint} minor
- */
-function priceText(minor) {
-  const [whole, fraction = ''] = formatMinor(minor, scale).split('.');
-  const kept = fraction.replace(/0+$/, '').padEnd(Math.min(2, scale), '0');
-  return kept === '' ? whole : `${whole}.${kept}`;
-}
-
 /** @param {string} state */
 function showState(state) {
   const status = document.getElementById('bridge-status');
@@ -44,16 +32,22 @@ function showState(state) {
   status.textContent = STATUS[state] ?? state;
   const hint = document.getElementById('paywall-hint');
   if (hint !== null && state !== 'unsupported') {
-    hint.textContent = `This article unlocks once your visit has paid ${priceText(priceMinor)} ${currency}.`;
+    hint.textContent = `This article unlocks once your visit has paid ${data.priceText ?? ''}.`;
   }
 }
 
-/** @param {bigint} paid */
-function showPaid(paid) {
+/**
+ * What this visit has paid, as the server wrote it (amounts are formatted in one place, the
+ * server: the page never formats money itself).
+ * @param {{total: string, text: string, exact: string}} amount
+ */
+function showPaid(amount) {
+  const paid = BigInt(amount.total);
   const output = document.getElementById('paid');
   if (output !== null) {
-    output.dataset.minor = paid.toString();
-    output.textContent = `${formatMinor(paid, scale)} ${currency}`;
+    output.dataset.minor = amount.total;
+    output.textContent = amount.text;
+    output.title = amount.exact;
   }
   const progress = /** @type {HTMLProgressElement | null} */ (document.getElementById('paid-progress'));
   if (progress !== null) progress.value = Number(paid < priceMinor ? paid : priceMinor);
@@ -73,7 +67,7 @@ async function checkAccess() {
     const response = await fetch(url, { credentials: 'same-origin', cache: 'no-store' });
     if (!response.ok) return;
     const access = await response.json();
-    showPaid(BigInt(access.paid.total));
+    showPaid(access.paid);
     if (access.unlocked === true && typeof access.html === 'string') {
       body.innerHTML = access.html; // rendered (and escaped) by our own server
       body.dataset.state = 'unlocked';
@@ -181,9 +175,18 @@ if (buyButton !== null) {
 
 // The current state at once (also 'unsupported', which never changes), then every change.
 bridge.onStateChange((state) => showState(state));
+/** After each batch of receipts the server verified: what the visit has paid now. */
+async function refreshPaid() {
+  try {
+    const response = await fetch('/api/visit', { credentials: 'same-origin', cache: 'no-store' });
+    if (response.ok) showPaid((await response.json()).paid);
+  } catch {
+    // offline or restarting: the next batch asks again
+  }
+}
+
 bridge.onForwarded((result) => {
   if (result.paid === null) return;
-  const paid = BigInt(result.paid.total);
-  showPaid(paid);
-  if (data.premium === 'true' && paid >= priceMinor) void checkAccess();
+  void refreshPaid();
+  if (data.premium === 'true' && BigInt(result.paid.total) >= priceMinor) void checkAccess();
 });

@@ -313,13 +313,13 @@ def _payouts_page(ctx: Ctx, error: TrickleError | None) -> Response:
     claimed = ctx.query_params.get("claimed", "")
     for payout, name in history:
         if claimed == str(payout.id):
-            amount = money.format_minor(payout.amount_minor, ctx.settings.asset_scale)
+            amount = money.format_money(
+                payout.amount_minor, ctx.settings.asset_scale, payout.currency
+            )
             notice = (
-                f"This claim was already made: payout #{payout.id} of {amount} "
-                f"{payout.currency} for {name}."
+                f"This claim was already made: payout #{payout.id} of {amount} for {name}."
                 if ctx.query_params.get("replayed") == "1"
-                else f"Claimed {amount} {payout.currency} for {name}: payout #{payout.id} is "
-                "pending."
+                else f"Claimed {amount} for {name}: payout #{payout.id} is pending."
             )
     claims = [
         {

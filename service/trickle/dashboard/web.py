@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -110,6 +111,23 @@ ErrorView = Callable[[Ctx, TrickleError], Response]
 # --- rendering ------------------------------------------------------------------------------
 
 
+def _amount_helpers(scale: int, currency: str) -> dict[str, Callable[[int], object]]:
+    """The templates' amounts: ``amount`` for people with the exact value as its title (HTML),
+    ``amount_text`` for people in plain text (titles, SVG text), ``money`` the bare decimal (form
+    fields: what a creator types back)."""
+
+    def amount(minor: int) -> Markup:
+        return Markup('<span class="amount" title="{}">{}</span>').format(
+            money.format_exact(minor, scale, currency), money.format_money(minor, scale, currency)
+        )
+
+    return {
+        "amount": amount,
+        "amount_text": lambda minor: money.format_money(minor, scale, currency),
+        "money": functools.partial(money.format_minor, scale=scale),
+    }
+
+
 def render(ctx: Ctx | None, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
     settings = ctx.settings if ctx is not None else None
     scale = settings.asset_scale if settings is not None else 0
@@ -122,7 +140,7 @@ def render(ctx: Ctx | None, template: str, *, status: int = 200, **values: Any) 
         user=ctx.user if ctx is not None else None,
         csrf_token=ctx.csrf_token if ctx is not None else None,
         currency=settings.currency if settings is not None else "",
-        money=functools.partial(money.format_minor, scale=scale),
+        **_amount_helpers(scale, settings.currency if settings is not None else ""),
         **values,
     )
     return HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
