@@ -413,7 +413,13 @@ def test_the_earnings_page_shows_what_the_ledger_holds(
             "$2.900000007",
             "$0.50",
         ],
-        ["Idle idle", "https://trickle.test/p/idle", "None yet: add one for idle", "$0.00", "$0.00"],
+        [
+            "Idle idle",
+            "https://trickle.test/p/idle",
+            "None yet: add one for idle",
+            "$0.00",
+            "$0.00",
+        ],
     ]
     only_idle = browser.get("/dashboard/earnings?payee=idle")
     assert _table(only_idle.text, "per-origin") == [["Nothing earned in this period."]]
