@@ -26,7 +26,7 @@ from tests.e2e.harness import (
     make_reader,
 )
 from trickle.dashboard import chart
-from trickle.money import format_minor
+from trickle.money import format_minor, format_money
 
 pytestmark = pytest.mark.e2e
 
@@ -234,11 +234,11 @@ def test_every_dashboard_page_is_readable_and_accessible_at_375_and_1100_px(
         # Claims: the idle payee says why it cannot claim, with the minimum and what it lacks.
         page.goto(f"{dashboard}/payouts")
         hint = page.locator("#cannot-claim-notes")
-        minimum = format_minor(MIN_CLAIM_MINOR, 9)
+        minimum = format_money(MIN_CLAIM_MINOR, 9, "USD")
         expect(hint).to_contain_text(
-            f"Not enough available to claim yet: claims start at {minimum} USD."
+            f"Not enough available to claim yet: claims start at {minimum}."
         )
-        expect(hint).to_contain_text(f"This payee needs {minimum} USD more in earnings first.")
+        expect(hint).to_contain_text(f"This payee needs {minimum} more in earnings first.")
         expect(
             page.locator("form.claim", has_text="The Trickle Gazette").get_by_role(
                 "button", name="Claim"
