@@ -192,7 +192,9 @@ def client_process(spec_path: Path) -> None:
     except ImportError:
         runner = asyncio.run
     result = runner(_client_main(spec))
-    print(json.dumps(result))
+    # A file, not stdout: the result holds every receipt (megabytes), and a pipe's writer can
+    # come away with a short write once the event loop has made the descriptor non-blocking.
+    Path(spec["result_path"]).write_text(json.dumps(result))
 
 
 # --- the driver ---------------------------------------------------------------------------------
@@ -290,11 +292,12 @@ def run_scenario(
                 "warmup_s": scenario.warmup_s,
                 "open_timeout_s": 120,
                 "compression": compression,
+                "result_path": str(workdir / "result.json"),
             }
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(spec))
-            stdout, _ = _run_client(spec_path, profile, server.pid, backend, scenario)
-            result = json.loads(stdout.strip().splitlines()[-1])
+            _run_client(spec_path, profile, server.pid, backend, scenario)
+            result = json.loads(Path(spec["result_path"]).read_text())
             verified = _verify_sample(jwks, seeded.payees[0], result.pop("tokens"))
             server.stop()
             if result["dropped"] or result["errors"]:
