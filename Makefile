@@ -22,9 +22,11 @@ node_modules/.installed: package.json package-lock.json
 
 test: setup lint lint-extension typecheck test-js test-py  ## install, then run every check and test
 
+# lint-imports: the dependency rules of docs/architecture.md, as contracts in pyproject.toml.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service verifier publisher
+	$(BIN)/lint-imports --no-logo
 
 extension: node_modules/.installed  ## the store packages: dist/trickle-<version>-{chromium,firefox}.zip
 	node extension/package.mjs
@@ -47,4 +49,4 @@ bench: setup
 	$(BIN)/python bench/receipts.py
 
 clean:
-	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
