@@ -35,6 +35,7 @@ extension: node_modules/.installed  ## the store packages: dist/trickle-<version
 lint-extension: extension
 	npx --no-install web-ext lint --source-dir dist/firefox --warnings-as-errors
 
+# mypy --strict on the packages, tests/ and bench/ (the files in pyproject.toml's [tool.mypy]).
 typecheck:
 	$(BIN)/mypy
 	npx --no-install tsc -p tsconfig.json

@@ -23,7 +23,8 @@ from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol
 from trickle.streaming.accrual import HOUR_MS
-from trickle.streaming.engine import Connection, EngineLimits, StreamEngine
+from trickle.streaming.connection import Connection
+from trickle.streaming.engine import EngineLimits, StreamEngine
 from trickle_verifier import KeySet, Verifier
 
 ISSUER = "https://trickle.test"
