@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,13 @@ WRONG_IMPORTS = [
     ("trickle/readers.py", "import starlette.requests", "web-at-the-edges"),
     ("trickle/streaming/engine.py", "import uvicorn", "web-at-the-edges"),
 ]
+
+
+def test_every_contract_has_a_wrong_import_that_breaks_it() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    contracts = {contract["id"] for contract in config["tool"]["importlinter"]["contracts"]}
+    assert len(contracts) >= 12
+    assert contracts == {contract for _, _, contract in WRONG_IMPORTS}
 
 
 @pytest.mark.parametrize(("module", "statement", "contract"), WRONG_IMPORTS)
