@@ -22,9 +22,11 @@ node_modules/.installed: package.json package-lock.json
 
 test: setup lint lint-extension typecheck test-js test-py  ## install, then run every check and test
 
+# lint-imports: the dependency rules of docs/architecture.md, as contracts in pyproject.toml.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check service verifier publisher
+	$(BIN)/lint-imports --no-logo
 
 extension: node_modules/.installed  ## the store packages: dist/trickle-<version>-{chromium,firefox}.zip
 	node extension/package.mjs
@@ -33,6 +35,7 @@ extension: node_modules/.installed  ## the store packages: dist/trickle-<version
 lint-extension: extension
 	npx --no-install web-ext lint --source-dir dist/firefox --warnings-as-errors
 
+# mypy --strict on the packages, tests/ and bench/ (the files in pyproject.toml's [tool.mypy]).
 typecheck:
 	$(BIN)/mypy
 	npx --no-install tsc -p tsconfig.json
@@ -47,4 +50,4 @@ bench: setup
 	$(BIN)/python bench/receipts.py
 
 clean:
-	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

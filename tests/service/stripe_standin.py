@@ -50,7 +50,8 @@ def parse_form(body: bytes) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
-    return _lists(root)
+    form: dict[str, Any] = _lists(root)  # the root's keys are names, never indices: a dict
+    return form
 
 
 def _lists(node: Any) -> Any:
@@ -217,8 +218,8 @@ class StripeStandIn:
         params = parse_form(body) if body else {}
         key = headers.get("Idempotency-Key")
         if headers.get("Authorization") != f"Bearer {self.secret_key}":
-            answer = StripeError(401, "invalid_request_error", "Invalid API Key provided")
-            return self._record(method, path, key, params, 401, answer.body())
+            refusal = StripeError(401, "invalid_request_error", "Invalid API Key provided")
+            return self._record(method, path, key, params, 401, refusal.body())
         with self._lock:
             if key is not None and key in self._idempotent:
                 seen_path, seen_params, status, answer = self._idempotent[key]

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from requests.structures import CaseInsensitiveDict
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.python.asgi import shutdown_lifespans
 from starlette.applications import Starlette
@@ -39,6 +40,9 @@ from trickle.errors import SiteVerificationFailed
 from trickle.models import User
 from trickle.runtime import Runtime, bootstrap
 from trickle.settings import Settings
+
+# A generated request of an operation.
+Case = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
 
 SEED = 20_251_011
 MAX_EXAMPLES = 15
@@ -106,16 +110,16 @@ def _schema(service: Service, phases: list[str]) -> schemathesis.BaseSchema:
     class FreshSession:
         """A new session per case; the operations without auth ignore it."""
 
-        def get(self, case: schemathesis.Case, context: schemathesis.AuthContext) -> str:
+        def get(self, case: Case, context: schemathesis.AuthContext) -> str:
             with transaction(service.runtime.sessions) as session:
                 now = service.runtime.clock()
                 issued = sessions.create(session, service.user_id, now, dt.timedelta(hours=1))
                 return issued.token
 
-        def set(
-            self, case: schemathesis.Case, data: str, context: schemathesis.AuthContext
-        ) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+        def set(self, case: Case, data: str, context: schemathesis.AuthContext) -> None:
+            headers: CaseInsensitiveDict[Any] = CaseInsensitiveDict(case.headers or {})
+            headers["Authorization"] = f"Bearer {data}"
+            case.headers = headers
 
     return schema
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -25,10 +26,12 @@ USD = Conversion("USD", 9, StripeCurrency.of("usd"))
 JPY = Conversion("JPY", 9, StripeCurrency.of("JPY"))
 KWD = Conversion("KWD", 9, StripeCurrency.of("kwd"))
 ISK = Conversion("ISK", 9, StripeCurrency.of("isk"))
-STRIPE = {
-    "stripe_secret_key": "sk_test_abc",
-    "stripe_webhook_secret": "whsec_abc",
-}
+STRIPE = Settings(stripe_secret_key="sk_test_abc", stripe_webhook_secret="whsec_abc")
+
+
+def _stripe(**overrides: Any) -> Settings:
+    """The settings with Stripe's keys, and ``overrides``."""
+    return dataclasses.replace(STRIPE, **overrides)
 
 
 def test_stripes_minor_units_per_currency() -> None:
@@ -104,21 +107,21 @@ def test_without_a_secret_key_there_are_no_card_topups() -> None:
 
 
 def test_the_defaults_make_a_usd_card_config() -> None:
-    config = cards.from_settings(Settings(**STRIPE))
+    config = cards.from_settings(STRIPE)
     assert config is not None
     assert config.presets_minor == (5 * 10**9, 10 * 10**9, 20 * 10**9)
     assert (config.min_minor, config.max_minor) == (10**9, 500 * 10**9)
     assert config.conversion.currency.code == "usd"
     assert "sk_test_abc" not in repr(config) and "whsec_abc" not in repr(config)
-    assert "sk_test_abc" not in repr(Settings(**STRIPE))
+    assert "sk_test_abc" not in repr(STRIPE)
 
 
 def test_a_zero_decimal_service_currency_needs_whole_presets() -> None:
-    base = {**STRIPE, "currency": "JPY", "stripe_min_amount": "100", "stripe_max_amount": "50000"}
-    config = cards.from_settings(Settings(**base, stripe_presets="500,1000"))
+    base = _stripe(currency="JPY", stripe_min_amount="100", stripe_max_amount="50000")
+    config = cards.from_settings(dataclasses.replace(base, stripe_presets="500,1000"))
     assert config is not None and config.conversion.factor == 10**9
     with pytest.raises(ConfigError, match="PRESETS"):
-        cards.from_settings(Settings(**base, stripe_presets="500.50"))
+        cards.from_settings(dataclasses.replace(base, stripe_presets="500.50"))
 
 
 @pytest.mark.parametrize(
@@ -146,7 +149,7 @@ def test_bad_stripe_settings_are_refused_at_start_up(
     overrides: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        Settings(**{**STRIPE, **overrides}).validate()  # type: ignore[arg-type]
+        _stripe(**overrides).validate()
 
 
 def test_production_wants_https_for_a_stripe_api_base() -> None:
@@ -156,8 +159,8 @@ def test_production_wants_https_for_a_stripe_api_base() -> None:
         "public_url": "https://trickle.example",
     }
     with pytest.raises(ConfigError, match="https"):
-        Settings(**production, **STRIPE, stripe_api_base="http://127.0.0.1:1").validate()
-    Settings(**production, **STRIPE).validate()
+        _stripe(**production, stripe_api_base="http://127.0.0.1:1").validate()
+    _stripe(**production).validate()
 
 
 def test_settings_from_the_environment() -> None:
@@ -193,7 +196,7 @@ def test_the_served_amount_pattern_is_exactly_what_the_limits_allow(
 ) -> None:
     """/openapi.json declares the top-up amounts with ``amount_pattern``; every amount matches
     it exactly when ``check_amount`` takes it."""
-    config = cards.from_settings(Settings(**{**STRIPE, **overrides}))
+    config = cards.from_settings(_stripe(**overrides))
     assert config is not None
     pattern = re.compile(config.amount_pattern())
     unit = config.conversion.factor * config.conversion.currency.step

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from tests.prerequisites import unavailable
 from tests.service.stream_client import (
@@ -37,7 +37,17 @@ from trickle.settings import Settings
 from trickle_verifier import KeySet, ReceiptError, Verifier
 
 INTERVAL_MS = 250
-WINDOWS = {"key_reload_interval_s": 1, "jwks_max_age_s": 3, "key_activation_leeway_s": 2}
+
+
+class Windows(TypedDict):
+    """The key rotation's windows, short for the test."""
+
+    key_reload_interval_s: int
+    jwks_max_age_s: int
+    key_activation_leeway_s: int
+
+
+WINDOWS = Windows(key_reload_interval_s=1, jwks_max_age_s=3, key_activation_leeway_s=2)
 JS_SITE = Path(__file__).with_name("rotation_site.mjs")
 
 

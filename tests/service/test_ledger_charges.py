@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from tests.factories import ChargeAccounts as Accounts
 from tests.factories import charge_accounts
-from trickle import ledger, spending
+from trickle import ledger, money, spending
 from trickle.db import transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
 from trickle.ledger import TransferKind, TransferRequest
@@ -139,6 +139,24 @@ def test_a_refused_group_is_charged_one_at_a_time(runtime: Runtime) -> None:
     assert [charge.refused for charge in group] == [None, "insufficient_funds", None]
     assert result.balances == {accounts.reader: 0}
     assert _balances(runtime, accounts) == (0, 75, 25, 100)
+
+
+def test_a_group_whose_spending_passes_2_63_is_charged_one_at_a_time(runtime: Runtime) -> None:
+    """Issue 11 item 8: a group whose sums pass a budget or 2^63-1 never reaches the database as
+    a sum (before, 2 x (2^63-1) went as a parameter: an error on both databases, and nothing of
+    the group was committed); it is charged one at a time, refused per increment."""
+    most = money.MAX_AMOUNT
+    accounts = _accounts(runtime, most)
+    with transaction(runtime.sessions) as session:
+        spending.ensure_month(session, accounts.user_id, MONTH)
+    group = [
+        _charge(accounts, most, "s.1", fee_minor=0, budget_minor=most),
+        _charge(accounts, most, "s.2", fee_minor=0, budget_minor=most),
+    ]
+    result = ledger.stage_charges(runtime.engine, runtime.sessions, group, NOW)()
+    assert [charge.refused for charge in group] == [None, "budget_exhausted"]
+    assert result.balances[accounts.reader] == 0
+    assert result.spent[(accounts.user_id, MONTH)] == most
 
 
 def test_a_batch_debits_an_account_before_it_credits_it(runtime: Runtime) -> None:

@@ -21,9 +21,10 @@ from trickle.ledger import AccountKind
 from trickle.models import ReaderSettings, SiteOverride
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
-from trickle.streaming import committer, protocol
+from trickle.streaming import protocol
 from trickle.streaming.accrual import HOUR_MS
-from trickle.streaming.engine import Connection, EngineLimits, StreamEngine
+from trickle.streaming.connection import Connection
+from trickle.streaming.engine import EngineLimits, StreamEngine
 from trickle_verifier import KeySet, Verifier
 
 ISSUER = "https://trickle.test"
@@ -765,19 +766,19 @@ def test_a_revoked_session_ends_its_streams_and_closes_with_4440(
     fund_reader(runtime, other.id, 10**12)
     landing = threading.Event()  # while clear, a committed group is not reported back yet
     landing.set()
-    stage = committer.stage
+    stage = ledger.stage_charges
 
-    def held_stage(*args: Any) -> Callable[[], committer.CommitResult]:
+    def held_stage(*args: Any) -> Callable[[], ledger.GroupResult]:
         finish = stage(*args)
 
-        def held_finish() -> committer.CommitResult:
+        def held_finish() -> ledger.GroupResult:
             result = finish()  # committed (SQLite's write lock is free again) but not landed
             assert landing.wait(10)
             return result
 
         return held_finish
 
-    monkeypatch.setattr(committer, "stage", held_stage)
+    monkeypatch.setattr(ledger, "stage_charges", held_stage)
 
     async def body(h: Harness) -> None:
         tab = await h.connect(world.reader.token, batch=batch)

@@ -15,7 +15,7 @@ import schemathesis
 from schemathesis.python.asgi import shutdown_lifespans
 
 from tests.service.stripe_standin import StripeStandIn
-from tests.service.test_api_fuzz import PER_OPERATION_PHASES, Service, _failures, _schema
+from tests.service.test_api_fuzz import PER_OPERATION_PHASES, Case, Service, _failures, _schema
 from trickle.api import topups
 from trickle.app import create_app
 from trickle.db import transaction
@@ -75,7 +75,7 @@ def test_card_topup_operations_pass_every_check_with_stripe(
     def not_a_reused_key(
         _ctx: schemathesis.HookContext,
         _failure: object,
-        _case: schemathesis.Case,
+        _case: Case,
         response: schemathesis.Response,
     ) -> bool:
         # A top-up that succeeds stores its Idempotency-Key; schemathesis may send that key

@@ -242,7 +242,7 @@ def valid_vectors() -> list[dict[str, Any]]:
     add("iat 0 with -0 inside a string", claims(iat=0, note="-0"))
 
     # JSON (docs/receipts.md §2): nesting up to the limit, null, escapes, __proto__.
-    deepest = [[]]
+    deepest: list[Any] = [[]]
     for _ in range(MAX_JSON_DEPTH - 3):
         deepest = [deepest]
     add(f"an unknown claim nested to the limit ({MAX_JSON_DEPTH} levels)", claims(deep=deepest))

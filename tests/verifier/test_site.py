@@ -235,7 +235,7 @@ def test_handle_forward_answers_and_refuses(
         200,
         {"results": [], "paid": {"total": "9", "currency": "USD", "scale": 9}},
     )
-    refusals = [
+    refusals: list[tuple[dict[str, Any], int]] = [
         (dict(session_id="visitor-1", body=body, content_type=ct, method="GET"), 405),
         (dict(session_id="visitor-1", body=body, content_type="text/plain"), 415),
         (dict(session_id="visitor-1", body=body, content_type=None), 415),
@@ -259,7 +259,7 @@ def test_handle_forward_answers_and_refuses(
     ]
     for kwargs, status in refusals:
         session_id, raw = kwargs.pop("session_id"), kwargs.pop("body")
-        got_status, document = site.handle_forward(session_id, raw, **kwargs)  # type: ignore[arg-type]
+        got_status, document = site.handle_forward(session_id, raw, **kwargs)
         assert got_status == status, (kwargs, document)
         code = document["error"]["code"]
         assert SITE_ERRORS[code][0] == status and document["error"]["message"]

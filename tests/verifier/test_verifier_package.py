@@ -57,14 +57,14 @@ def test_error_tree() -> None:
         assert cls.__doc__ and "Rule" in cls.__doc__
         error = cls("expected x, got y")
         assert str(error) == f"{code}: expected x, got y" and error.message == "expected x, got y"
-    for cls in (
+    for key_error in (
         trickle_verifier.InvalidJWKS,
         trickle_verifier.JWKSFetchFailed,
         trickle_verifier.JWKSTooLarge,
         trickle_verifier.InvalidKey,
     ):
-        assert issubclass(cls, KeySetError) and not issubclass(cls, ReceiptError)
-        assert cls.__doc__
+        assert issubclass(key_error, KeySetError) and not issubclass(key_error, ReceiptError)
+        assert key_error.__doc__
     with pytest.raises(KeyError):
         error_for_code("no_such_code")
 

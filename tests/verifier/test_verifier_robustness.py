@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
@@ -175,7 +175,8 @@ def _at_stack_depth(frames: int, call: Any) -> Any:
 
 
 def _frames_in_use() -> int:
-    frames, frame = 0, sys._getframe()
+    frames = 0
+    frame: FrameType | None = sys._getframe()
     while frame is not None:
         frames, frame = frames + 1, frame.f_back
     return frames

@@ -25,7 +25,8 @@ NOW = VECTORS["verifier"]["now"]
 
 
 def _now(vector: dict[str, Any]) -> int:
-    return vector["now"] if vector["now"] is not None else NOW
+    now: int = vector["now"] if vector["now"] is not None else NOW
+    return now
 
 
 def _expected_fields(claims: dict[str, Any]) -> dict[str, Any]:

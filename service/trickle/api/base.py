@@ -80,6 +80,11 @@ def settings_limit(name: SettingsLimit) -> Any:
     return Field(json_schema_extra={SETTINGS_LIMIT_KEY: name})
 
 
+# A currency code as requests name it; the served schema declares the service's own.
+Currency = Annotated[
+    str, StringConstraints(pattern=r"^[A-Z0-9]{3,12}$"), settings_limit("currency")
+]
+
 # An origin as the service takes it: checked by ``origins.normalize_origin`` (422 with what is
 # wrong), declared with the same pattern (which pydantic's regex engine could not run).
 Origin = Annotated[

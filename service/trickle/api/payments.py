@@ -19,11 +19,11 @@ from trickle.api.base import (
     AmountMinor,
     ApiRouter,
     Context,
+    Currency,
     Origin,
     PositiveAmountMinor,
     Schema,
     amount_value,
-    settings_limit,
 )
 from trickle.db import transaction
 from trickle.errors import NotFound
@@ -41,9 +41,6 @@ Description = Annotated[
     str,
     StringConstraints(min_length=1, max_length=payments.DESCRIPTION_MAX_CHARS),
     Field(json_schema_extra={"pattern": TEXT_PATTERN}),  # checked by text.clean_text
-]
-Currency = Annotated[
-    str, StringConstraints(pattern=r"^[A-Z0-9]{3,12}$"), settings_limit("currency")
 ]
 
 

@@ -25,12 +25,12 @@ from trickle.api.base import (
     AmountMinor,
     ApiRouter,
     Context,
+    Currency,
     PositiveAmountMinor,
     Schema,
     amount_value,
     settings_limit,
 )
-from trickle.api.payments import Currency
 from trickle.cards import CardConfig
 from trickle.db import transaction
 from trickle.errors import (

@@ -11,17 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
+from trickle import ledger
 from trickle.db import make_engine
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
-from trickle.streaming import committer, protocol
+from trickle.streaming import protocol
 from trickle.streaming.connection import Outbox
 from trickle.streaming.schedule import Increment, Schedule
 from trickle.streaming.streams import ACTIVE, Reader, StreamStates
 
 log = logging.getLogger("trickle.streaming")
 MonotonicMs = Callable[[], int]
-_Landed = tuple[list[Increment], committer.CommitResult, dt.datetime]
+_Landed = tuple[list[Increment], ledger.GroupResult, dt.datetime]
 
 
 class Delivery:
@@ -70,8 +71,9 @@ class Delivery:
     async def _commit_loop(self) -> None:
         """Commit pending increments in groups until none are left, two deep: while the
         committer thread finishes one group (SQLite's rows and fsync, PostgreSQL's COMMIT), the
-        loop signs and sends the group before it. Each group is posted on the loop (``stage``),
-        finished in the thread, and only then are its receipts signed and sent.
+        loop signs and sends the group before it. Each group is posted on the loop
+        (``ledger.stage_charges``), finished in the thread, and only then are its receipts signed
+        and sent.
 
         Why not the whole group in a thread: the database driver and ``crypto_sign`` release the
         GIL at every row and every signature, and each time the busy event loop kept it for up to
@@ -86,10 +88,10 @@ class Delivery:
             if schedule.pending:
                 group = schedule.take()
                 now = self._runtime.clock()
-                postings = [increment.posting for increment in group]
+                charges = [increment.charge for increment in group]
                 try:
-                    finish = committer.stage(
-                        self._group_engine(), self._runtime.sessions, postings, now
+                    finish = ledger.stage_charges(
+                        self._group_engine(), self._runtime.sessions, charges, now
                     )
                 except Exception:  # nothing of the group is committed: no receipt goes out
                     log.exception("group commit failed; %d increments not paid", len(group))
@@ -156,8 +158,8 @@ class Delivery:
         issuer = settings.issuer
         tokens: list[str | None] = []
         for increment in group:
-            stream, posting = increment.stream, increment.posting
-            if posting.refused is not None:
+            stream, charge = increment.stream, increment.charge
+            if charge.refused is not None:
                 tokens.append(None)
                 continue
             claims = ReceiptClaims(
@@ -166,8 +168,8 @@ class Delivery:
                 pay=stream.payee.pointer,
                 sid=stream.sid,
                 seq=increment.seq,
-                amount_minor=posting.amount_minor,
-                total_minor=stream.total_minor + posting.amount_minor,
+                amount_minor=charge.amount_minor,
+                total_minor=stream.total_minor + charge.amount_minor,
                 currency=settings.currency,
                 scale=settings.asset_scale,
                 issued_at=issued_at,
@@ -180,7 +182,7 @@ class Delivery:
     # --- delivery --------------------------------------------------------------------------
 
     def _deliver(
-        self, group: list[Increment], result: committer.CommitResult, tokens: list[str | None]
+        self, group: list[Increment], result: ledger.GroupResult, tokens: list[str | None]
     ) -> None:
         """Send the group's receipts (and what follows from them), each connection's together."""
         with self._outbox.gathering():
@@ -204,22 +206,22 @@ class Delivery:
         states, schedule = self._states, self._schedule
         touched: set[Reader] = set()
         for increment, token in zip(group, tokens, strict=True):
-            stream, posting = increment.stream, increment.posting
+            stream, charge = increment.stream, increment.charge
             stream.in_flight = False
             reader = stream.reader
             touched.add(reader)
-            if posting.refused is not None:
-                states.block(reader, protocol.REFUSALS[posting.refused], now)
+            if charge.refused is not None:
+                states.block(reader, protocol.REFUSALS[charge.refused], now)
                 stream.final_owed = False  # the reader's funds or budget ran out: nothing more
                 if stream.end_reason is not None:
                     states.send_stopped(stream)
                 continue
             stream.seq = increment.seq
-            stream.total_minor += posting.amount_minor
+            stream.total_minor += charge.amount_minor
             # token None: committed but not signed (logged); the next receipt's tot covers it
             if token is not None:
                 stream.latest = protocol.receipt_text(
-                    stream.sid, stream.seq, posting.amount_minor, stream.total_minor, token
+                    stream.sid, stream.seq, charge.amount_minor, stream.total_minor, token
                 )
                 if stream.connection is not None:
                     stream.connection.send_text(stream.latest)

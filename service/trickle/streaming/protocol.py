@@ -70,7 +70,7 @@ class State(enum.StrEnum):
 
 
 STATE_REASONS: tuple[str, ...] = tuple(state.value for state in State if state != State.ACTIVE)
-# What the group commit may refuse an increment for (``committer.Posting.refused``): the
+# What the group commit may refuse an increment for (``ledger.Charge.refused``): the
 # reader's streams then wait in that state until a refresh finds room again.
 Refusal = Literal[State.INSUFFICIENT_FUNDS, State.BUDGET_EXHAUSTED]
 REFUSALS: dict[str, Refusal] = {

@@ -10,9 +10,8 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from trickle import money
+from trickle import ledger, money
 from trickle.settings import Settings
-from trickle.streaming import committer
 from trickle.streaming.streams import ACTIVE, Stream
 
 log = logging.getLogger("trickle.streaming")
@@ -22,11 +21,11 @@ CATCH_UP_INTERVALS = 10  # a stream further behind its schedule than this starts
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Increment:
-    """A stream's accrued whole units, cut for the next group commit: the posting, and the
+    """A stream's accrued whole units, cut for the next group commit: the charge, and the
     ``seq`` its receipt will have."""
 
     stream: Stream
-    posting: committer.Posting
+    charge: ledger.Charge
     seq: int
 
 
@@ -151,7 +150,7 @@ class Schedule:
             return
         settings = self._settings
         seq = stream.seq + 1
-        posting = committer.Posting(
+        charge = ledger.Charge(
             user_id=reader.user_id,
             reader_account_id=reader.account_id,
             payee_account_id=stream.payee.account_id,
@@ -165,7 +164,7 @@ class Schedule:
             month=reader.month,
         )
         stream.in_flight = True
-        self._pending.append(Increment(stream, posting, seq))
+        self._pending.append(Increment(stream, charge, seq))
 
     # --- what waits for the group commit ---------------------------------------------------
 
