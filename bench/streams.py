@@ -280,6 +280,7 @@ def run_scenario(
             server = ServerProcess(env, workdir / "logs")
             server.start()
             jwks = server.jwks()
+            result_path = workdir / "result.json"
             spec = {
                 "url": server.ws_url,
                 "server_pid": server.pid,
@@ -292,12 +293,12 @@ def run_scenario(
                 "warmup_s": scenario.warmup_s,
                 "open_timeout_s": 120,
                 "compression": compression,
-                "result_path": str(workdir / "result.json"),
+                "result_path": str(result_path),
             }
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(spec))
             _run_client(spec_path, profile, server.pid, backend, scenario)
-            result = json.loads(Path(spec["result_path"]).read_text())
+            result = json.loads(result_path.read_text())
             verified = _verify_sample(jwks, seeded.payees[0], result.pop("tokens"))
             server.stop()
             if result["dropped"] or result["errors"]:
