@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api, dashboard, keys
+from trickle import api, dashboard, health, keys
 from trickle.api import topups as topups_api
 from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
-from trickle.errors import MethodNotAllowed, NotFound, TrickleError
+from trickle.errors import MethodNotAllowed, NotFound, NotReady, TrickleError
 from trickle.requests import runtime_of
 from trickle.runtime import Runtime
 from trickle.streaming.engine import StreamEngine
@@ -68,8 +68,28 @@ async def jwks(request: Request) -> Response:
     )
 
 
-async def health(_request: Request) -> Response:
+async def alive(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Whether a load balancer should send this process traffic (``trickle.health``)."""
+    runtime = runtime_of(request)
+    engine: StreamEngine = request.app.state.engine
+    try:
+        checks = await asyncio.wait_for(
+            asyncio.to_thread(health.database_checks, runtime.engine), health.CHECK_TIMEOUT_S
+        )
+    except TimeoutError:
+        checks = [
+            health.Check("database", False, f"no answer within {health.CHECK_TIMEOUT_S} s"),
+            health.Check("migrations", False, "unknown"),
+        ]
+    checks.append(health.key_check(runtime.key_ring.current, runtime.settings, runtime.clock()))
+    checks.append(health.stopping_check(engine.draining))
+    if not all(check.ok for check in checks):
+        raise NotReady(health.not_ready_message(checks))
+    return JSONResponse({"status": "ready", "checks": {check.name: "ok" for check in checks}})
 
 
 async def _reload_keys_forever(runtime: Runtime) -> None:
@@ -157,7 +177,8 @@ def create_app(runtime: Runtime) -> Starlette:
 
     routes = [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route("/healthz", alive, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         WebSocketRoute("/api/v1/stream", stream_socket),
     ]

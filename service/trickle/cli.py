@@ -119,7 +119,10 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
-        "proxy_headers": False,
+        # Behind a reverse proxy (TRICKLE_FORWARDED_ALLOW_IPS) the client address and scheme
+        # are the proxy's X-Forwarded-For and -Proto: the login and sign-up limits count it.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
     }
 
 

@@ -159,6 +159,7 @@ class KeyRing:
     active: SigningKeyPair
     jwks: dict[str, Any]
     loaded_at: dt.datetime
+    active_since: dt.datetime | None = None  # when the active key began to sign (key age)
 
 
 def new_kid(now: dt.datetime) -> str:
@@ -303,7 +304,7 @@ def load_key_ring(
     ).all()
     published = [row for row in rows if _state(row, window, now) != "expired"]
     jwks = {"keys": [public_jwk(row.kid, row.public_key) for row in published]}
-    return KeyRing(active=pair, jwks=jwks, loaded_at=now)
+    return KeyRing(active=pair, jwks=jwks, loaded_at=now, active_since=active.activates_at)
 
 
 def public_jwk(kid: str, public_key: bytes) -> dict[str, str]:

@@ -127,6 +127,41 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/readyz": {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness: the database answers, a signing key is loaded, the migrations "
+            "are current, the process is not stopping.",
+            "tags": ["service"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "ready for traffic",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "checks"],
+                                "properties": {
+                                    "status": {"const": "ready"},
+                                    "checks": {
+                                        "type": "object",
+                                        "additionalProperties": {"const": "ok"},
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "503": {
+                    "description": "not_ready: the message names the checks that failed",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "operationId": "openapi",
