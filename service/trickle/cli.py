@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trickle import cli_payouts, cli_topups, funding, keys, ledger, migrate, money
+from trickle import cli_payouts, cli_topups, funding, keys, ledger, metrics, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -139,6 +139,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from trickle.app import create_app
 
+    if settings.workers > 1:
+        # prometheus-client's multiprocess mode: the workers (started afresh by uvicorn) write
+        # their metrics to files here; a scrape adds them up. Emptied on every start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics.prepare_multiprocess_dir(settings)
+    if settings.metrics_port:
+        metrics.serve_port(settings)
+        print(f"trickle: metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     runtime = bootstrap(settings)  # migrate and make the first key once, before any worker
     print(f"trickle: serving on http://{settings.host}:{settings.port} as {settings.issuer}")
     print(f"trickle: database {_redacted(settings.resolved_database_url)}")
