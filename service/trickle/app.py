@@ -15,11 +15,12 @@ from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api, dashboard, health, keys, metrics
+from trickle import api, dashboard, health, keys, logs, metrics
 from trickle.api import topups as topups_api
 from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
@@ -228,6 +229,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Exception: on_unexpected_error,
         },
         lifespan=lifespan,
+        middleware=[Middleware(logs.RequestIds)],
     )
     app.state.runtime = runtime
     return app

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trickle import cli_payouts, cli_topups, funding, keys, ledger, metrics, migrate, money
+from trickle import cli_payouts, cli_topups, funding, keys, ledger, logs, metrics, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from trickle_publisher.server import PublisherThread
 
 Command = Callable[[argparse.Namespace, Settings], int]
+log = logging.getLogger("trickle")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +110,10 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # trickle.logs: JSON lines with the request id, secrets redacted; the access events are
+        # its middleware's (uvicorn's access log would write query strings)
+        "log_config": logs.config(settings),
+        "access_log": False,
         # uvicorn's websockets-sansio, closing a message over the limit with 4413, not 1009
         "ws": "trickle.streaming.transport:StreamTransport",
         # a little above the protocol's limit: a message just over it reaches the engine, which
@@ -145,14 +150,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics.prepare_multiprocess_dir(settings)
     if settings.metrics_port:
         metrics.serve_port(settings)
-        print(f"trickle: metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        log.info(
+            "metrics served",
+            extra={"fields": {"url": f"http://{settings.metrics_host}:{settings.metrics_port}"}},
+        )
     runtime = bootstrap(settings)  # migrate and make the first key once, before any worker
-    print(f"trickle: serving on http://{settings.host}:{settings.port} as {settings.issuer}")
-    print(f"trickle: database {_redacted(settings.resolved_database_url)}")
-    print(f"trickle: signing key {runtime.key_ring.current.active.kid}")
+    starting = {
+        "url": f"http://{settings.host}:{settings.port}",
+        "issuer": settings.issuer,
+        "database": _redacted(settings.resolved_database_url),
+        "signing_key": runtime.key_ring.current.active.kid,
+        "workers": settings.workers,
+    }
+    log.info("trickle serving", extra={"fields": starting})
     if settings.workers > 1:
         runtime.close()
-        print(f"trickle: {settings.workers} worker processes")
         os.environ.update(to_environment(settings))  # the workers rebuild the same settings
         uvicorn.run(
             "trickle.cli:app_from_environment",
@@ -355,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         settings = load_settings(**overrides)
+        if args.command in ("serve", "demo"):
+            logs.configure(settings)
         return handler(args, settings)
     except TrickleError as exc:
         print(f"trickle: error: {exc} ({exc.code})", file=sys.stderr)

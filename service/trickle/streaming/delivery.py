@@ -4,6 +4,7 @@ receipts signed and sent, each connection's together in one frame."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
 import time
@@ -56,7 +57,9 @@ class Delivery:
         """Start committing what the schedule cut, unless a commit loop is running (it takes
         everything cut until it ends)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._commit_loop())
+            # A context of its own: the loop commits every connection's increments, so it logs
+            # under no one connection's id (it was started from whichever one came first).
+            self._task = asyncio.create_task(self._commit_loop(), context=contextvars.Context())
 
     async def flush(self) -> None:
         """Wait until every increment cut so far is committed and its receipt queued."""
