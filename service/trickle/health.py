@@ -38,12 +38,19 @@ def database_checks(engine: Engine) -> list[Check]:
     except (SQLAlchemyError, OSError) as exc:  # not ready, and say which failure
         detail = f"unreachable: {type(exc).__name__}"
         return [Check("database", False, detail), Check("migrations", False, "unknown")]
-    migrations = (
-        Check("migrations", True, "ok")
-        if current == head
-        else Check("migrations", False, f"database at {current or 'base'}, code at {head}")
-    )
-    return [Check("database", True, "ok"), migrations]
+    return [Check("database", True, "ok"), migrations_check(current, head)]
+
+
+def migrations_check(current: str | None, head: str | None) -> Check:
+    """Ready at the code's head. Behind it (or empty) is not ready: this code needs what the
+    missing migrations make (``trickle db upgrade``). A revision this code does not know is a
+    newer release's, met during a rolling upgrade: migrations add before the code that uses
+    them and remove only a release later (docs/deploy.md), so this node still serves."""
+    if current == head:
+        return Check("migrations", True, "ok")
+    if current is not None and current not in migrate.known_revisions():
+        return Check("migrations", True, f"database at {current}, newer than this code")
+    return Check("migrations", False, f"database at {current or 'base'}, code at {head}")
 
 
 def key_check(ring: KeyRing, settings: Settings, now: dt.datetime) -> Check:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
-from trickle import migrate
+from trickle import health, migrate
 from trickle.runtime import Runtime
 
 
@@ -60,6 +60,26 @@ def test_readyz_is_not_ready_when_the_database_is_a_migration_behind(
     assert "migrations: database at " in message
     assert f"code at {head}" in message
     assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_stays_ready_on_a_database_a_newer_release_migrated(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """A rolling upgrade: another node's newer code migrated the database past this code's head
+    (an additive migration); this node keeps serving until its own upgrade."""
+    with runtime.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    try:
+        response = client.get("/readyz")
+    finally:
+        with runtime.engine.begin() as connection:
+            connection.execute(
+                text("UPDATE alembic_version SET version_num = :head"),
+                {"head": migrate.head_revision()},
+            )
+    assert response.status_code == 200, response.text
+    assert health.migrations_check("9999_from_the_future", "0011").ok
+    assert not health.migrations_check(None, "0011").ok
 
 
 def test_readyz_is_not_ready_when_key_reloads_stopped(client: TestClient, runtime: Runtime) -> None:
