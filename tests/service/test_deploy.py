@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from prometheus_client import Gauge
 from websockets.asyncio.client import connect
 
 from tests.prerequisites import unavailable
@@ -252,3 +253,32 @@ def test_nginx_in_front_of_a_node(tmp_path: Path) -> None:
     access_log = (nginx.root / "trickle.access.log").read_text()
     assert f"rid={headers['x-request-id']}" in access_log
     assert shutil.which("openssl")
+
+
+# --- the Grafana dashboard and the metrics table ------------------------------------------
+
+
+def _service_metrics() -> set[str]:
+    """The names scrapes show for the metrics trickle.metrics declares."""
+    from prometheus_client import Counter, Histogram
+
+    from trickle import metrics
+
+    names = set()
+    for value in vars(metrics).values():
+        if isinstance(value, Counter):
+            names.add(f"{value._name}_total")
+        elif isinstance(value, Histogram | Gauge):
+            names.add(value._name)
+    return names
+
+
+def test_the_dashboard_and_the_docs_show_every_metric_and_no_other() -> None:
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    used = set(re.findall(r"\b(trickle_[a-z_]+?)(?:_bucket|_count|_sum)?\b(?=[{\[ )])", queries))
+    declared = _service_metrics()
+    assert used == declared
+    table = (REPO / "docs" / "deploy.md").read_text()
+    assert set(re.findall(r"^\| `(trickle_[a-z_]+)` \|", table, re.MULTILINE)) == declared
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
