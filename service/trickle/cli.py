@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -39,6 +40,34 @@ def _add_serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="processes on the port (TRICKLE_WORKERS)")
 
 
+def _add_keys(sub: Any) -> None:
+    key = sub.add_parser("keys", help="receipt-signing keys")
+    key_sub = key.add_subparsers(dest="keys_command", required=True)
+    rotate = key_sub.add_parser(
+        "rotate", help="publish a new key now; it signs once every site can have fetched it"
+    )
+    _add_common(rotate)
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    reseal = key_sub.add_parser(
+        "reseal",
+        help="seal every signing key with a new key-encryption key (read from a file, never "
+        "from the command line)",
+    )
+    reseal.add_argument(
+        "--new-key-file",
+        type=Path,
+        required=True,
+        help="a file (mode 0600) holding the new key-encryption key: base64 of 32 bytes",
+    )
+    _add_common(reseal)
+    reseal.set_defaults(handler=cmd_keys_reseal)
+    listing = key_sub.add_parser(
+        "list", help="keys: state (next, active, retiring, expired) and when each signs"
+    )
+    _add_common(listing)
+    listing.set_defaults(handler=cmd_keys_list)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trickle", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,18 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(current)
     current.set_defaults(handler=cmd_db_current)
 
-    key = sub.add_parser("keys", help="receipt-signing keys")
-    key_sub = key.add_subparsers(dest="keys_command", required=True)
-    rotate = key_sub.add_parser(
-        "rotate", help="publish a new key now; it signs once every site can have fetched it"
-    )
-    _add_common(rotate)
-    rotate.set_defaults(handler=cmd_keys_rotate)
-    listing = key_sub.add_parser(
-        "list", help="keys: state (next, active, retiring, expired) and when each signs"
-    )
-    _add_common(listing)
-    listing.set_defaults(handler=cmd_keys_list)
+    _add_keys(sub)
 
     vouchers = sub.add_parser("vouchers", help="prepaid voucher codes")
     vouchers_sub = vouchers.add_subparsers(dest="vouchers_command", required=True)
@@ -276,6 +294,28 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
         f"  = key reload {settings.key_reload_interval_s} s + key set max-age "
         f"{settings.jwks_max_age_s} s + leeway {settings.key_activation_leeway_s} s, so every "
         "site that refetches the key set as its Cache-Control allows has it by then"
+    )
+    return 0
+
+
+def cmd_keys_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.new_key_file
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} must be readable by its owner only (mode 0600)")
+    new = keys.load_kek(dataclasses.replace(settings, key_encryption_key=path.read_text().strip()))
+    old = keys.load_kek(settings)
+    migrate.upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            count = keys.reseal(session, old, new)
+    finally:
+        engine.dispose()
+    print(f"{count} signing keys resealed with the new key-encryption key.")
+    print(
+        "  Now set TRICKLE_KEY_ENCRYPTION_KEY to it on every node and restart them: until then "
+        "their key reloads fail and they sign on with the key ring they hold "
+        "(docs/deploy.md#rotating-keys)."
     )
     return 0
 

@@ -244,6 +244,20 @@ def ensure_active_key(
     )
 
 
+def reseal(session: Session, old: KeyEncryptionKey, new: KeyEncryptionKey) -> int:
+    """Seal every stored signing key with ``new`` instead of ``old`` (replacing a key-encryption
+    key); returns how many. All or nothing: one key that ``old`` does not open
+    (``KeyStoreError``), or whose seed does not match its public key, changes none."""
+    serialize(session, KEYS_LOCK_ID)
+    rows = session.scalars(select(SigningKey).order_by(SigningKey.kid)).all()
+    for row in rows:
+        seed = old.open(row.sealed_private_key)
+        if SigningKeyPair(row.kid, seed).public_key != row.public_key:
+            raise KeyStoreError(f"signing key {row.kid} does not match its stored public key")
+        row.sealed_private_key = new.seal(seed)
+    return len(rows)
+
+
 def rotate(
     session: Session, kek: KeyEncryptionKey, settings: Settings, now: dt.datetime
 ) -> Rotation:
