@@ -78,7 +78,7 @@ async def alive(_request: Request) -> Response:
 async def ready(request: Request) -> Response:
     """Whether a load balancer should send this process traffic (``trickle.health``)."""
     runtime = runtime_of(request)
-    engine: StreamEngine = request.app.state.engine
+    engine: StreamEngine | None = getattr(request.app.state, "engine", None)  # set at start-up
     try:
         checks = await asyncio.wait_for(
             asyncio.to_thread(health.database_checks, runtime.engine), health.CHECK_TIMEOUT_S
@@ -89,7 +89,9 @@ async def ready(request: Request) -> Response:
             health.Check("migrations", False, "unknown"),
         ]
     checks.append(health.key_check(runtime.key_ring.current, runtime.settings, runtime.clock()))
-    checks.append(health.stopping_check(engine.draining))
+    checks.append(
+        health.stopping_check(started=engine is not None, draining=bool(engine and engine.draining))
+    )
     if not all(check.ok for check in checks):
         raise NotReady(health.not_ready_message(checks))
     return JSONResponse({"status": "ready", "checks": {check.name: "ok" for check in checks}})

@@ -67,7 +67,9 @@ def key_check(ring: KeyRing, settings: Settings, now: dt.datetime) -> Check:
     return Check("signing_key", True, "ok")
 
 
-def stopping_check(draining: bool) -> Check:
+def stopping_check(*, started: bool, draining: bool) -> Check:
+    if not started:
+        return Check("stopping", False, "the streaming engine has not started")
     return Check("stopping", not draining, "draining: stopping" if draining else "ok")
 
 
