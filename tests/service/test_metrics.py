@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import urllib.error
 import urllib.request
@@ -214,3 +215,38 @@ def test_metrics_path_without_a_token_is_not_found(client: object, token: str) -
     assert (
         "trickle_receipts_issued_total" in served.text or "trickle_receipts_issued" in served.text
     )
+
+
+def test_a_dead_workers_live_gauges_are_dropped_at_the_next_scrape(tmp_path: Path) -> None:
+    """A worker killed with kill -9 never marks itself dead: its open sockets would count for
+    ever. The scrape drops the live gauges of processes that are gone, and keeps the rest
+    (a dead worker's counters still count: receipts it issued were issued)."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from trickle import metrics
+    from trickle.settings import Settings
+
+    settings = Settings(env="test", data_dir=tmp_path, workers=2).validate()
+    folder = metrics.prepare_multiprocess_dir(settings)
+    dead_pid = 2**22 + 12345  # above the kernel's pid_max: never alive
+    files = {
+        f"gauge_livesum_{dead_pid}.db": ("trickle_open_sockets", 7.0),
+        f"gauge_livesum_{os.getpid()}.db": ("trickle_open_sockets", 3.0),
+        f"counter_{dead_pid}.db": ("trickle_receipts_issued_total", 11.0),
+    }
+    for name, (metric, number) in files.items():
+        stored = MmapedDict(str(Path(folder) / name))
+        base = metric.removesuffix("_total")
+        labels = {"kind": "stream"} if metric.endswith("_total") else {}
+        stored.write_value(
+            mmap_key(base, metric, list(labels), list(labels.values()), ""), number, 0
+        )
+        stored.close()
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in metrics.registry(settings).collect()
+        for s in family.samples
+    }
+    assert scraped[("trickle_open_sockets", ())] == 3.0
+    assert scraped[("trickle_receipts_issued_total", (("kind", "stream"),))] == 11.0
+    assert not (Path(folder) / f"gauge_livesum_{dead_pid}.db").exists()
