@@ -17,8 +17,11 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client import Gauge
 from websockets.asyncio.client import connect
 
@@ -282,3 +285,51 @@ def test_the_dashboard_and_the_docs_show_every_metric_and_no_other() -> None:
     table = (REPO / "docs" / "deploy.md").read_text()
     assert set(re.findall(r"^\| `(trickle_[a-z_]+)` \|", table, re.MULTILINE)) == declared
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+# --- the client address behind a proxy ----------------------------------------------------
+
+
+def _sign_up(base_url: str, email: str, forwarded_for: str) -> int:
+    body = json.dumps({"email": email, "password": "correct horse battery"}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/accounts",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Forwarded-For": forwarded_for},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_sign_up_limit_counts_the_address_the_proxy_names(
+    tmp_path: Path, trusted: bool
+) -> None:
+    """With TRICKLE_FORWARDED_ALLOW_IPS naming the proxy, each client behind it has its own
+    sign-up limit (X-Forwarded-For); without it, the header is ignored (a client could name any
+    address) and everyone behind the proxy shares the proxy's."""
+    settings: dict[str, object] = {"signup_max_per_address": 2, "log_level": "info"}
+    if trusted:
+        settings["forwarded_allow_ips"] = "127.0.0.1"
+    database_url = f"sqlite:///{tmp_path / 'trickle.db'}"
+    server = ServerProcess(
+        server_env(database_url, tmp_path / "data", new_kek(), 1000, **settings),
+        tmp_path / "logs",
+    )
+    server.start()
+    try:
+        first = [_sign_up(server.http_url, f"a{i}@example.com", "198.51.100.1") for i in range(3)]
+        second = [_sign_up(server.http_url, f"b{i}@example.com", "198.51.100.2") for i in range(2)]
+    finally:
+        server.stop()
+    assert first == [201, 201, 429]
+    assert second == ([201, 201] if trusted else [429, 429])
+    clients = {
+        event.get("client")
+        for event in map(json.loads, server.log_path.read_text().splitlines())
+        if event.get("path") == "/api/v1/accounts"
+    }
+    assert clients == ({"198.51.100.1", "198.51.100.2"} if trusted else {"127.0.0.1"})
