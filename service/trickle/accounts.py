@@ -26,6 +26,7 @@ from trickle.errors import (
     EmailTaken,
     InvalidCredentials,
     NotFound,
+    TooManySignUps,
     TooManySiteOverrides,
     ValidationFailed,
 )
@@ -148,6 +149,18 @@ def sign_up(
     )
     issued = sessions.create(session, user.id, now, dt.timedelta(seconds=settings.session_ttl_s))
     return SignedIn(user, issued)
+
+
+def count_sign_up(
+    factory: sessionmaker[Session], *, client_ip: str, now: dt.datetime, settings: Settings
+) -> None:
+    """Count a sign-up attempt from the client's address, in a short transaction of its own that
+    commits at once (so an attempt that fails later still counts): past
+    ``signup_max_per_address`` in ``signup_window_s`` it is ``TooManySignUps``. Call it before the
+    request's transaction has touched the database (the sign-up's own), as ``log_in`` does."""
+    limit = ratelimit.Limit(settings.signup_max_per_address, settings.signup_window_s)
+    bucket = f"signup:ip:{client_ip[:100]}"
+    ratelimit.reserve(factory, [bucket], limit, now, error=TooManySignUps)
 
 
 def login_buckets(email: str, client_ip: str) -> list[str]:

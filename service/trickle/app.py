@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -13,15 +15,16 @@ from types import FrameType
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from trickle import api, dashboard, keys
+from trickle import api, dashboard, health, keys, logs, metrics
 from trickle.api import topups as topups_api
 from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
-from trickle.errors import MethodNotAllowed, NotFound, TrickleError
+from trickle.errors import MethodNotAllowed, NotFound, NotReady, TrickleError, Unauthenticated
 from trickle.requests import runtime_of
 from trickle.runtime import Runtime
 from trickle.streaming.engine import StreamEngine
@@ -68,8 +71,56 @@ async def jwks(request: Request) -> Response:
     )
 
 
-async def health(_request: Request) -> Response:
+async def alive(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Whether a load balancer should send this process traffic (``trickle.health``)."""
+    runtime = runtime_of(request)
+    engine: StreamEngine | None = getattr(request.app.state, "engine", None)  # set at start-up
+    try:
+        checks = await asyncio.wait_for(
+            asyncio.to_thread(health.database_checks, runtime.engine), health.CHECK_TIMEOUT_S
+        )
+    except TimeoutError:
+        checks = [
+            health.Check("database", False, f"no answer within {health.CHECK_TIMEOUT_S} s"),
+            health.Check("migrations", False, "unknown"),
+        ]
+    checks.append(health.key_check(runtime.key_ring.current, runtime.settings, runtime.clock()))
+    checks.append(
+        health.stopping_check(started=engine is not None, draining=bool(engine and engine.draining))
+    )
+    if not all(check.ok for check in checks):
+        raise NotReady(health.not_ready_message(checks))
+    return JSONResponse({"status": "ready", "checks": {check.name: "ok" for check in checks}})
+
+
+async def metrics_text(request: Request) -> Response:
+    """Prometheus metrics on the service's port, for ``Authorization: Bearer
+    <TRICKLE_METRICS_TOKEN>``; without a token configured there is no such path."""
+    settings = runtime_of(request).settings
+    if not settings.metrics_token:
+        raise NotFound("no such path")
+    sent = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(sent, f"Bearer {settings.metrics_token}".encode()):
+        raise Unauthenticated("metrics need Authorization: Bearer <TRICKLE_METRICS_TOKEN>")
+    body, content_type = await asyncio.to_thread(metrics.exposition, settings)
+    return Response(body, media_type=content_type)
+
+
+SAMPLE_INTERVAL_S = 1.0
+
+
+async def _sample_forever(runtime: Runtime, engine: StreamEngine) -> None:
+    """The gauges that are a count of what the process holds, sampled (no hook on the hot path)."""
+    while True:
+        metrics.OPEN_SOCKETS.set(len(engine.connections))
+        metrics.ACTIVE_STREAMS.set(engine.active_stream_count())
+        ring = runtime.key_ring.current
+        metrics.key_age(ring.active_since, runtime.clock())
+        await asyncio.sleep(SAMPLE_INTERVAL_S)
 
 
 async def _reload_keys_forever(runtime: Runtime) -> None:
@@ -142,8 +193,11 @@ def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
 def create_app(runtime: Runtime) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(_reload_keys_forever(runtime))
         engine = StreamEngine(runtime)
+        tasks = [
+            asyncio.create_task(_reload_keys_forever(runtime)),
+            asyncio.create_task(_sample_forever(runtime, engine)),
+        ]
         app.state.engine = engine
         engine.start()
         try:
@@ -151,13 +205,17 @@ def create_app(runtime: Runtime) -> Starlette:
                 yield
         finally:
             await engine.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            metrics.process_stopped(runtime.settings, os.getpid())
 
     routes = [
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route("/healthz", alive, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
+        Route("/metrics", metrics_text, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         WebSocketRoute("/api/v1/stream", stream_socket),
     ]
@@ -173,6 +231,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Exception: on_unexpected_error,
         },
         lifespan=lifespan,
+        middleware=[Middleware(logs.RequestIds)],
     )
     app.state.runtime = runtime
     return app

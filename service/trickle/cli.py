@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trickle import cli_payouts, cli_topups, funding, keys, ledger, migrate, money
+from trickle import cli_payouts, cli_topups, funding, keys, ledger, logs, metrics, migrate, money
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from trickle_publisher.server import PublisherThread
 
 Command = Callable[[argparse.Namespace, Settings], int]
+log = logging.getLogger("trickle")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,34 @@ def _add_serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (TRICKLE_PORT)")
     parser.add_argument("--public-url", help="the service's public URL (TRICKLE_PUBLIC_URL)")
     parser.add_argument("--workers", type=int, help="processes on the port (TRICKLE_WORKERS)")
+
+
+def _add_keys(sub: Any) -> None:
+    key = sub.add_parser("keys", help="receipt-signing keys")
+    key_sub = key.add_subparsers(dest="keys_command", required=True)
+    rotate = key_sub.add_parser(
+        "rotate", help="publish a new key now; it signs once every site can have fetched it"
+    )
+    _add_common(rotate)
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    reseal = key_sub.add_parser(
+        "reseal",
+        help="seal every signing key with a new key-encryption key (read from a file, never "
+        "from the command line)",
+    )
+    reseal.add_argument(
+        "--new-key-file",
+        type=Path,
+        required=True,
+        help="a file (mode 0600) holding the new key-encryption key: base64 of 32 bytes",
+    )
+    _add_common(reseal)
+    reseal.set_defaults(handler=cmd_keys_reseal)
+    listing = key_sub.add_parser(
+        "list", help="keys: state (next, active, retiring, expired) and when each signs"
+    )
+    _add_common(listing)
+    listing.set_defaults(handler=cmd_keys_list)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,18 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(current)
     current.set_defaults(handler=cmd_db_current)
 
-    key = sub.add_parser("keys", help="receipt-signing keys")
-    key_sub = key.add_subparsers(dest="keys_command", required=True)
-    rotate = key_sub.add_parser(
-        "rotate", help="publish a new key now; it signs once every site can have fetched it"
-    )
-    _add_common(rotate)
-    rotate.set_defaults(handler=cmd_keys_rotate)
-    listing = key_sub.add_parser(
-        "list", help="keys: state (next, active, retiring, expired) and when each signs"
-    )
-    _add_common(listing)
-    listing.set_defaults(handler=cmd_keys_list)
+    _add_keys(sub)
 
     vouchers = sub.add_parser("vouchers", help="prepaid voucher codes")
     vouchers_sub = vouchers.add_subparsers(dest="vouchers_command", required=True)
@@ -109,6 +128,10 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # trickle.logs: JSON lines with the request id, secrets redacted; the access events are
+        # its middleware's (uvicorn's access log would write query strings)
+        "log_config": logs.config(settings),
+        "access_log": False,
         # uvicorn's websockets-sansio, closing a message over the limit with 4413, not 1009
         "ws": "trickle.streaming.transport:StreamTransport",
         # a little above the protocol's limit: a message just over it reaches the engine, which
@@ -119,7 +142,10 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
-        "proxy_headers": False,
+        # Behind a reverse proxy (TRICKLE_FORWARDED_ALLOW_IPS) the client address and scheme
+        # are the proxy's X-Forwarded-For and -Proto: the login and sign-up limits count it.
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
     }
 
 
@@ -136,13 +162,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from trickle.app import create_app
 
+    if settings.workers > 1:
+        # prometheus-client's multiprocess mode: the workers (started afresh by uvicorn) write
+        # their metrics to files here; a scrape adds them up. Emptied on every start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics.prepare_multiprocess_dir(settings)
+    if settings.metrics_port:
+        metrics.serve_port(settings)
+        log.info(
+            "metrics served",
+            extra={"fields": {"url": f"http://{settings.metrics_host}:{settings.metrics_port}"}},
+        )
     runtime = bootstrap(settings)  # migrate and make the first key once, before any worker
-    print(f"trickle: serving on http://{settings.host}:{settings.port} as {settings.issuer}")
-    print(f"trickle: database {_redacted(settings.resolved_database_url)}")
-    print(f"trickle: signing key {runtime.key_ring.current.active.kid}")
+    starting = {
+        "url": f"http://{settings.host}:{settings.port}",
+        "issuer": settings.issuer,
+        "database": _redacted(settings.resolved_database_url),
+        "signing_key": runtime.key_ring.current.active.kid,
+        "workers": settings.workers,
+    }
+    log.info("trickle serving", extra={"fields": starting})
     if settings.workers > 1:
         runtime.close()
-        print(f"trickle: {settings.workers} worker processes")
         os.environ.update(to_environment(settings))  # the workers rebuild the same settings
         uvicorn.run(
             "trickle.cli:app_from_environment",
@@ -258,6 +298,28 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys_reseal(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.new_key_file
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"{path} must be readable by its owner only (mode 0600)")
+    new = keys.load_kek(dataclasses.replace(settings, key_encryption_key=path.read_text().strip()))
+    old = keys.load_kek(settings)
+    migrate.upgrade(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with transaction(make_sessionmaker(engine)) as session:
+            count = keys.reseal(session, old, new)
+    finally:
+        engine.dispose()
+    print(f"{count} signing keys resealed with the new key-encryption key.")
+    print(
+        "  Now set TRICKLE_KEY_ENCRYPTION_KEY to it on every node and restart them: until then "
+        "their key reloads fail and they sign on with the key ring they hold "
+        "(docs/deploy.md#rotating-keys)."
+    )
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     migrate.upgrade(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
@@ -345,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         settings = load_settings(**overrides)
+        if args.command in ("serve", "demo"):
+            logs.configure(settings)
         return handler(args, settings)
     except TrickleError as exc:
         print(f"trickle: error: {exc} ({exc.code})", file=sys.stderr)

@@ -113,6 +113,22 @@ class RateLimited(TrickleError):
     status = 429
 
 
+class TooManySignUps(RateLimited):
+    """Too many sign-ups from one client address in the current window
+    (``TRICKLE_SIGNUP_MAX_PER_ADDRESS`` every ``TRICKLE_SIGNUP_WINDOW_S``)."""
+
+    code = "too_many_sign_ups"
+    status = 429
+
+
+class NotReady(TrickleError):
+    """``/readyz``: this process should not get traffic now (the database is unreachable, no
+    signing key is loaded, the database's migrations are not this code's, or it is stopping)."""
+
+    code = "not_ready"
+    status = 503
+
+
 class IdempotencyKeyRequired(TrickleError):
     """A money-moving request without an ``Idempotency-Key`` header."""
 

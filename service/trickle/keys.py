@@ -159,6 +159,7 @@ class KeyRing:
     active: SigningKeyPair
     jwks: dict[str, Any]
     loaded_at: dt.datetime
+    active_since: dt.datetime | None = None  # when the active key began to sign (key age)
 
 
 def new_kid(now: dt.datetime) -> str:
@@ -243,6 +244,20 @@ def ensure_active_key(
     )
 
 
+def reseal(session: Session, old: KeyEncryptionKey, new: KeyEncryptionKey) -> int:
+    """Seal every stored signing key with ``new`` instead of ``old`` (replacing a key-encryption
+    key); returns how many. All or nothing: one key that ``old`` does not open
+    (``KeyStoreError``), or whose seed does not match its public key, changes none."""
+    serialize(session, KEYS_LOCK_ID)
+    rows = session.scalars(select(SigningKey).order_by(SigningKey.kid)).all()
+    for row in rows:
+        seed = old.open(row.sealed_private_key)
+        if SigningKeyPair(row.kid, seed).public_key != row.public_key:
+            raise KeyStoreError(f"signing key {row.kid} does not match its stored public key")
+        row.sealed_private_key = new.seal(seed)
+    return len(rows)
+
+
 def rotate(
     session: Session, kek: KeyEncryptionKey, settings: Settings, now: dt.datetime
 ) -> Rotation:
@@ -303,7 +318,7 @@ def load_key_ring(
     ).all()
     published = [row for row in rows if _state(row, window, now) != "expired"]
     jwks = {"keys": [public_jwk(row.kid, row.public_key) for row in published]}
-    return KeyRing(active=pair, jwks=jwks, loaded_at=now)
+    return KeyRing(active=pair, jwks=jwks, loaded_at=now, active_since=active.activates_at)
 
 
 def public_jwk(kid: str, public_key: bytes) -> dict[str, str]:

@@ -61,20 +61,25 @@ def hit(session: Session, bucket: str, window_start: int) -> int:
 
 
 def reserve(
-    sessions: sessionmaker[Session], buckets: Sequence[str], limit: Limit, now: dt.datetime
+    sessions: sessionmaker[Session],
+    buckets: Sequence[str],
+    limit: Limit,
+    now: dt.datetime,
+    *,
+    error: type[RateLimited] = RateLimited,
 ) -> Reservation:
     """Count an attempt in every bucket, in a transaction of its own that commits at once.
 
-    ``RateLimited`` (nothing counted) when any bucket already used its window's attempts. Call it
-    before the caller's transaction has touched the database: on SQLite that transaction holds
-    the write lock from its first statement on.
+    ``error`` (a ``RateLimited``; nothing counted) when any bucket already used its window's
+    attempts. Call it before the caller's transaction has touched the database: on SQLite that
+    transaction holds the write lock from its first statement on.
     """
     window_start = limit.window_start(now)
     with transaction(sessions) as session:
         counts = [hit(session, bucket, window_start) for bucket in buckets]
         if any(count > limit.max_attempts for count in counts):
             # Raising rolls these hits back: attempts past the limit are refused, not counted.
-            raise RateLimited(
+            raise error(
                 f"too many attempts: at most {limit.max_attempts} every {limit.window_s} s; "
                 f"try again in {limit.retry_after_s(now)} s"
             )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from trickle import keys, migrate, siteverify
+from trickle import keys, metrics, migrate, siteverify
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.settings import Settings
 
@@ -43,6 +43,7 @@ class Runtime:
         self.key_ring.replace(ring)
 
     def close(self) -> None:
+        metrics.unwatch_pool(self.engine, "service")
         self.engine.dispose()
 
 
@@ -53,6 +54,7 @@ def bootstrap(settings: Settings, *, clock: Clock = utc_now, migrate_db: bool = 
     if migrate_db:
         migrate.upgrade(url)
     engine = make_engine(url)
+    metrics.watch_pool(engine, "service")
     sessions = make_sessionmaker(engine)
     try:
         kek = keys.load_kek(settings)
@@ -61,6 +63,7 @@ def bootstrap(settings: Settings, *, clock: Clock = utc_now, migrate_db: bool = 
         with transaction(sessions) as session:
             ring = keys.load_key_ring(session, kek, settings, clock())
     except BaseException:
+        metrics.unwatch_pool(engine, "service")
         engine.dispose()
         raise
     return Runtime(settings, engine, sessions, kek, keys.KeyRingCache(ring), clock)

@@ -17,6 +17,8 @@ from trickle.errors import ConfigError, ValidationFailed
 from trickle.origins import normalize_origin
 
 ENVIRONMENTS = ("development", "production", "test")
+LOG_FORMATS = ("json", "text")
+METRICS_TOKEN_MIN_CHARS = 32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +49,19 @@ class Settings:
     session_ttl_s: int = 30 * 86_400
     login_max_attempts: int = 10
     login_window_s: int = 300
+    signup_max_per_address: int = 10  # sign-ups (attempts) from one client address per window
+    signup_window_s: int = 3600
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded_allow_ips, e.g. "127.0.0.1" behind nginx on the same host); empty: none, the
+    # client address is the TCP peer's.
+    forwarded_allow_ips: str = ""
+    log_format: str = "json"  # "json": one JSON object a line (trickle.logs); "text": for people
+    # Prometheus metrics (trickle.metrics): on a port of their own (0: none), and/or at /metrics
+    # on the service's port for a bearer token (empty: /metrics answers 404).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_token: str = dataclasses.field(default="", repr=False)
+    metrics_dir: str = ""  # --workers N: prometheus-client's multiprocess folder; empty: data_dir
     allow_private_site_urls: bool = False
     site_check_max_concurrent: int = 8  # site checks fetching at once in one process
     site_check_max_concurrent_per_user: int = 2  # ... and for one user in one process
@@ -71,6 +86,11 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'trickle.db').resolve()}"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        """Where the worker processes of ``--workers N`` keep their metrics (wiped at start)."""
+        return Path(self.metrics_dir) if self.metrics_dir else self.data_dir / "metrics"
 
     @property
     def issuer(self) -> str:
@@ -137,6 +157,7 @@ class Settings:
                 "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER must be 1..the process-wide limit "
                 f"({self.site_check_max_concurrent}), got {self.site_check_max_concurrent_per_user}"
             )
+        self._validate_operations()
         if self.env == "production":
             if self.allow_private_site_urls:
                 raise ConfigError("TRICKLE_ALLOW_PRIVATE_SITE_URLS is for development only")
@@ -149,6 +170,32 @@ class Settings:
                 raise ConfigError("TRICKLE_PUBLIC_URL must be an https:// URL in production")
         cards.from_settings(self)  # refuses bad Stripe settings at start-up
         return self
+
+    def _validate_operations(self) -> None:
+        """Sign-up limits, logs, metrics."""
+        if not 1 <= self.signup_max_per_address <= 1_000_000:
+            raise ConfigError(
+                "TRICKLE_SIGNUP_MAX_PER_ADDRESS must be 1..1000000, "
+                f"got {self.signup_max_per_address}"
+            )
+        if not 1 <= self.signup_window_s <= 86_400:
+            raise ConfigError(
+                f"TRICKLE_SIGNUP_WINDOW_S must be 1..86400, got {self.signup_window_s}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"TRICKLE_LOG_FORMAT must be one of {LOG_FORMATS}, got {self.log_format!r}"
+            )
+        if not 0 <= self.metrics_port < 65536 or self.metrics_port == self.port:
+            raise ConfigError(
+                "TRICKLE_METRICS_PORT must be 0 (none) or a port other than TRICKLE_PORT, "
+                f"got {self.metrics_port}"
+            )
+        if self.metrics_token and len(self.metrics_token) < METRICS_TOKEN_MIN_CHARS:
+            raise ConfigError(
+                f"TRICKLE_METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_CHARS} characters "
+                f"(got {len(self.metrics_token)}); make one with `openssl rand -hex 32`"
+            )
 
 
 _FIELD_TYPES: dict[str, type] = {

@@ -126,6 +126,7 @@ class TrickleService:
             TRICKLE_STREAM_INTERVAL_MS=str(STREAM_INTERVAL_MS),
             TRICKLE_FEE_BPS="0",
             TRICKLE_LOG_LEVEL="warning",
+            TRICKLE_SIGNUP_MAX_PER_ADDRESS="10000",  # every test's readers sign up from 127.0.0.1
             TRICKLE_CLAIM_HOLD_S=str(CLAIM_HOLD_S),
             TRICKLE_MIN_CLAIM_MINOR=str(MIN_CLAIM_MINOR),
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -15,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from trickle.cli import main
+from trickle.errors import KeyStoreError
+from trickle.runtime import bootstrap
+from trickle.settings import Settings
 
 
 def _free_port() -> int:
@@ -83,6 +89,41 @@ def test_keys_rotate_then_list(
     (active, waiting) = rows
     assert active[3] == waiting[2]  # the active key signs until the next one signs
     assert waiting[3:] == ["-", "-"]
+
+
+def test_keys_reseal_replaces_the_key_encryption_key(
+    database_url: str,
+    tmp_path: Path,
+    kek_b64: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
+    common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
+    assert main(["keys", "rotate", *common]) == 0  # two keys: the first and a waiting one
+    settings = Settings(
+        env="test", data_dir=tmp_path, database_url=database_url, key_encryption_key=kek_b64
+    )
+    before = bootstrap(settings)
+    jwks = before.key_ring.current.jwks
+    before.close()
+    new_kek = base64.b64encode(secrets.token_bytes(32)).decode()
+    new_file = tmp_path / "new.kek"
+    new_file.write_text(new_kek + "\n")
+    new_file.chmod(0o644)
+    assert main(["keys", "reseal", "--new-key-file", str(new_file), *common]) == 2  # readable
+    new_file.chmod(0o600)
+    capsys.readouterr()
+    assert main(["keys", "reseal", "--new-key-file", str(new_file), *common]) == 0
+    out = capsys.readouterr().out
+    assert "2 signing keys resealed" in out and new_kek not in out
+    after = bootstrap(dataclasses.replace(settings, key_encryption_key=new_kek))
+    assert after.key_ring.current.jwks == jwks  # the same keys, sealed anew
+    after.close()
+    with pytest.raises(KeyStoreError):  # the old key-encryption key opens nothing any more
+        bootstrap(settings)
+    # Run again with the old key in the settings: nothing opens, nothing changes.
+    assert main(["keys", "reseal", "--new-key-file", str(new_file), *common]) == 2
 
 
 def test_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

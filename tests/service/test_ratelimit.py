@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import threading
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ from trickle import accounts, ratelimit
 from trickle.app import create_app
 from trickle.db import transaction
 from trickle.errors import InvalidCredentials, RateLimited
-from trickle.models import RateLimitHit
+from trickle.models import RateLimitHit, User
 from trickle.runtime import Runtime
 from trickle.settings import Settings
 
@@ -232,3 +233,73 @@ def test_the_login_endpoint_answers_429_per_account_and_per_address(runtime: Run
 
         runtime.clock = lambda: T0 + dt.timedelta(seconds=300)
         assert first.post("/api/v1/sessions", json=body).status_code == 201
+
+
+# --- sign-ups per client address ------------------------------------------------------------
+
+
+def test_sign_ups_per_address_are_limited_with_a_typed_429(runtime: Runtime) -> None:
+    """40 accounts from one address were once accepted in a row: now the address gets
+    ``TRICKLE_SIGNUP_MAX_PER_ADDRESS`` per window, then ``too_many_sign_ups`` (429), while
+    another address still signs up, and the next window opens the first again."""
+    runtime.settings = dataclasses.replace(
+        runtime.settings, signup_max_per_address=5, signup_window_s=3600
+    )
+    runtime.clock = lambda: T0
+    app = create_app(runtime)
+    with (
+        TestClient(app, client=("192.0.2.7", 1000), raise_server_exceptions=False) as crowd,
+        TestClient(app, client=("192.0.2.8", 1000), raise_server_exceptions=False) as other,
+    ):
+        statuses = []
+        for i in range(40):
+            body = {"email": f"bulk{i}@example.com", "password": PASSWORD}
+            response = crowd.post("/api/v1/accounts", json=body)
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                error = response.json()["error"]
+                assert error["code"] == "too_many_sign_ups"
+                assert "try again in" in error["message"]
+        assert statuses == [201] * 5 + [429] * 35
+        # A failed sign-up (the email is taken) counts too: the limit is on attempts.
+        taken = other.post(
+            "/api/v1/accounts", json={"email": "bulk0@example.com", "password": PASSWORD}
+        )
+        assert taken.json()["error"]["code"] == "email_taken"
+        assert (
+            other.post(
+                "/api/v1/accounts", json={"email": "solo@example.com", "password": PASSWORD}
+            ).status_code
+            == 201
+        )
+
+        runtime.clock = lambda: T0 + dt.timedelta(seconds=3600)
+        later = crowd.post(
+            "/api/v1/accounts", json={"email": "later@example.com", "password": PASSWORD}
+        )
+        assert later.status_code == 201
+    with transaction(runtime.sessions) as session:
+        users = session.scalars(select(User.email)).all()
+    assert len(users) == 7  # five, solo, later: nothing of a refused sign-up was written
+
+
+def test_the_dashboard_sign_up_counts_against_the_same_limit(runtime: Runtime) -> None:
+    runtime.settings = dataclasses.replace(runtime.settings, signup_max_per_address=1)
+    runtime.clock = lambda: T0
+    with TestClient(
+        create_app(runtime),
+        base_url="https://testserver",
+        client=("192.0.2.9", 1000),
+        raise_server_exceptions=False,
+    ) as browser:
+        api = browser.post(
+            "/api/v1/accounts", json={"email": "a@example.com", "password": PASSWORD}
+        )
+        assert api.status_code == 201
+        page = browser.get("/dashboard/sign-in")
+        nonce = re.search(r'name="login_nonce" value="([^"]+)"', page.text)
+        assert nonce is not None, page.text[:2000]
+        form = {"email": "b@example.com", "password": PASSWORD, "login_nonce": nonce.group(1)}
+        refused = browser.post("/dashboard/sign-up", data=form, follow_redirects=False)
+        assert refused.status_code == 429
+        assert "too_many_sign_ups" in refused.text or "Too many" in refused.text

@@ -204,6 +204,9 @@ def _minor(text: str | None) -> int | None:
 @router.post("/api/v1/accounts", body=SignUpIn, response=SessionOut, auth=False, status=201)
 def sign_up(ctx: Context, body: SignUpIn) -> Response:
     """Create an account (reader and creator alike) and sign in."""
+    accounts.count_sign_up(
+        ctx.runtime.sessions, client_ip=ctx.client_ip, now=ctx.now, settings=ctx.runtime.settings
+    )
     signed_in = accounts.sign_up(
         ctx.session,
         email=body.email,

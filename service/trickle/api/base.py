@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from trickle import jsontext, money, origins
+from trickle import jsontext, metrics, money, origins
 from trickle.errors import (
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
@@ -362,6 +362,7 @@ def _render(endpoint: Endpoint, result: Schema | Response) -> Response:
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    metrics.error("http", code)  # every JSON error the service answers is built here
     """Every API error's one shape (``ERROR_SCHEMA`` in ``api.openapi``)."""
     return {"error": {"code": code, "message": message}}
 

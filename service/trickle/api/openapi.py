@@ -81,6 +81,8 @@ SECURITY_SCHEMES = {
     },
 }
 
+_ERROR_JSON = {"application/json": {"schema": {"$ref": REF.format(model="Error")}}}
+
 # Routes outside the ApiRouters, described by hand (a test checks the app has no others).
 PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
     "/.well-known/jwks.json": {
@@ -124,6 +126,68 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
                         }
                     },
                 }
+            },
+        }
+    },
+    "/readyz": {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness: the database answers, a signing key is loaded, the migrations "
+            "are current, the process is not stopping.",
+            "tags": ["service"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "ready for traffic",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "checks"],
+                                "properties": {
+                                    "status": {"const": "ready"},
+                                    "checks": {
+                                        "type": "object",
+                                        "additionalProperties": {"const": "ok"},
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "503": {
+                    "description": "not_ready: the message names the checks that failed",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics, for Authorization: Bearer <TRICKLE_METRICS_TOKEN> "
+            "(without that setting: not_found).",
+            "tags": ["service"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the Prometheus text format (docs/deploy.md lists the metrics)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401": {
+                    "description": "unauthenticated: no or a wrong bearer token",
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="Error")}}
+                    },
+                },
+                "404": {
+                    "description": "not_found: no TRICKLE_METRICS_TOKEN is set",
+                    "content": {
+                        "application/json": {"schema": {"$ref": REF.format(model="Error")}}
+                    },
+                },
             },
         }
     },

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
-from trickle import payments
+from trickle import metrics, payments
 from trickle.api.base import (
     AmountMinor,
     ApiRouter,
@@ -110,6 +110,9 @@ def _sign_after_commit(runtime: Runtime, response: Response) -> Response:
     headers = {}
     if "idempotent-replayed" in response.headers:
         headers["Idempotent-Replayed"] = response.headers["idempotent-replayed"]
+        metrics.receipts("payment", 1, 0, payment.currency)  # the money moved the first time
+    else:
+        metrics.receipts("payment", 1, payment.amount_minor, payment.currency)
     return JSONResponse(body, status_code=response.status_code, headers=headers)
 
 

@@ -92,6 +92,9 @@ def sign_up(ctx: Ctx) -> Response:
         raise ValidationFailed(
             f"a password is {accounts.PASSWORD_MIN_CHARS}-{accounts.PASSWORD_MAX_CHARS} characters"
         )
+    accounts.count_sign_up(
+        ctx.runtime.sessions, client_ip=ctx.client_ip, now=ctx.now, settings=ctx.settings
+    )
     signed_in = accounts.sign_up(
         ctx.session, email=ctx.field("email"), password=password, now=ctx.now, settings=ctx.settings
     )

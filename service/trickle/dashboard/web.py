@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from trickle import money, sessions
+from trickle import metrics, money, sessions
 from trickle.errors import (
     CsrfFailed,
     NotFound,
@@ -192,6 +192,7 @@ def page(
         try:
             form = await _read_form(request) if request.method == "POST" else {}
         except TrickleError as error:
+            metrics.error("http", error.code)
             return secured(error_page(error))
         response = await run_in_threadpool(
             _run, request, view, form, auth=auth, on_error=on_error, own=own_transactions
@@ -222,6 +223,7 @@ def _run(
     except Unauthenticated:
         return redirect(SIGN_IN_PATH)
     except TrickleError as error:
+        metrics.error("http", error.code)
         if on_error is None or isinstance(error, CsrfFailed):
             return error_page(error)
         return _show_error(request, open_context, on_error, error)

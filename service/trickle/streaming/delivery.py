@@ -4,14 +4,16 @@ receipts signed and sent, each connection's together in one frame."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from trickle import ledger
+from trickle import ledger, metrics
 from trickle.db import make_engine
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
@@ -55,7 +57,9 @@ class Delivery:
         """Start committing what the schedule cut, unless a commit loop is running (it takes
         everything cut until it ends)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._commit_loop())
+            # A context of its own: the loop commits every connection's increments, so it logs
+            # under no one connection's id (it was started from whichever one came first).
+            self._task = asyncio.create_task(self._commit_loop(), context=contextvars.Context())
 
     async def flush(self) -> None:
         """Wait until every increment cut so far is committed and its receipt queued."""
@@ -66,6 +70,7 @@ class Delivery:
         """After the last flush: the committer thread and the group commit's pool."""
         self._committer.shutdown(wait=True)
         if self._groups is not None:
+            metrics.unwatch_pool(self._groups, "commit")
             self._groups.dispose()
 
     async def _commit_loop(self) -> None:
@@ -89,27 +94,33 @@ class Delivery:
                 group = schedule.take()
                 now = self._runtime.clock()
                 charges = [increment.charge for increment in group]
+                staged_at = time.perf_counter()
                 try:
                     finish = ledger.stage_charges(
                         self._group_engine(), self._runtime.sessions, charges, now
                     )
                 except Exception:  # nothing of the group is committed: no receipt goes out
                     log.exception("group commit failed; %d increments not paid", len(group))
+                    metrics.error("ledger", "group_commit_failed")
                     self._unpaid(group)
                 else:
-                    finishing = (group, now, loop.run_in_executor(self._committer, finish))
+                    future = loop.run_in_executor(self._committer, finish)
+                    finishing = (group, now, staged_at, future)
             if landed is not None:  # meanwhile, the group before
                 group, result, now = landed
                 landed = None
                 self._deliver(group, result, self._sign_committed(group, now))
             if finishing is not None:
-                group, now, future = finishing
+                group, now, staged_at, future = finishing
                 try:
                     result = await future
                 except Exception:  # rolled back: nothing of the group moved
                     log.exception("group commit failed; %d increments not paid", len(group))
+                    metrics.error("ledger", "group_commit_failed")
                     self._unpaid(group)
                 else:
+                    metrics.COMMIT_LATENCY.observe(time.perf_counter() - staged_at)
+                    metrics.COMMIT_GROUP_SIZE.observe(len(group))
                     landed = (group, result, now)
             await asyncio.sleep(0)
 
@@ -124,6 +135,7 @@ class Delivery:
             url = self._runtime.engine.url.render_as_string(hide_password=False)
             wait = self._group_lock_wait_s
             self._groups = make_engine(url, lock_wait_s=wait, pool_pre_ping=False)
+            metrics.watch_pool(self._groups, "commit")
         return self._groups
 
     def _unpaid(self, group: list[Increment]) -> None:
@@ -205,12 +217,14 @@ class Delivery:
         the reader blocked; then an owed final increment, or the ended stream's ``stopped``."""
         states, schedule = self._states, self._schedule
         touched: set[Reader] = set()
+        sent, moved_minor = 0, 0
         for increment, token in zip(group, tokens, strict=True):
             stream, charge = increment.stream, increment.charge
             stream.in_flight = False
             reader = stream.reader
             touched.add(reader)
             if charge.refused is not None:
+                metrics.REFUSALS.labels(reason=charge.refused).inc()
                 states.block(reader, protocol.REFUSALS[charge.refused], now)
                 stream.final_owed = False  # the reader's funds or budget ran out: nothing more
                 if stream.end_reason is not None:
@@ -218,15 +232,18 @@ class Delivery:
                 continue
             stream.seq = increment.seq
             stream.total_minor += charge.amount_minor
+            moved_minor += charge.amount_minor
             # token None: committed but not signed (logged); the next receipt's tot covers it
             if token is not None:
                 stream.latest = protocol.receipt_text(
                     stream.sid, stream.seq, charge.amount_minor, stream.total_minor, token
                 )
+                sent += 1
                 if stream.connection is not None:
                     stream.connection.send_text(stream.latest)
             if stream.final_owed:
                 schedule.final(stream, now)  # joins the next group at once
             if stream.end_reason is not None and not stream.in_flight:
                 states.send_stopped(stream)
+        metrics.receipts("stream", sent, moved_minor, self._settings.currency)
         return touched

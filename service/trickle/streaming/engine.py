@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from trickle import sessions, spending
+from trickle import metrics, sessions, spending
 from trickle.db import transaction
 from trickle.errors import TrickleError
 from trickle.origins import normalize_origin
@@ -139,6 +139,10 @@ class StreamEngine:
         self._payee_lookups: dict[str, asyncio.Future[PayeeInfo | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._drain: asyncio.Task[None] | None = None
+
+    def active_stream_count(self) -> int:
+        """Streams accruing now (state ``active``), for the metrics."""
+        return sum(reader.active_count for reader in self.readers.values())
 
     def _commit_soon(self) -> None:
         self.delivery.commit_soon()
@@ -458,6 +462,7 @@ class StreamEngine:
         ref: str | None = None,
         sid: str | None = None,
     ) -> None:
+        metrics.error("stream", code)
         connection.send(protocol.error_message(code, message, ref=ref, sid=sid))
 
     # --- maintenance: settings and funds, orphans -------------------------------------------

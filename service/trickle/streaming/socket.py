@@ -8,6 +8,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from trickle import metrics
 from trickle.streaming import protocol
 from trickle.streaming.connection import Connection
 from trickle.streaming.engine import StreamEngine
@@ -81,6 +82,7 @@ async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connect
             connection.invalid_messages = 0
         except protocol.InvalidMessage as exc:
             connection.invalid_messages += 1
+            metrics.error("stream", exc.code)
             connection.send(protocol.error_message(exc.code, str(exc), ref=exc.ref, sid=exc.sid))
             if connection.invalid_messages > limits.max_invalid_messages:
                 raise protocol.ProtocolViolation(
