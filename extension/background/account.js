@@ -8,10 +8,13 @@ import { PASSWORD_MIN_CHARS } from '../shared/sentences.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
 import { endsSession } from './protocol.js';
+import { jitter } from '../shared/tokens.js';
+import { connectPrivate, pokePrivate } from './private.js';
 import { handleSocketEvents, socket } from './socket.js';
 import { addToHistory, currentAuth, requireAuth, serviceBase, signedOutError, state } from './state.js';
 import { changed, tabDocs, tabSummary } from './status.js';
 import { connectionLost, handleServerMessage, reconcileAll, resumeAll, stopAll } from './streams.js';
+import * as wallet from './tokens.js';
 
 handleSocketEvents({
   onWelcome: (welcome) => {
@@ -36,13 +39,19 @@ handleSocketEvents({
 
 /* ---------------------------------------------------------------- session and socket */
 
-/** Be connected while signed in, to the service that issued the token; closed otherwise. */
+/**
+ * Be connected while signed in, to the service that issued the token (and, with private payments
+ * on, its anonymous socket too); closed otherwise. The wallet looks at itself while signed in.
+ */
 export function connect() {
   const auth = currentAuth();
+  connectPrivate();
   if (!auth) {
     socket.stop();
+    wallet.stopChecks();
     return;
   }
+  wallet.ensureChecks();
   const urls = serviceUrls(state.serviceUrl);
   if (httpOrigin(urls.base) !== auth.origin) {
     void signOutLocally(); // not reached: a URL change signs out first
@@ -56,7 +65,20 @@ export function keepAlive() {
   if (state.token) {
     connect();
     socket.poke();
+    pokePrivate();
   }
+}
+
+/**
+ * Private payments on or off (options page, or chrome.storage.local written directly): the
+ * streams of the other way end and the pages are paid this way from now on.
+ * @param {boolean} enabled
+ */
+export async function setPrivatePayments(enabled) {
+  if (state.privatePayments !== enabled) await wallet.setPrivate(enabled);
+  connect();
+  reconcileAll();
+  return { privatePayments: state.privatePayments };
 }
 
 /**
@@ -111,6 +133,7 @@ export async function signIn(how, email, password) {
   state.connectionError = null;
   await refreshAccount();
   connect();
+  wallet.scheduleCheck(jitter(wallet.EMPTY_MIN_MS, wallet.EMPTY_MAX_MS));
   reconcileAll();
   return { email: state.email };
 }
@@ -118,6 +141,11 @@ export async function signIn(how, email, password) {
 export async function signOut() {
   const auth = currentAuth();
   const base = state.serviceUrl;
+  if (auth) {
+    // Unspent tokens go back to the balance while the session still works.
+    stopAll();
+    await wallet.refundAll();
+  }
   await signOutLocally();
   if (auth) await revoke(base, auth);
   return {};
@@ -150,6 +178,8 @@ async function signOutLocally() {
   state.settings = null;
   state.overrides = {};
   state.connectionError = null;
+  connectPrivate();
+  wallet.stopChecks();
   changed();
   await chrome.storage.session.set({ auth: null });
 }

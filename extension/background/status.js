@@ -6,7 +6,7 @@ import { addMinor, formatMinor } from '../shared/amounts.js';
 import { pageStatus } from '../shared/attention.js';
 import { statusSentence } from '../shared/sentences.js';
 import { validPointer } from '../shared/links.js';
-import { socket } from './socket.js';
+import { privateSocket, socket } from './socket.js';
 import { knownScale, saveSoon, state } from './state.js';
 
 const BADGE_COLOR_STREAMING = '#1a7f37';
@@ -21,8 +21,8 @@ function docStatus(doc) {
     signedIn: state.token !== null,
     monetized: doc.links.some((l) => validPointer(l.href) !== null),
     // Still connecting for the first time counts as up (the status says "starting"); only a
-    // failed attempt makes the service unreachable.
-    connected: socket.connected || state.connectionError === null,
+    // failed attempt makes the service unreachable. In private mode, the anonymous socket pays.
+    connected: state.privatePayments ? privateSocket.connected || privateSocket.lastCloseCode === 0 : socket.connected || state.connectionError === null,
     globalPaused: state.settings?.paused ?? false,
     siteDisabled: overrides?.disabled ?? false,
     idle: state.idle,
@@ -39,7 +39,8 @@ function docStatus(doc) {
  */
 export function tabDocs(tabId) {
   const docs = Object.values(state.docs).filter((d) => d.tabId === tabId);
-  docs.sort((a, b) => Number(b.sid !== null) - Number(a.sid !== null) || a.frameId - b.frameId);
+  const paying = (/** @type {import('./state.js').Doc} */ d) => Number(d.sid !== null || Boolean(d.privateId));
+  docs.sort((a, b) => paying(b) - paying(a) || a.frameId - b.frameId);
   return docs;
 }
 

@@ -56,7 +56,7 @@ const SIGN_OUT_REFUND_MS = 5_000;
  * @typedef {object} WalletData
  * @property {import('../shared/tokens.js').Token[]} tokens
  * @property {import('../shared/tokens.js').Token[]} unsure
- * @property {Record<string, import('../shared/tokens.js').Token[]>} spending
+ * @property {Record<string, {tokens: import('../shared/tokens.js').Token[], unsure: boolean}>} spending
  * @property {PendingIssuance | null} issuance
  * @property {PendingRefund | null} refund
  * @property {string | null} error  why the last refill failed (a code of shared/sentences.js), or null
@@ -73,8 +73,6 @@ export const wallets = {
   keysFetchedAt: 0,
   /** @type {string | null} the service origin the keys are of */
   keysOrigin: null,
-  /** Private payments on (the default for a new install) or off. */
-  privatePayments: false,
   reserve: DEFAULT_RESERVE,
 };
 
@@ -108,7 +106,7 @@ function readWallet(raw) {
   /** @type {WalletData} */
   const wallet = { ...emptyWallet(), tokens: list(w?.tokens), unsure: list(w?.unsure) };
   // Tokens out when the worker stopped: their answer is lost, so they may have been spent.
-  for (const out of Object.values(w?.spending ?? {})) wallet.unsure.push(...list(out));
+  for (const out of Object.values(w?.spending ?? {})) wallet.unsure.push(...list(/** @type {any} */ (out)?.tokens));
   if (w?.issuance && typeof w.issuance.key === 'string' && Array.isArray(w.issuance.items)) wallet.issuance = w.issuance;
   if (w?.refund && typeof w.refund.key === 'string') wallet.refund = { key: w.refund.key, tokens: list(w.refund.tokens) };
   wallet.error = typeof w?.error === 'string' ? w.error : null;
@@ -120,7 +118,7 @@ export async function load() {
   const local = /** @type {any} */ (await chrome.storage.local.get(['tokenWallets', 'tokenKeys', 'privatePayments', 'tokenReserve']));
   wallets.byOwner = {};
   for (const [who, raw] of Object.entries(local.tokenWallets ?? {})) wallets.byOwner[who] = readWallet(raw);
-  wallets.privatePayments = local.privatePayments === true;
+  state.privatePayments = local.privatePayments === true;
   wallets.reserve = Number.isSafeInteger(local.tokenReserve) && local.tokenReserve >= 1 && local.tokenReserve <= MAX_RESERVE ? local.tokenReserve : DEFAULT_RESERVE;
   wallets.keys = [];
   wallets.keysFetchedAt = 0;
@@ -143,7 +141,7 @@ export async function load() {
  * @param {boolean} enabled
  */
 export async function setPrivate(enabled) {
-  wallets.privatePayments = enabled;
+  state.privatePayments = enabled;
   await chrome.storage.local.set({ privatePayments: enabled });
   if (enabled) scheduleCheck(jitter(EMPTY_MIN_MS, EMPTY_MAX_MS));
   changed();
@@ -245,7 +243,7 @@ export async function take(ref, count) {
     const taken = new Set(out);
     wallet.tokens = wallet.tokens.filter((t) => !taken.has(t));
   }
-  wallet.spending[ref] = out;
+  wallet.spending[ref] = { tokens: out, unsure: unsure !== null };
   await save();
   if (wallet.tokens.length < lowMark()) scheduleCheck(Math.min(checkDelay(), jitter(CHECK_MIN_MS, CHECK_MAX_MS)));
   changed();
@@ -276,8 +274,8 @@ export async function giveBack(ref, how) {
   const out = wallet?.spending[ref];
   if (!wallet || !out) return;
   delete wallet.spending[ref];
-  if (how.sent) wallet.unsure.push(...out);
-  else wallet.tokens.unshift(...out);
+  if (how.sent || out.unsure) wallet.unsure.push(...out.tokens);
+  else wallet.tokens.unshift(...out.tokens);
   await save();
   changed();
 }
@@ -293,7 +291,7 @@ export async function refused(ref, index) {
   const out = wallet?.spending[ref];
   if (!wallet || !out) return;
   delete wallet.spending[ref];
-  if (index !== null && out.length > 1) wallet.tokens.unshift(...out.filter((_, i) => i !== index));
+  if (index !== null && out.tokens.length > 1) wallet.tokens.unshift(...out.tokens.filter((_, i) => i !== index));
   await save();
   changed();
 }
@@ -355,7 +353,7 @@ async function checkOnce() {
   if (!wallet || !auth) return;
   if (wallet.refund) await sendRefund(wallet, auth);
   if (wallet.issuance) await sendIssuance(wallet, auth);
-  if (!wallets.privatePayments || !currency) return;
+  if (!state.privatePayments || !currency) return;
   if (wallet.error === 'token_key_mismatch') return; // the reader is told; no more money goes there
   const published = await keys();
   const now = Date.now();
@@ -494,6 +492,11 @@ export async function refundAll() {
   await Promise.race([work.catch(() => {}), new Promise((resolve) => setTimeout(resolve, SIGN_OUT_REFUND_MS))]);
 }
 
+/** Make sure a look is scheduled (an alarm woke the worker; a sign-in). */
+export function ensureChecks() {
+  if (!checkTimer && !running) scheduleCheck(jitter(CHECK_MIN_MS, CHECK_MAX_MS));
+}
+
 /** Stop looking (signed out). */
 export function stopChecks() {
   if (checkTimer) clearTimeout(checkTimer);
@@ -505,7 +508,7 @@ export function summary() {
   const wallet = current();
   const value = tokenValue();
   return {
-    privatePayments: wallets.privatePayments,
+    privatePayments: state.privatePayments,
     held: held(),
     reserve: wallets.reserve,
     valueMinor: value?.valueMinor ?? null,
