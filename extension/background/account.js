@@ -328,13 +328,15 @@ export async function setSite(tabId, enabled, rate) {
 
 /**
  * A one-time payment (purchase or tip) went through: count it in the site's history (its total
- * and its one-time part) and take the service's new balance and month figures.
+ * and its one-time part, and its private part when paid with tokens) and take the service's new
+ * balance and month figures (an identified payment's answer has them; a private one's has not).
  * @param {string} origin
  * @param {string} amountMinor
  * @param {{balance_minor?: unknown, month_spent_minor?: unknown, month_budget_minor?: unknown}} answer
+ * @param {boolean} [privately]
  */
-export function recordOneTime(origin, amountMinor, answer) {
-  addToHistory(origin, amountMinor, true);
+export function recordOneTime(origin, amountMinor, answer, privately = false) {
+  addToHistory(origin, amountMinor, true, privately);
   if (state.money && isMinor(answer.balance_minor) && isMinor(answer.month_spent_minor) && isMinor(answer.month_budget_minor)) {
     state.money = {
       ...state.money,

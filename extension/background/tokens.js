@@ -57,13 +57,15 @@ const SIGN_OUT_REFUND_MS = 5_000;
  * @property {import('../shared/tokens.js').Token[]} tokens
  * @property {import('../shared/tokens.js').Token[]} unsure
  * @property {Record<string, {tokens: import('../shared/tokens.js').Token[], unsure: boolean}>} spending
+ * @property {Record<string, import('../shared/tokens.js').Token[]>} reserved  set aside for a payment
+ *   the reader is asked about: never sent yet, held again if the worker restarts
  * @property {PendingIssuance | null} issuance
  * @property {PendingRefund | null} refund
  * @property {string | null} error  why the last refill failed (a code of shared/sentences.js), or null
  */
 
 /** @returns {WalletData} */
-const emptyWallet = () => ({ tokens: [], unsure: [], spending: {}, issuance: null, refund: null, error: null });
+const emptyWallet = () => ({ tokens: [], unsure: [], spending: {}, reserved: {}, issuance: null, refund: null, error: null });
 
 export const wallets = {
   /** @type {Record<string, WalletData>} every reader's wallet, by owner (service origin and email) */
@@ -107,6 +109,7 @@ function readWallet(raw) {
   const wallet = { ...emptyWallet(), tokens: list(w?.tokens), unsure: list(w?.unsure) };
   // Tokens out when the worker stopped: their answer is lost, so they may have been spent.
   for (const out of Object.values(w?.spending ?? {})) wallet.unsure.push(...list(/** @type {any} */ (out)?.tokens));
+  for (const set of Object.values(w?.reserved ?? {})) wallet.tokens.unshift(...list(set));
   if (w?.issuance && typeof w.issuance.key === 'string' && Array.isArray(w.issuance.items)) wallet.issuance = w.issuance;
   if (w?.refund && typeof w.refund.key === 'string') wallet.refund = { key: w.refund.key, tokens: list(w.refund.tokens) };
   wallet.error = typeof w?.error === 'string' ? w.error : null;
@@ -247,6 +250,56 @@ export async function take(ref, count) {
   await save();
   if (wallet.tokens.length < lowMark()) scheduleCheck(Math.min(checkDelay(), jitter(CHECK_MIN_MS, CHECK_MAX_MS)));
   changed();
+  return out;
+}
+
+/**
+ * Set aside `count` tokens never shown to the service, for a payment the reader is asked about.
+ * @param {string} ref
+ * @param {number} count
+ * @returns {Promise<boolean>} false when fewer are held
+ */
+export async function reserve(ref, count) {
+  const wallet = current();
+  const currency = state.settings?.currency;
+  if (!wallet || !currency || count < 1) return false;
+  if (wallet.reserved[ref]?.length === count) return true;
+  const out = pickTokens(wallet.tokens, count, wallets.keys, currency, Date.now());
+  if (!out) return false;
+  const taken = new Set(out);
+  wallet.tokens = wallet.tokens.filter((t) => !taken.has(t));
+  wallet.reserved[ref] = out;
+  await save();
+  changed();
+  return true;
+}
+
+/**
+ * The tokens set aside for `ref` are held again (the payment was declined, or went another way).
+ * @param {string} ref
+ */
+export async function release(ref) {
+  const wallet = current();
+  const out = wallet?.reserved[ref];
+  if (!wallet || !out) return;
+  delete wallet.reserved[ref];
+  wallet.tokens.unshift(...out);
+  await save();
+  changed();
+}
+
+/**
+ * The tokens set aside for `ref` are about to be sent: recorded as out first.
+ * @param {string} ref
+ * @returns {Promise<import('../shared/tokens.js').Token[] | null>}
+ */
+export async function sending(ref) {
+  const wallet = current();
+  const out = wallet?.reserved[ref];
+  if (!wallet || !out) return null;
+  delete wallet.reserved[ref];
+  wallet.spending[ref] = { tokens: out, unsure: false };
+  await save();
   return out;
 }
 
@@ -478,7 +531,9 @@ async function sendRefund(wallet, auth) {
 export async function refundAll() {
   const wallet = current();
   const auth = currentAuth();
-  if (!wallet || !auth || (wallet.tokens.length === 0 && !wallet.refund && !wallet.issuance)) return;
+  if (!wallet || !auth) return;
+  for (const ref of Object.keys(wallet.reserved)) await release(ref);
+  if (wallet.tokens.length === 0 && !wallet.refund && !wallet.issuance) return;
   const work = (async () => {
     if (running) await running;
     if (wallet.issuance) await sendIssuance(wallet, auth).catch(() => {});

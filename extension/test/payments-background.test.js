@@ -85,6 +85,7 @@ test('one-time payments in the background', async (t) => {
     assert.deepEqual(payments.details(key), {
       origin: 'https://shop.example', payee: POINTER, amountMinor: '250000000', currency: 'USD', scale: 9,
       description: 'An article', orderRef: 'order-r1', status: 'prompt', boughtBefore: null,
+      way: { kind: 'identified', count: 0, held: 0, paidMinor: '250000000', remainderMinor: '0', valueMinor: null },
     });
     assert.equal(calls.length, 0, 'nothing paid before approval');
 

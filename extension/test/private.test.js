@@ -21,6 +21,7 @@ Date.now = () => clock;
 const engine = await import('../background/engine.js');
 const wallet = await import('../background/tokens.js');
 const priv = await import('../background/private.js');
+const payments = await import('../background/payments.js');
 
 const POINTER = 'https://t.example/p/alice';
 const privateSockets = () => FakeWebSocket.all.filter((w) => w.url.endsWith('/api/v1/private-stream'));
@@ -37,7 +38,11 @@ const open = (tabId, att = {}, pointer = POINTER, origin = 'https://blog.example
     { type: 'page/update', page: page(tabId), links: [{ id: '1', href: pointer, binding: null }], visible: true, focused: true, frozen: false, ...att },
     sender(tabId, origin),
   );
-/** Move the clock by `ms` in steps of `stepMs`, pacing and letting the fake service answer. */
+/**
+ * Move the clock by `ms` in steps of `stepMs`, pacing and letting the fake service answer.
+ * @param {number} ms
+ * @param {number} [stepMs]
+ */
 async function read(ms, stepMs = 1000) {
   for (let t = 0; t < ms; t += stepMs) {
     clock += stepMs;
@@ -171,6 +176,44 @@ test('private streaming', async (t) => {
     // And the reader's own socket never carried a token of the wallet or a spend.
     const own = FakeWebSocket.all.filter((w) => w.url.endsWith('/api/v1/stream')).flatMap((w) => w.sent);
     assert.ok(own.every((m) => m.type !== 'spend' && m.type !== 'start'), 'no identified stream in private mode');
+  });
+
+  await t.test('a one-time payment goes privately: tokens for the price rounded up, no session, no cookie', async () => {
+    await payments.load();
+    while (wallet.held() < 10) await wallet.check();
+    const held = wallet.held();
+    const request = { id: 'p1', amount: '0.0025', currency: 'USD', description: 'An article', orderRef: 'order-1', paymentPointer: POINTER, binding: null };
+    await payments.request({ page: page(5), request }, sender(5), 'https://blog.example');
+    const { windows } = await import('./fakes.js');
+    const key = /** @type {string} */ (new URL(windows.at(-1)?.url ?? '').searchParams.get('request'));
+    const shown = payments.details(key);
+    assert.deepEqual(shown.way, { kind: 'private', count: 3, held: held - 3, paidMinor: '3000000', remainderMinor: '500000', valueMinor: '1000000' });
+    assert.equal(wallet.held(), held - 3, 'set aside for it while the reader decides');
+    const paidBefore = service.paid[POINTER];
+    const outcome = await payments.decide(key, true);
+    assert.equal(outcome.ok, true);
+    const call = service.calls.filter((c) => c.path === '/api/v1/private/payments');
+    assert.equal(call.length, 1);
+    assert.equal(call[0].headers.Authorization, undefined, 'no session');
+    assert.equal(call[0].credentials, 'omit', 'no cookie');
+    assert.ok(!JSON.stringify(call[0]).includes(SESSION_TOKEN));
+    assert.equal(call[0].body.tokens.length, 3);
+    assert.equal(call[0].body.amount_minor, '2500000');
+    assert.equal(service.paid[POINTER] - paidBefore, 3n * VALUE_MINOR);
+    assert.equal(payments.recent()[0].way, 'private');
+    const result = delivered.filter((d) => d.msg.type === 'trickle/payment-result').at(-1);
+    assert.equal(result?.msg.result.ok, true);
+  });
+
+  await t.test('a price beyond the tokens held is paid from the account, and the window says so before', async () => {
+    const request = { id: 'p2', amount: '0.25', currency: 'USD', description: 'A book', orderRef: 'order-2', paymentPointer: POINTER, binding: null };
+    await payments.request({ page: page(5), request }, sender(5), 'https://blog.example');
+    const { windows } = await import('./fakes.js');
+    const key = /** @type {string} */ (new URL(windows.at(-1)?.url ?? '').searchParams.get('request'));
+    const way = payments.details(key).way;
+    assert.equal(way?.kind, 'identified');
+    assert.equal(way?.count, 250);
+    await payments.decide(key, false);
   });
 
   await t.test('sign-out ends the anonymous socket', async () => {
