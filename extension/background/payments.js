@@ -481,7 +481,7 @@ export async function decide(key, approve) {
   }
   const result = await execute(p);
   return result.ok
-    ? { ok: true, amountMinor: result.amountMinor, currency: result.currency, scale: result.scale, origin: p.origin }
+    ? { ok: true, amountMinor: result.amountMinor, currency: result.currency, scale: result.scale, origin: p.origin, way: p.way?.kind ?? 'identified', paidMinor: p.way?.paidMinor ?? result.amountMinor }
     : { ok: false, code: result.code, message: result.message, details: result.details ?? null };
 }
 

@@ -42,6 +42,7 @@ export const PASSWORD_MIN_CHARS = 10;
 export const RAISE_BUDGET = Object.freeze(/** @type {Next} */ ({ label: 'Raise your monthly budget in Options', page: 'options', anchor: 'limits' }));
 const CHECK_SERVICE = Object.freeze(/** @type {Next} */ ({ label: 'Check the service URL in Options', page: 'options', anchor: 'service' }));
 const TOP_UP = Object.freeze(/** @type {Next} */ ({ label: 'Top up', page: 'popup', anchor: 'voucher-view' }));
+const PRIVATE_OPTION = Object.freeze(/** @type {Next} */ ({ label: 'Private payments in Options', page: 'options', anchor: 'private' }));
 const SIGN_IN = Object.freeze(/** @type {Next} */ ({ label: 'Sign in', page: 'popup', anchor: 'signed-out-view' }));
 
 /**
@@ -80,6 +81,9 @@ export const EXTENSION_CODES = Object.freeze([
   'extension_unavailable',
   'invalid_message',
   'internal',
+  'token_key_mismatch',
+  'tokens_unavailable',
+  'not_enough_tokens',
 ]);
 
 /** @param {string} text @param {Next | null} [next] @returns {Sentence} */
@@ -284,6 +288,13 @@ const SENTENCES = {
   permission_denied: () => say('The extension needs your permission to reach that service. Save again and allow it.'),
   extension_unavailable: () => say('The extension is restarting. Close this and open it again.'),
   internal: () => say('Something went wrong in the extension. Close this and try again.'),
+  token_key_mismatch: () =>
+    say(
+      'The service answered with tokens made with another key than the one it publishes for everyone, which could tell it who you are when you spend them. The extension kept none of them and buys no more from it.',
+    ),
+  tokens_unavailable: () =>
+    say('This Trickle service offers no private payments now: turn private payments off in Options to pay from your account.', PRIVATE_OPTION),
+  not_enough_tokens: () => say('The tokens set aside for this payment were spent meanwhile, so nothing was paid. Try again.'),
 };
 
 /** Every code with a sentence. */

@@ -96,7 +96,7 @@ test('one-time payments in the background', async (t) => {
 
     dropNext = 2; // the first two attempts lose their answers: retried with the same key
     const outcome = await payments.decide(key, true);
-    assert.deepEqual(outcome, { ok: true, amountMinor: '250000000', currency: 'USD', scale: 9, origin: 'https://shop.example' });
+    assert.deepEqual(outcome, { ok: true, amountMinor: '250000000', currency: 'USD', scale: 9, origin: 'https://shop.example', way: 'identified', paidMinor: '250000000' });
     assert.equal(calls.length, 3);
     assert.equal(new Set(calls.map((c) => c.key)).size, 1, 'one Idempotency-Key for every attempt');
     assert.equal(balance, 4_750_000_000n, 'charged once');
