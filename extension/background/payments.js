@@ -229,7 +229,7 @@ async function postPrivately(body, p, way) {
         await wallet.giveBack(ref, { sent: true }); // may have been spent: only ever spent again
         throw error;
       }
-      const index = Number(/\btokens\[?\.?(\d+)/.exec(error.message)?.[1] ?? NaN);
+      const index = Number(error.details?.index ?? NaN);
       if ((error.code === 'token_spent' || error.code === 'invalid_token') && round === 0) {
         await wallet.refused(ref, Number.isInteger(index) ? index : null);
         way.sent = null;

@@ -238,7 +238,7 @@ export async function take(ref, count) {
     out = unsure;
     wallet.unsure = wallet.unsure.filter((t) => t !== unsure[0]);
   } else {
-    out = pickTokens(wallet.tokens, count, wallets.keys, currency, now);
+    out = pickTokens(wallet.tokens, count, wallets.keys, currency, now, { partial: true });
     if (!out) {
       scheduleCheck(jitter(EMPTY_MIN_MS, EMPTY_MAX_MS));
       return null;
@@ -512,7 +512,7 @@ async function sendRefund(wallet, auth) {
       socket.send({ type: 'balance' });
     } catch (error) {
       if (!(error instanceof ApiError) || error.status === 0 || error.status >= 500) throw error;
-      const index = Number(/\btokens\[?\.?(\d+)/.exec(error.message)?.[1] ?? NaN);
+      const index = Number(error.details?.index ?? NaN);
       wallet.refund =
         Number.isInteger(index) && index < pending.tokens.length
           ? { key: crypto.randomUUID(), tokens: pending.tokens.filter((_, i) => i !== index) }

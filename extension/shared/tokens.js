@@ -135,19 +135,28 @@ export function spendable(token, keys, currency, nowMs) {
 }
 
 /**
- * The tokens to spend next: `count` spendable ones, oldest epoch first (their spending period
- * ends first), or null when fewer are held.
+ * The tokens to spend next, all of one epoch (a spend or a payment carries one epoch's tokens):
+ * of the oldest epoch that has `count` spendable ones (its spending period ends first), or, with
+ * `partial`, up to `count` of the oldest epoch held. Null when there are none to give.
  * @param {Token[]} held
  * @param {number} count
  * @param {TokenKey[]} keys
  * @param {string} currency
  * @param {number} nowMs
+ * @param {{partial?: boolean}} [options]
  * @returns {Token[] | null}
  */
-export function pickTokens(held, count, keys, currency, nowMs) {
-  const usable = held.filter((t) => spendable(t, keys, currency, nowMs));
-  if (usable.length < count) return null;
-  return [...usable].sort((a, b) => a.epoch - b.epoch).slice(0, count);
+export function pickTokens(held, count, keys, currency, nowMs, options = {}) {
+  /** @type {Map<number, Token[]>} */
+  const byEpoch = new Map();
+  for (const t of held) if (spendable(t, keys, currency, nowMs)) byEpoch.set(t.epoch, [...(byEpoch.get(t.epoch) ?? []), t]);
+  const epochs = [...byEpoch.keys()].sort((a, b) => a - b);
+  for (const epoch of epochs) {
+    const tokens = /** @type {Token[]} */ (byEpoch.get(epoch));
+    if (tokens.length >= count) return tokens.slice(0, count);
+  }
+  if (options.partial && epochs.length > 0) return /** @type {Token[]} */ (byEpoch.get(epochs[0]));
+  return null;
 }
 
 /**
