@@ -56,6 +56,12 @@ class Settings:
     stream_max_connections_per_reader: int = 8
     stream_idle_timeout_s: int = 60
     stream_resume_grace_s: int = 30
+    # Private-payment tokens (docs/tokens.md): one token's value (0.001 USD at scale 9: the
+    # default rate of 0.60 USD/h spends one every 6 s), how long an epoch's tokens pay after it
+    # stops issuing, and how many one issuance may buy
+    token_value_minor: int = 1_000_000
+    token_grace_s: int = 30 * 86_400
+    token_batch_max: int = 32
     # Card top-ups through Stripe Checkout (docs/funding.md): off while the secret key is empty.
     stripe_secret_key: str = dataclasses.field(default="", repr=False)
     stripe_webhook_secret: str = dataclasses.field(default="", repr=False)
@@ -137,6 +143,16 @@ class Settings:
                 "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER must be 1..the process-wide limit "
                 f"({self.site_check_max_concurrent}), got {self.site_check_max_concurrent_per_user}"
             )
+        if not 1 <= self.token_value_minor <= 10**15:
+            raise ConfigError(
+                f"TRICKLE_TOKEN_VALUE_MINOR must be 1..10^15, got {self.token_value_minor}"
+            )
+        if not 0 <= self.token_grace_s <= 366 * 86_400:
+            raise ConfigError(
+                f"TRICKLE_TOKEN_GRACE_S must be 0..31622400 (366 days), got {self.token_grace_s}"
+            )
+        if not 1 <= self.token_batch_max <= 256:
+            raise ConfigError(f"TRICKLE_TOKEN_BATCH_MAX must be 1..256, got {self.token_batch_max}")
         if self.env == "production":
             if self.allow_private_site_urls:
                 raise ConfigError("TRICKLE_ALLOW_PRIVATE_SITE_URLS is for development only")
