@@ -700,3 +700,38 @@ def verify_private(jwks: dict[str, Any], clients: Iterable[PrivateStreamClient])
                     raise AssertionError(f"a receipt of another stream arrived as {log.sid}'s")
                 checked += 1
     return checked
+
+
+def buy_wallet(
+    database_url: str, data_dir: Path, kek_b64: str, user_id: int, count: int
+) -> list[dict[str, Any]]:
+    """``count`` tokens bought by a funded reader as the extension buys them (blind, issue,
+    verify the proof, unblind: ``factories.buy_tokens``), in the wire form a ``spend`` shows.
+    Bought in batches of 256 (the most an issuance may hold), within a budget of the reader's
+    funds."""
+    from tests.factories import buy_tokens
+    from trickle.keys import b64url
+    from trickle.runtime import bootstrap
+    from trickle.settings import Settings
+
+    settings = Settings(
+        env="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=ISSUER,
+        key_encryption_key=kek_b64,
+        token_batch_max=256,
+        default_monthly_budget_minor=10**15,
+    ).validate()
+    runtime = bootstrap(settings)
+    wallet: list[dict[str, Any]] = []
+    try:
+        while len(wallet) < count:
+            batch = buy_tokens(runtime, user_id, min(256, count - len(wallet)))
+            wallet += [
+                {"epoch": t.epoch, "input": b64url(t.input), "output": b64url(t.output)}
+                for t in batch
+            ]
+    finally:
+        runtime.close()
+    return wallet
