@@ -1,0 +1,278 @@
+"""The private stream's group commit: every spend that arrived in a commit window is checked and
+posted in ONE transaction (``ledger.tokens.post_token_spends``), and only after its COMMIT are
+the receipts signed and sent, each connection's together in one frame.
+
+Like the identified streams' group commit (``streaming/delivery.py``) it runs two deep: while
+the committer thread checks and commits one group, the event loop signs and sends the group
+before. Every spend gets exactly one answer, a ``receipt`` or an ``error``, and a stream's
+answers go out in the order its spends came: a spend refused before the commit (a malformed
+token) still waits its turn in the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from trickle import money
+from trickle.db import transaction
+from trickle.errors import TokenError
+from trickle.ledger.tokens import TokenSpend, post_token_spends
+from trickle.receipts import ReceiptClaims, ReceiptSigner
+from trickle.runtime import Runtime
+from trickle.streaming import protocol as stream_protocol
+from trickle.streaming.connection import Outbox
+from trickle.streaming.private import protocol
+from trickle.streaming.private.protocol import ErrorCode
+from trickle.streaming.private.streams import PrivateStream
+from trickle.tokens import Token, TokenKey, TokenKeyRing
+
+log = logging.getLogger("trickle.streaming")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a spend moved nothing: an error code, for people a message, the token's index."""
+
+    code: str
+    message: str
+    index: int | None = None
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class SpendRequest:
+    """One ``spend`` on its way: its tokens, then its outcome (written by the commit)."""
+
+    stream: PrivateStream
+    tokens: Sequence[Token]
+    refusal: Refusal | None = None  # set: nothing of it moves; its answer is an ``error``
+    amount_minor: int = 0  # what its tokens are worth (after the check)
+    paid: bool = False  # committed: its answer is a ``receipt``
+
+
+class SpendCommits:
+    """Takes spends (``add``) and commits them in groups, at most one group per commit window,
+    two deep; then answers each spend on its connection."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        outbox: Outbox,
+        *,
+        window_ms: int,
+    ) -> None:
+        self._runtime = runtime
+        self._settings = runtime.settings
+        self._outbox = outbox
+        self.window_s = window_ms / 1000  # at most one group per window
+        self._pending: list[SpendRequest] = []
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-commit")
+        self._task: asyncio.Task[None] | None = None
+        self._last_start = 0.0
+
+    def add(self, request: SpendRequest) -> None:
+        self._pending.append(request)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._commit_loop())
+
+    async def flush(self) -> None:
+        """Wait until every spend taken so far is committed and answered."""
+        while self._task is not None and not self._task.done():
+            await self._task
+
+    def close(self) -> None:
+        """After the last flush."""
+        self._committer.shutdown(wait=True)
+
+    async def _commit_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        landed: list[SpendRequest] | None = None
+        while self._pending or landed is not None:
+            wait_s = self._last_start + self.window_s - time.monotonic()
+            if landed is not None and (wait_s > 0 or not self._pending):
+                self._answer(landed)  # while the window runs out, not after
+                landed = None
+            if self._pending and wait_s > 0:
+                await asyncio.sleep(wait_s)
+            committing = None
+            if self._pending:
+                group, self._pending = self._pending, []
+                self._last_start = time.monotonic()
+                now = self._runtime.clock()
+                committing = (
+                    group,
+                    loop.run_in_executor(self._committer, self._commit, group, now),
+                )
+            if landed is not None:  # meanwhile, the group before
+                self._answer(landed)
+                landed = None
+            if committing is not None:
+                group, future = committing
+                try:
+                    await future
+                except Exception:  # rolled back: nothing of the group moved
+                    log.exception("private group commit failed; %d spends not paid", len(group))
+                    failed = Refusal(ErrorCode.SPEND_FAILED, "not committed; nothing moved")
+                    for request in group:
+                        if request.refusal is None:
+                            request.refusal, request.paid = failed, False
+                landed = group
+            await asyncio.sleep(0)
+
+    # --- in the committer thread -------------------------------------------------------------
+
+    def _commit(self, group: list[SpendRequest], now: dt.datetime) -> None:
+        """Check every token (CPU only: before the transaction), then record and pay the
+        spends whose tokens all passed, in one transaction."""
+        keys = self._runtime.token_keys.current
+        spends: list[TokenSpend] = []
+        posted: list[SpendRequest] = []
+        for request in group:
+            if request.refusal is None:
+                spend = self._check(keys, request, now)
+                if spend is not None:
+                    spends.append(spend)
+                    posted.append(request)
+        if not spends:
+            return
+        with transaction(self._runtime.sessions) as session:
+            fresh = post_token_spends(session, spends, now)
+        for request, paid in zip(posted, fresh, strict=True):
+            if paid:
+                request.paid = True
+            else:
+                request.refusal = Refusal(
+                    ErrorCode.TOKEN_SPENT, "a token of this spend was spent before"
+                )
+
+    def _check(
+        self, keys: TokenKeyRing, request: SpendRequest, now: dt.datetime
+    ) -> TokenSpend | None:
+        """The spend's ``TokenSpend``, or ``None`` with its refusal set."""
+        first: TokenKey | None = None
+        for index, token in enumerate(request.tokens):
+            try:
+                key = keys.check(token, now, index=index)
+            except TokenError as exc:
+                request.refusal = Refusal(exc.code, str(exc), index)
+                return None
+            if first is None:
+                first = key
+            elif key.epoch != first.epoch:
+                request.refusal = Refusal(
+                    ErrorCode.INVALID_MESSAGE,
+                    "every token of one spend must be of one epoch",
+                    index,
+                )
+                return None
+        assert first is not None  # a spend holds at least one token (its schema)
+        amount = first.value_minor * len(request.tokens)
+        request.amount_minor = amount
+        stream = request.stream
+        return TokenSpend(
+            first.currency,
+            first.epoch,
+            tuple(token.nullifier for token in request.tokens),
+            stream.payee.account_id,
+            stream.payee.fee_account_id,
+            amount,
+            money.fee_of(amount, self._settings.fee_bps),
+            stream.origin,
+            stream.sid,
+        )
+
+    # --- on the event loop, after the commit -------------------------------------------------
+
+    def _answer(self, group: list[SpendRequest]) -> None:
+        """Each spend's answer, in order: its receipt (signed now, after the commit) or its
+        error; then a stopped stream's ``stopped`` after its last answer."""
+        tokens = self._sign(group)
+        with self._outbox.gathering():
+            for request, token in zip(group, tokens, strict=True):
+                stream = request.stream
+                connection = stream.link.connection
+                if request.paid:
+                    stream.seq += 1
+                    stream.total_minor += request.amount_minor
+                    if token is not None:
+                        connection.send_text(
+                            stream_protocol.receipt_text(
+                                stream.sid,
+                                stream.seq,
+                                request.amount_minor,
+                                stream.total_minor,
+                                token,
+                            )
+                        )
+                else:
+                    refusal = request.refusal or Refusal(ErrorCode.SPEND_FAILED, "not committed")
+                    connection.send(
+                        protocol.error_message(
+                            refusal.code,
+                            refusal.message,
+                            stream=stream.stream,
+                            sid=stream.sid,
+                            index=refusal.index,
+                        )
+                    )
+                stream.pending -= 1
+                stream.link.spend_answered()
+                if stream.stopped and stream.pending == 0:
+                    connection.send(stopped_message(stream))
+
+    def _sign(self, group: list[SpendRequest]) -> list[str | None]:
+        """The paid spends' receipts. Never raises: the money moved. A receipt that could not
+        be signed is ``None`` (logged); the stream's next receipt, cumulative, covers it."""
+        try:
+            return self._sign_all(group)
+        except Exception:
+            log.exception("signing a committed private group failed")
+            return [None] * len(group)
+
+    def _sign_all(self, group: list[SpendRequest]) -> list[str | None]:
+        settings = self._settings
+        issued_at = int(self._runtime.clock().timestamp())
+        expires_at = issued_at + settings.receipt_ttl_s
+        signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        totals: dict[PrivateStream, tuple[int, int]] = {}  # the seq and tot so far, per stream
+        tokens: list[str | None] = []
+        for request in group:
+            if not request.paid:
+                tokens.append(None)
+                continue
+            stream = request.stream
+            seq, total = totals.get(stream, (stream.seq, stream.total_minor))
+            seq, total = seq + 1, total + request.amount_minor
+            totals[stream] = seq, total
+            claims = ReceiptClaims(
+                iss=settings.issuer,
+                aud=stream.origin,
+                pay=stream.payee.pointer,
+                sid=stream.sid,
+                seq=seq,
+                amount_minor=request.amount_minor,
+                total_minor=total,
+                currency=settings.currency,
+                scale=settings.asset_scale,
+                issued_at=issued_at,
+                expires_at=expires_at,
+                binding=stream.binding,
+            )
+            tokens.append(signer.sign(claims))
+        return tokens
+
+
+def stopped_message(stream: PrivateStream) -> dict[str, object]:
+    return {
+        "type": "stopped",
+        "stream": stream.stream,
+        "sid": stream.sid,
+        "reason": "stopped",
+        "seq": stream.seq,
+        "tot": str(stream.total_minor),
+    }
