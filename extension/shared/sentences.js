@@ -259,6 +259,14 @@ const SENTENCES = {
   account_frozen: () =>
     say('Your spending is on hold: a card payment of yours was disputed or refunded. The operator of the service can lift it.'),
   stripe_unavailable: () => say('Stripe did not answer: try again in a moment.'),
+  // --- private payments (tokens; docs/tokens.md) ---
+  invalid_token: () => say('The service refused one of your tokens as not its own. The extension dropped it; nothing was paid with it.'),
+  token_spent: () => say('One of your tokens had been spent already. The extension dropped it; nothing was paid twice.'),
+  unknown_epoch: () => say('The service has new token keys. The extension fetches them again: try again in a moment.'),
+  epoch_expired: () => say('Some of your tokens are too old to pay with. The extension gives them back to your balance.'),
+  invalid_element: () => say('The service could not read the extension’s request for tokens. Update the extension.'),
+  too_many_tokens: () => say('The extension sent more tokens than this price takes, so nothing was paid. Update the extension.'),
+  too_few_tokens: () => say('The extension sent fewer tokens than this price takes, so nothing was paid. Update the extension.'),
   // --- the stream protocol's error codes (docs/stream-protocol.md) ---
   invalid_message: () => say('Not paying: the service did not understand the extension. Update the extension.'),
   too_many_streams: () => say('Not paying: too many pages are paying at once. Close some monetized tabs.'),
