@@ -207,6 +207,8 @@ export function pace() {
   const streams = [...privateStreams.values()];
   if (rules) settle(streams, rules, now);
   const blocked = wallet.blocked();
+  const error = wallet.held() === 0 ? (wallet.current()?.error ?? null) : null;
+  state.walletError = error === 'token_key_mismatch' || error === 'tokens_unavailable' ? error : null;
   for (const stream of streams) {
     const doc = state.docs[stream.docKey];
     const next =

@@ -84,6 +84,8 @@ export const state = {
   idle: false,
   /** Private payments (tokens, the anonymous socket) instead of identified ones: tokens.js loads it. */
   privatePayments: false,
+  /** @type {string | null} why the wallet, empty, cannot get tokens (token_key_mismatch, tokens_unavailable) */
+  walletError: null,
   /** @type {string | null} */
   connectionError: null,
   refCounter: 0,

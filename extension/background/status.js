@@ -13,6 +13,15 @@ const BADGE_COLOR_STREAMING = '#1a7f37';
 const BADGE_COLOR_OTHER = '#c62828';
 
 /**
+ * The page's error: the service's refusal of its stream, else (paying privately, with no token
+ * left) why the wallet cannot get any.
+ * @param {import('./state.js').Doc} doc
+ */
+function docError(doc) {
+  return doc.error ?? (state.privatePayments && doc.privateId ? state.walletError : null);
+}
+
+/**
  * @param {import('./state.js').Doc} doc
  */
 function docStatus(doc) {
@@ -28,7 +37,7 @@ function docStatus(doc) {
     idle: state.idle,
     page: doc,
     serverState: doc.serverState,
-    error: doc.error,
+    error: docError(doc),
   });
 }
 
@@ -63,7 +72,7 @@ export function tabSummary(tabId) {
   const override = main ? state.overrides[main.origin] : undefined;
   const scale = knownScale();
   const asset = state.money ?? state.settings;
-  const error = main?.error ?? null;
+  const error = main ? docError(main) : null;
   const text = statusSentence(status, { error, money: state.money, asset }).text;
   // The hourly rate this tab's site is paid at: its own (a site override), else the reader's.
   const ownRate = override?.rate ?? null;

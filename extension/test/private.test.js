@@ -216,6 +216,22 @@ test('private streaming', async (t) => {
     await payments.decide(key, false);
   });
 
+  await t.test('with no token left and a service whose tokens failed their proof, the tab says so', async () => {
+    const w = wallet.current();
+    assert.ok(w);
+    const kept = { tokens: w.tokens, unsure: w.unsure, error: w.error };
+    w.tokens = [];
+    w.unsure = [];
+    w.error = 'token_key_mismatch';
+    priv.pace();
+    const tab = engine.popupState(5).tab;
+    assert.equal(tab.state, 'error');
+    assert.equal(tab.error, 'token_key_mismatch');
+    Object.assign(w, kept);
+    priv.pace();
+    assert.equal(engine.popupState(5).tab.error, null);
+  });
+
   await t.test('sign-out ends the anonymous socket', async () => {
     await engine.signOut();
     assert.equal(privateSocket()?.readyState, 3);
