@@ -208,7 +208,9 @@ export function pace() {
   if (rules) settle(streams, rules, now);
   const blocked = wallet.blocked();
   const error = wallet.held() === 0 ? (wallet.current()?.error ?? null) : null;
-  state.walletError = error === 'token_key_mismatch' || error === 'tokens_unavailable' ? error : null;
+  const walletError = error === 'token_key_mismatch' || error === 'tokens_unavailable' ? error : null;
+  let moved = walletError !== state.walletError;
+  state.walletError = walletError;
   for (const stream of streams) {
     const doc = state.docs[stream.docKey];
     const next =
@@ -227,10 +229,15 @@ export function pace() {
       stream.owedMinor = 0n;
     }
     stream.state = next;
-    if (doc && doc.privateId === stream.id) doc.serverState = stream.sid === null ? null : next;
+    if (doc && doc.privateId === stream.id) {
+      const shown = stream.sid === null ? null : next;
+      if (doc.serverState !== shown) moved = true;
+      doc.serverState = shown;
+    }
     stream.owedMinor += stream.accrual.take();
     void spend(stream);
   }
+  if (moved) changed(); // a page's status changed: its badge follows
   const wanted = privateStreams.size > 0;
   if (wanted && !ticker) ticker = setInterval(pace, TICK_MS);
   if (!wanted && ticker) {

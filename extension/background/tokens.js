@@ -180,7 +180,15 @@ export async function keys(force = false) {
   const origin = serviceOrigin();
   const fresh = wallets.keysOrigin === origin && Date.now() - wallets.keysFetchedAt < KEYS_MAX_AGE_MS;
   if (fresh && !force) return wallets.keys;
-  const document = await callApi(state.serviceUrl, '/.well-known/trickle-token-keys');
+  /** @type {unknown} */
+  let document;
+  try {
+    document = await callApi(state.serviceUrl, '/.well-known/trickle-token-keys');
+  } catch (error) {
+    // A service from before private payments publishes no keys.
+    if (error instanceof ApiError && error.status === 404) throw new TokenError('tokens_unavailable', 'the service publishes no token keys');
+    throw error;
+  }
   const parsed = parseKeyDocument(document);
   wallets.keys = parsed;
   wallets.keysFetchedAt = Date.now();
