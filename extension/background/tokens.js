@@ -425,24 +425,27 @@ async function checkOnce() {
     await save();
     await sendRefund(wallet, auth);
   }
-  const have = held();
-  if (have >= lowMark()) {
+  if (held() >= lowMark()) {
     wallet.error = null;
     return;
   }
   let key = issuingKey(published, currency, now);
   if (!key) key = issuingKey(await keys(true), currency, now);
   if (!key) throw new TokenError('tokens_unavailable', `the service issues no ${currency} tokens now`);
-  const count = Math.min(wallets.reserve - have, BATCH_MAX);
-  const blinded = blindBatch(newTokenInputs(count));
-  wallet.issuance = {
-    key: crypto.randomUUID(),
-    currency,
-    epoch: key.epoch,
-    items: blinded.map((b) => ({ input: toB64url(b.input), blind: toB64url(b.blind), blinded: toB64url(b.blinded) })),
-  };
-  await save(); // before anything is sent: a crash from here on resends this very request
-  await sendIssuance(wallet, auth);
+  // Below the low mark: back up to the reserve in this one look, a batch at a time.
+  for (let have = held(); have < wallets.reserve; have = held()) {
+    const count = Math.min(wallets.reserve - have, BATCH_MAX);
+    const blinded = blindBatch(newTokenInputs(count));
+    wallet.issuance = {
+      key: crypto.randomUUID(),
+      currency,
+      epoch: key.epoch,
+      items: blinded.map((b) => ({ input: toB64url(b.input), blind: toB64url(b.blind), blinded: toB64url(b.blinded) })),
+    };
+    await save(); // before anything is sent: a crash from here on resends this very request
+    await sendIssuance(wallet, auth);
+    if (wallet.issuance) return; // no answer: the same request again at the next look
+  }
 }
 
 /**

@@ -115,6 +115,17 @@ test('the token wallet', async (t) => {
     assert.ok(!w.tokens.includes(/** @type {any} */ (old)));
   });
 
+  await t.test('a larger reserve is filled in one look, a batch of at most 32 at a time', async () => {
+    await wallet.setReserve(60);
+    const before = issuances().length;
+    const had = wallet.held(); // below the new low mark (30)
+    await wallet.check();
+    assert.equal(wallet.held(), 60);
+    const batches = issuances().slice(before).map((c) => c.body.blinded.length);
+    assert.deepEqual(batches, [32, 60 - had - 32]);
+    await assert.rejects(wallet.setReserve(5000), /reserve/);
+  });
+
   await t.test('signing out refunds the tokens held, with the session, before it ends', async () => {
     const held = wallet.current()?.tokens.length ?? 0;
     assert.ok(held > 0);

@@ -20,9 +20,12 @@ from tests.e2e.harness import (
     Reader,
     TrickleService,
     events,
+    set_paused,
     set_rate,
     verify_events,
 )
+from tests.e2e.test_payments import PRICE_MINOR as SALE_PRICE_MINOR
+from tests.e2e.test_payments import assert_bought, buy_and_get_approval, open_sale, payments_of
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +121,52 @@ def test_a_reader_reads_the_demo_site_privately_and_the_article_unlocks(
     popup.click("#sign-out")
     expect(popup.locator("#signed-out-view")).to_be_visible()
     assert reader.balance_minor(service) == balance_before - earned
+
+
+def test_a_purchase_approved_in_the_window_is_paid_privately_with_whole_tokens(
+    private_browser: ExtensionBrowser,
+    service: TrickleService,
+    publisher: DemoPublisher,
+    publisher_payee: Payee,
+    reader: Reader,
+) -> None:
+    browser = private_browser
+    # The sale costs 0.05 USD = 50 tokens: a reserve of 60 (options page) lets the wallet hold
+    # enough.
+    options = browser.context.new_page()
+    options.goto(f"chrome-extension://{browser.extension_id}/pages/options.html")
+    expect(options.locator("#private-payments")).to_be_checked()
+    options.fill("#token-reserve", "60")
+    options.click("#save-token-reserve")
+    expect(options.locator("#saved")).to_contain_text("at most 60 tokens")
+    options.close()
+    set_paused(service, reader, True)  # only the purchase moves money after the tokens are bought
+    balance_before = reader.balance_minor(service)
+    earnings_before = publisher_payee.earnings_minor(service)
+    popup = browser.sign_in(reader)
+    # Two refills (at most 32 tokens each) at random moments: the second 15-45 s after the first.
+    popup.wait_for_function(
+        "() => Number(document.querySelector('#tokens-held').dataset.count) >= 50",
+        timeout=90_000,
+        polling=500,
+    )
+    bought_minor = balance_before - reader.balance_minor(service)
+    popup.close()
+
+    page = open_sale(browser, publisher)
+    approval = buy_and_get_approval(browser, page)
+    # Before approving, the window says how it is paid: privately, 50 whole tokens.
+    expect(approval.locator("#approve-way")).to_have_attribute("data-way", "private")
+    expect(approval.locator("#approve-way")).to_have_attribute("data-count", "50")
+    expect(approval.locator("#approve-way")).to_contain_text("Paid privately with 50 tokens")
+    browser.screenshot(approval, "approval-window-private")
+    approval.click("#approve")
+    assert_bought(page)  # the publisher's unchanged verifier accepted the one-time receipt
+
+    # The purchase took nothing from the balance (the tokens did, when bought), no identified
+    # payment of this reader exists, and the creator earned the price (no fee in these tests).
+    assert balance_before - reader.balance_minor(service) == bought_minor
+    assert payments_of(service, reader) == []
+    assert publisher_payee.earnings_minor(service) == earnings_before + SALE_PRICE_MINOR
+    popup = browser.popup(page)
+    expect(popup.locator("#recent-payments li").first).to_have_attribute("data-way", "private")
