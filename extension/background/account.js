@@ -8,7 +8,6 @@ import { PASSWORD_MIN_CHARS } from '../shared/sentences.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
 import { endsSession } from './protocol.js';
-import { jitter } from '../shared/tokens.js';
 import { connectPrivate, pokePrivate } from './private.js';
 import { handleSocketEvents, socket } from './socket.js';
 import { addToHistory, currentAuth, requireAuth, serviceBase, signedOutError, state } from './state.js';
@@ -133,7 +132,7 @@ export async function signIn(how, email, password) {
   state.connectionError = null;
   await refreshAccount();
   connect();
-  wallet.scheduleCheck(jitter(wallet.EMPTY_MIN_MS, wallet.EMPTY_MAX_MS));
+  wallet.signedIn();
   reconcileAll();
   return { email: state.email };
 }

@@ -558,6 +558,13 @@ export async function refundAll() {
   await Promise.race([work.catch(() => {}), new Promise((resolve) => setTimeout(resolve, SIGN_OUT_REFUND_MS))]);
 }
 
+/** A sign-in: the reader starts afresh, a refused or mismatched refill is tried again. */
+export function signedIn() {
+  const wallet = current();
+  if (wallet) wallet.error = null;
+  scheduleCheck(jitter(EMPTY_MIN_MS, EMPTY_MAX_MS));
+}
+
 /** Make sure a look is scheduled (an alarm woke the worker; a sign-in). */
 export function ensureChecks() {
   if (!checkTimer && !running) scheduleCheck(jitter(CHECK_MIN_MS, CHECK_MAX_MS));
