@@ -69,12 +69,19 @@ export function keepAlive() {
 }
 
 /**
- * Private payments on or off (options page, or chrome.storage.local written directly): the
- * streams of the other way end and the pages are paid this way from now on.
+ * Private payments on or off (options page): stored, then applied — the streams of the other way
+ * end and the pages are paid this way from now on.
  * @param {boolean} enabled
  */
 export async function setPrivatePayments(enabled) {
-  if (state.privatePayments !== enabled) await wallet.setPrivate(enabled);
+  await wallet.setPrivate(enabled);
+  return privatePaymentsChanged();
+}
+
+/** chrome.storage.local's `privatePayments` changed (or was just stored): apply what it holds now. */
+export async function privatePaymentsChanged() {
+  const { privatePayments } = await chrome.storage.local.get(['privatePayments']);
+  if (typeof privatePayments === 'boolean') wallet.applyPrivate(privatePayments);
   connect();
   reconcileAll();
   return { privatePayments: state.privatePayments };

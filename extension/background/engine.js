@@ -18,6 +18,7 @@ export {
   refreshAccount,
   serviceUrlChanged,
   setLimits,
+  privatePaymentsChanged,
   setPrivatePayments,
   setPaused,
   setSite,

@@ -116,9 +116,8 @@ chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'local' && changes.serviceUrl) {
     void ready.then(() => engine.serviceUrlChanged(changes.serviceUrl.newValue));
   }
-  if (area === 'local' && changes.privatePayments && typeof changes.privatePayments.newValue === 'boolean') {
-    const enabled = changes.privatePayments.newValue;
-    void ready.then(() => engine.setPrivatePayments(enabled));
+  if (area === 'local' && changes.privatePayments) {
+    void ready.then(() => engine.privatePaymentsChanged());
   }
 });
 

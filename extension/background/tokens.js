@@ -144,9 +144,20 @@ export async function load() {
  * @param {boolean} enabled
  */
 export async function setPrivate(enabled) {
-  state.privatePayments = enabled;
   await chrome.storage.local.set({ privatePayments: enabled });
-  if (enabled) scheduleCheck(jitter(EMPTY_MIN_MS, EMPTY_MAX_MS));
+  applyPrivate(enabled);
+}
+
+/**
+ * Private payments on or off as chrome.storage.local now says (it changed: the options page, or
+ * a test writing it directly). Writes nothing, so that changes in quick succession end in the
+ * last one stored.
+ * @param {boolean} enabled
+ */
+export function applyPrivate(enabled) {
+  if (state.privatePayments === enabled) return;
+  state.privatePayments = enabled;
+  if (enabled && current()) scheduleCheck(jitter(EMPTY_MIN_MS, EMPTY_MAX_MS));
   changed();
 }
 
