@@ -25,7 +25,8 @@ from trickle.keys import b64url
 from trickle.ledger import AccountKind, TransferKind
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.models import SpentToken, TokenKey, Transfer
-from trickle.runtime import Runtime, load_token_keys
+from trickle.runtime import Runtime, bootstrap, load_token_keys
+from trickle.settings import Settings
 
 VALUE = 1_000_000  # the default TRICKLE_TOKEN_VALUE_MINOR
 
@@ -259,3 +260,39 @@ def test_issued_tokens_verify_against_the_published_key(runtime: Runtime) -> Non
             select(Transfer).where(Transfer.kind == TransferKind.TOKEN_ISSUE.value)
         ).all()
         assert [t.amount_minor for t in issued] == [3 * VALUE]
+
+
+# --- the ledger check ----------------------------------------------------------------------------
+
+
+def test_the_ledger_check_catches_a_float_out_of_step_with_its_tokens(settings: Settings) -> None:
+    """(Its own runtime: the ``runtime`` fixture would fail on the violations made here.)"""
+    runtime = bootstrap(settings)
+    try:
+        accounts = charge_accounts(runtime, 10 * VALUE, "checked-payee")
+        buy_tokens(runtime, accounts.user_id, 2)
+        now = runtime.clock()
+        with transaction(runtime.sessions) as session:
+            assert ledger.check(session) == []
+            float_id = ledger.account(
+                session, AccountKind.TOKEN_FLOAT, "tokens", ledger.Asset("USD", 9), now
+            ).id
+            # money into the float that no issued token stands for, and a kind that may not
+            # touch the float at all
+            for kind in (TransferKind.TOKEN_ISSUE, TransferKind.STREAM):
+                ledger.post_transfer(
+                    session,
+                    ledger.TransferRequest(
+                        accounts.reader, float_id, VALUE, "USD", kind, f"forged-{kind}"
+                    ),
+                    now,
+                )
+        with transaction(runtime.sessions) as session:
+            rules = {violation.rule for violation in ledger.check(session)}
+        assert rules == {
+            "token_float_matches_tokens",
+            "token_transfers_match_tokens",
+            "token_float_transfers",
+        }
+    finally:
+        runtime.close()
