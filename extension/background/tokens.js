@@ -8,9 +8,10 @@
 // sign-out. The wallet never spends: private.js and payments.js do, without the session.
 
 import {
-  BATCH_MAX,
+  BATCH_SIZE,
   DEFAULT_RESERVE,
   MAX_RESERVE,
+  MIN_RESERVE,
   TokenError,
   expiredTokens,
   fromB64url,
@@ -122,7 +123,7 @@ export async function load() {
   wallets.byOwner = {};
   for (const [who, raw] of Object.entries(local.tokenWallets ?? {})) wallets.byOwner[who] = readWallet(raw);
   state.privatePayments = local.privatePayments === true;
-  wallets.reserve = Number.isSafeInteger(local.tokenReserve) && local.tokenReserve >= 1 && local.tokenReserve <= MAX_RESERVE ? local.tokenReserve : DEFAULT_RESERVE;
+  wallets.reserve = Number.isSafeInteger(local.tokenReserve) && local.tokenReserve >= MIN_RESERVE && local.tokenReserve <= MAX_RESERVE ? local.tokenReserve : DEFAULT_RESERVE;
   wallets.keys = [];
   wallets.keysFetchedAt = 0;
   wallets.keysOrigin = null;
@@ -166,8 +167,8 @@ export function applyPrivate(enabled) {
  * @param {number} reserve
  */
 export async function setReserve(reserve) {
-  if (!Number.isSafeInteger(reserve) || reserve < 1 || reserve > MAX_RESERVE) {
-    throw new ApiError('validation_failed', `reserve: 1 to ${MAX_RESERVE} tokens`, 0, { field: 'reserve', max: MAX_RESERVE });
+  if (!Number.isSafeInteger(reserve) || reserve < MIN_RESERVE || reserve > MAX_RESERVE) {
+    throw new ApiError('validation_failed', `reserve: ${MIN_RESERVE} to ${MAX_RESERVE} tokens`, 0, { field: 'reserve', min: MIN_RESERVE, max: MAX_RESERVE });
   }
   wallets.reserve = reserve;
   await chrome.storage.local.set({ tokenReserve: reserve });
@@ -443,10 +444,10 @@ async function checkOnce() {
   let key = issuingKey(published, currency, now);
   if (!key) key = issuingKey(await keys(true), currency, now);
   if (!key) throw new TokenError('tokens_unavailable', `the service issues no ${currency} tokens now`);
-  // Below the low mark: back up to the reserve in this one look, a batch at a time.
-  for (let have = held(); have < wallets.reserve; have = held()) {
-    const count = Math.min(wallets.reserve - have, BATCH_MAX);
-    const blinded = blindBatch(newTokenInputs(count));
+  // Below the low mark: batches of the one size until it is reached, in this one look. The
+  // reserve is never passed: held < low mark = ceil(reserve / 2) and reserve >= 2 * BATCH_SIZE.
+  while (held() < lowMark()) {
+    const blinded = blindBatch(newTokenInputs(BATCH_SIZE));
     wallet.issuance = {
       key: crypto.randomUUID(),
       currency,

@@ -8,10 +8,15 @@ import { ELEMENT_BYTES, OUTPUT_BYTES, PROOF_BYTES, TOKEN_INPUT_BYTES } from './v
 
 /** The most tokens the wallet holds: what a lost browser profile loses at most (docs/extension.md). */
 export const DEFAULT_RESERVE = 20;
-/** The most a reader may set as the reserve (options page). */
+/** The least and the most a reader may set as the reserve (options page). */
+export const MIN_RESERVE = 20;
 export const MAX_RESERVE = 1000;
-/** The service's default batch limit (`TRICKLE_TOKEN_BATCH_MAX`); one issuance asks for at most this many. */
-export const BATCH_MAX = 32;
+/**
+ * Every issuance asks for this many tokens, for every reader, whatever their reserve (a batch size
+ * of one's own would tell the service whose batch it is); a refill asks for as many batches as it
+ * takes. Below the service's limit (`TRICKLE_TOKEN_BATCH_MAX`, 32 by default).
+ */
+export const BATCH_SIZE = 10;
 
 /**
  * A token key as the service publishes it (times in ms since the epoch).

@@ -59,7 +59,7 @@ test('private streaming', async (t) => {
   await engine.signIn('sign-in', 'ann@example.com', 'password-123');
   await wallet.check();
   await settleAll();
-  assert.equal(wallet.held(), 20);
+  assert.equal(wallet.held(), 10);
 
   await t.test('the anonymous socket says hello without any session', () => {
     assert.equal(privateSockets().length, 1);

@@ -25,41 +25,41 @@ test('the token wallet', async (t) => {
   await engine.load();
   await engine.signIn('sign-in', 'ann@example.com', 'password-123');
 
-  await t.test('a refill buys up to the reserve, each token an evaluation under the published key', async () => {
+  await t.test('a refill buys a batch of the one size, each token an evaluation under the published key', async () => {
     await wallet.check();
     assert.equal(issuances().length, 1);
     const call = issuances()[0];
     assert.equal(call.headers.Authorization, `Bearer ${SESSION_TOKEN}`);
     assert.match(call.headers['Idempotency-Key'], /^[0-9a-f-]{36}$/);
     assert.equal(call.body.epoch, EPOCH);
-    assert.equal(call.body.blinded.length, 20);
-    assert.equal(wallet.held(), 20);
-    assert.equal(service.balance, 5_000_000_000n - 20n * VALUE_MINOR);
+    assert.equal(call.body.blinded.length, 10);
+    assert.equal(wallet.held(), 10);
+    assert.equal(service.balance, 5_000_000_000n - 10n * VALUE_MINOR);
     for (const token of stored().tokens) assert.ok(service.valid(token), 'the service accepts every token');
-    assert.equal(new Set(stored().tokens.map((/** @type {any} */ tk) => tk.input)).size, 20);
+    assert.equal(new Set(stored().tokens.map((/** @type {any} */ tk) => tk.input)).size, 10);
     assert.equal(stored().issuance, null);
-    assert.equal(wallet.summary().heldMinor, (20n * VALUE_MINOR).toString());
+    assert.equal(wallet.summary().heldMinor, (10n * VALUE_MINOR).toString());
   });
 
   await t.test('above the low mark nothing is bought; the reserve is never passed', async () => {
     await wallet.check();
     assert.equal(issuances().length, 1);
-    const taken = await wallet.take('s1', 12); // 8 left: below the low mark (10)
-    assert.equal(taken?.length, 12);
+    const taken = await wallet.take('s1', 3); // 7 left: below the low mark (10)
+    assert.equal(taken?.length, 3);
     await wallet.spent('s1');
     await wallet.check();
     assert.equal(issuances().length, 2);
-    assert.equal(issuances()[1].body.blinded.length, 12, 'back to the reserve of 20, not more');
-    assert.equal(wallet.held(), 20);
+    assert.equal(issuances()[1].body.blinded.length, 10, 'every batch of the one size');
+    assert.equal(wallet.held(), 17, 'within the reserve of 20');
   });
 
   await t.test('a service evaluating with a key of the reader\'s own is caught; the batch is dropped', async () => {
-    await wallet.take('s2', 15);
+    await wallet.take('s2', 8);
     await wallet.spent('s2');
     service.readerKey = ristretto255_oprf.voprf.generateKeyPair();
     await wallet.check();
     assert.equal(issuances().length, 3, 'the batch was bought');
-    assert.equal(wallet.held(), 5, 'none of its tokens kept');
+    assert.equal(wallet.held(), 9, 'none of its tokens kept');
     assert.equal(wallet.summary().error, 'token_key_mismatch');
     assert.equal(stored().issuance, null);
     await wallet.check();
@@ -75,7 +75,7 @@ test('the token wallet', async (t) => {
     const before = service.balance;
     await wallet.check();
     assert.equal(issuances().length, 4);
-    assert.equal(wallet.held(), 5, 'no answer: nothing kept yet');
+    assert.equal(wallet.held(), 9, 'no answer: nothing kept yet');
     const pending = stored().issuance;
     assert.ok(pending, 'the issuance was stored before it was sent');
     assert.equal(pending.key, issuances()[3].headers['Idempotency-Key']);
@@ -85,8 +85,8 @@ test('the token wallet', async (t) => {
     assert.equal(issuances().length, 5);
     assert.equal(issuances()[4].headers['Idempotency-Key'], issuances()[3].headers['Idempotency-Key']);
     assert.deepEqual(issuances()[4].body, issuances()[3].body);
-    assert.equal(wallet.held(), 20);
-    assert.equal(service.balance, before - 15n * VALUE_MINOR, 'charged once');
+    assert.equal(wallet.held(), 19);
+    assert.equal(service.balance, before - 10n * VALUE_MINOR, 'charged once');
     for (const token of stored().tokens) assert.ok(service.valid(token));
   });
 
@@ -115,15 +115,17 @@ test('the token wallet', async (t) => {
     assert.ok(!w.tokens.includes(/** @type {any} */ (old)));
   });
 
-  await t.test('a larger reserve is filled in one look, a batch of at most 32 at a time', async () => {
+  await t.test('a larger reserve is refilled in one look, in batches of the one size', async () => {
     await wallet.setReserve(60);
     const before = issuances().length;
-    const had = wallet.held(); // below the new low mark (30)
+    const had = wallet.held();
+    assert.ok(had < 30, 'below the new low mark');
     await wallet.check();
-    assert.equal(wallet.held(), 60);
     const batches = issuances().slice(before).map((c) => c.body.blinded.length);
-    assert.deepEqual(batches, [32, 60 - had - 32]);
+    assert.ok(batches.length >= 2 && batches.every((n) => n === 10), `${batches}`);
+    assert.ok(wallet.held() >= 30 && wallet.held() <= 60, `${wallet.held()}`);
     await assert.rejects(wallet.setReserve(5000), /reserve/);
+    await assert.rejects(wallet.setReserve(5), /reserve/, 'a reserve below two batches');
   });
 
   await t.test('signing out refunds the tokens held, with the session, before it ends', async () => {
