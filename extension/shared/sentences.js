@@ -198,6 +198,9 @@ function validationFailed(c) {
   }
   if (field === 'code' || c.action === 'redeem') return say('Write the voucher code as you received it.');
   if (field === 'origin') return say('This site’s address cannot be used for payments.');
+  if (field === 'reserve' && typeof d.min === 'number' && typeof d.max === 'number') {
+    return say(`Keep between ${d.min} and ${d.max} tokens: write a whole number.`);
+  }
   switch (c.action) {
     case 'tip':
     case 'purchase':
