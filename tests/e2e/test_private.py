@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.accessibility import assert_accessible
 from tests.e2e.harness import (
     FAST_RATE_PER_HOUR_MINOR,
     DemoPublisher,
@@ -98,6 +99,7 @@ def test_a_reader_reads_the_demo_site_privately_and_the_article_unlocks(
     popup = browser.popup(page)
     expect(popup.locator("#tab-way")).to_have_attribute("data-way", "private")
     expect(popup.locator("#tab-status")).to_have_attribute("data-state", "streaming")
+    assert_accessible(popup)
     browser.screenshot(popup, "popup-private")
     page.close()  # the stream ends; a spend still out is answered and counted
     popup.wait_for_timeout(1_000)
@@ -160,6 +162,7 @@ def test_a_purchase_approved_in_the_window_is_paid_privately_with_whole_tokens(
     expect(approval.locator("#approve-way")).to_have_attribute("data-way", "private")
     expect(approval.locator("#approve-way")).to_have_attribute("data-count", "50")
     expect(approval.locator("#approve-way")).to_contain_text("Paid privately with 50 tokens")
+    assert_accessible(approval)
     browser.screenshot(approval, "approval-window-private")
     approval.click("#approve")
     assert_bought(page)  # the publisher's unchanged verifier accepted the one-time receipt
