@@ -39,8 +39,6 @@ from trickle.ledger.transfers import (
 from trickle.models import SpentToken, TokenKey
 
 FLOAT_OWNER = "tokens"  # the one token-float account per asset
-# Nullifiers inserted per statement: 4 parameters each, well under SQLite's 32766.
-_INSERT_CHUNK = 1000
 
 
 def float_account(session: Session, asset: Asset, now: dt.datetime) -> int:
@@ -165,15 +163,17 @@ def _insert(
         for n in s.nullifiers
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One statement compiled once (cached), its rows sent as an executemany that SQLAlchemy
+    # turns into multi-row INSERTs ("insertmanyvalues"): a literal multi-row ``values()`` is
+    # compiled anew on every call, at ~0.5 ms a row.
+    statement = (
+        insert(SpentToken)
+        .on_conflict_do_nothing(index_elements=["currency", "epoch", "nullifier"])
+        .returning(SpentToken.currency, SpentToken.epoch, SpentToken.nullifier)
+    )
     inserted: set[tuple[str, int, bytes]] = set()
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = (
-            insert(SpentToken)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=["currency", "epoch", "nullifier"])
-            .returning(SpentToken.currency, SpentToken.epoch, SpentToken.nullifier)
-        )
-        for currency, epoch, nullifier in session.execute(statement):
+    if rows:
+        for currency, epoch, nullifier in session.connection().execute(statement, rows):
             inserted.add((currency, epoch, bytes(nullifier)))
     return inserted
 
