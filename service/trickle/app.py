@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from trickle import api, dashboard, keys
+from trickle.api import tokens as tokens_api
 from trickle.api import topups as topups_api
 from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
@@ -175,6 +176,7 @@ def create_app(runtime: Runtime) -> Starlette:
     for router in api.routers():
         routes.extend(router.routes())
     routes.extend(topups_api.routes())  # Stripe's webhook, the page after Checkout
+    routes.extend(tokens_api.routes())  # the published token keys
     routes.extend(dashboard.routes())  # the creator dashboard: /dashboard (and / redirects)
     app = Starlette(
         routes=routes,

@@ -216,7 +216,7 @@ class TokenKeyRing:
         """The key a token pays under, once its output is the key's PRF of its input. Raises
         ``UnknownEpoch`` (no key of this currency has the epoch), ``EpochExpired`` (past its
         ``spend_until``: refund it) or ``InvalidToken`` (forged, or another key's)."""
-        key = self._key(token, index)
+        key = self.key_of(token, index)
         if not key.spendable(now):
             raise EpochExpired(
                 f"{_which(index)}epoch {token.epoch} paid until {_rfc3339(key.spend_until)}; "
@@ -227,7 +227,7 @@ class TokenKeyRing:
 
     def check_refundable(self, token: Token, *, index: int | None = None) -> TokenKey:
         """``check`` for a refund: a token of any epoch this currency had a key for."""
-        return self._checked(self._key(token, index), token, index)
+        return self._checked(self.key_of(token, index), token, index)
 
     def issuing(self, epoch: int, now: dt.datetime) -> TokenKey:
         """The key that issues now, if it is this epoch's; ``UnknownEpoch`` otherwise."""
@@ -247,7 +247,8 @@ class TokenKeyRing:
             reverse=True,
         )
 
-    def _key(self, token: Token, index: int | None) -> TokenKey:
+    def key_of(self, token: Token, index: int | None = None) -> TokenKey:
+        """The key of the token's epoch, unchecked; ``UnknownEpoch`` if there is none."""
         key = self.keys.get(token.epoch)
         if key is None:
             raise UnknownEpoch(
