@@ -52,12 +52,20 @@ class SpendRequest:
     tokens: Sequence[Token]
     refusal: Refusal | None = None  # set: nothing of it moves; its answer is an ``error``
     amount_minor: int = 0  # what its tokens are worth (after the check)
+    spend: TokenSpend | None = None  # what it posts (after the check passed)
     paid: bool = False  # committed: its answer is a ``receipt``
 
 
+_Group = tuple[list[SpendRequest], "asyncio.Task[None]"]
+
+
 class SpendCommits:
-    """Takes spends (``add``) and commits them in groups, at most one group per commit window,
-    two deep; then answers each spend on its connection."""
+    """Takes spends (``add``) and commits them in groups, at most one group per commit window;
+    then answers each spend on its connection. A group passes three stages: its tokens are
+    checked in the checker thread, posted and committed in the committer thread, answered on
+    the event loop. Under load they overlap (one group checked while the one before commits,
+    and that one answered after): the check is CPU work that holds no lock and no connection,
+    the commit mostly waits on the database, and both release the GIL for most of their time."""
 
     def __init__(
         self,
@@ -71,6 +79,7 @@ class SpendCommits:
         self._outbox = outbox
         self.window_s = window_ms / 1000  # at most one group per window
         self._pending: list[SpendRequest] = []
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-check")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-commit")
         self._task: asyncio.Task[None] | None = None
         self._last_start = 0.0
@@ -87,59 +96,62 @@ class SpendCommits:
 
     def close(self) -> None:
         """After the last flush."""
+        self._checker.shutdown(wait=True)
         self._committer.shutdown(wait=True)
 
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        landed: list[SpendRequest] | None = None
-        while self._pending or landed is not None:
+        """Groups in order: a new group starts once the window since the last one has passed;
+        while a group is under way the one before is awaited and answered (so a group is
+        answered only after its own COMMIT, and groups are answered in order)."""
+        previous: _Group | None = None
+        while self._pending or previous is not None:
             wait_s = self._last_start + self.window_s - time.monotonic()
-            if landed is not None and (wait_s > 0 or not self._pending):
-                self._answer(landed)  # while the window runs out, not after
-                landed = None
-            if self._pending and wait_s > 0:
+            if previous is not None and (wait_s > 0 or not self._pending):
+                await self._land(previous)  # while the window runs out, not after
+                previous = None
+                continue
+            if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            committing = None
-            if self._pending:
-                group, self._pending = self._pending, []
-                self._last_start = time.monotonic()
-                now = self._runtime.clock()
-                committing = (
-                    group,
-                    loop.run_in_executor(self._committer, self._commit, group, now),
-                )
-            if landed is not None:  # meanwhile, the group before
-                self._answer(landed)
-                landed = None
-            if committing is not None:
-                group, future = committing
-                try:
-                    await future
-                except Exception:  # rolled back: nothing of the group moved
-                    log.exception("private group commit failed; %d spends not paid", len(group))
-                    failed = Refusal(ErrorCode.SPEND_FAILED, "not committed; nothing moved")
-                    for request in group:
-                        if request.refusal is None:
-                            request.refusal, request.paid = failed, False
-                landed = group
-            await asyncio.sleep(0)
+            group, self._pending = self._pending, []
+            self._last_start = time.monotonic()
+            current = (group, asyncio.create_task(self._through(group, self._runtime.clock())))
+            if previous is not None:
+                await self._land(previous)
+            previous = current
 
-    # --- in the committer thread -------------------------------------------------------------
+    async def _through(self, group: list[SpendRequest], now: dt.datetime) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checker, self._check_group, group, now)
+        await loop.run_in_executor(self._committer, self._post_group, group, now)
 
-    def _commit(self, group: list[SpendRequest], now: dt.datetime) -> None:
-        """Check every token (CPU only: before the transaction), then record and pay the
-        spends whose tokens all passed, in one transaction."""
+    async def _land(self, under_way: _Group) -> None:
+        group, task = under_way
+        try:
+            await task
+        except Exception:  # rolled back (or never begun): nothing of the group moved
+            log.exception("private group commit failed; %d spends not paid", len(group))
+            failed = Refusal(ErrorCode.SPEND_FAILED, "not committed; nothing moved")
+            for request in group:
+                if not request.paid:
+                    request.refusal = request.refusal or failed
+        self._answer(group)
+
+    # --- in the checker and the committer threads --------------------------------------------
+
+    def _check_group(self, group: list[SpendRequest], now: dt.datetime) -> None:
+        """Check every token against its epoch's key (CPU only, before any transaction): each
+        spend gets its ``TokenSpend`` or its refusal."""
         keys = self._runtime.token_keys.current
-        spends: list[TokenSpend] = []
-        posted: list[SpendRequest] = []
         for request in group:
             if request.refusal is None:
-                spend = self._check(keys, request, now)
-                if spend is not None:
-                    spends.append(spend)
-                    posted.append(request)
-        if not spends:
+                request.spend = self._check(keys, request, now)
+
+    def _post_group(self, group: list[SpendRequest], now: dt.datetime) -> None:
+        """Record and pay the checked spends in one transaction."""
+        posted = [request for request in group if request.spend is not None]
+        if not posted:
             return
+        spends = [request.spend for request in posted if request.spend is not None]
         with transaction(self._runtime.sessions) as session:
             fresh = post_token_spends(session, spends, now)
         for request, paid in zip(posted, fresh, strict=True):
