@@ -16,11 +16,14 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from trickle import money
-from trickle.db import transaction
+from trickle.db import make_engine, make_sessionmaker
 from trickle.errors import TokenError
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.receipts import ReceiptClaims, ReceiptSigner
@@ -33,6 +36,7 @@ from trickle.streaming.private.streams import PrivateStream
 from trickle.tokens import Token, TokenKey, TokenKeyRing
 
 log = logging.getLogger("trickle.streaming")
+GROUP_LOCK_WAIT_S = 2.0  # as the identified streams' group commit (EngineLimits.group_lock_wait_s)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,16 +60,21 @@ class SpendRequest:
     paid: bool = False  # committed: its answer is a ``receipt``
 
 
-_Group = tuple[list[SpendRequest], "asyncio.Task[None]"]
+_Group = tuple[list[SpendRequest], "asyncio.Future[None]"]
 
 
 class SpendCommits:
     """Takes spends (``add``) and commits them in groups, at most one group per commit window;
-    then answers each spend on its connection. A group passes three stages: its tokens are
-    checked in the checker thread, posted and committed in the committer thread, answered on
-    the event loop. Under load they overlap (one group checked while the one before commits,
-    and that one answered after): the check is CPU work that holds no lock and no connection,
-    the commit mostly waits on the database, and both release the GIL for most of their time."""
+    then answers each spend on its connection. A spend's tokens are checked when it arrives,
+    on the event loop (CPU work, and no transaction is open); its group is posted
+    in a transaction on the loop and committed in the committer thread (the COMMIT, and its
+    fsync, hold no GIL); the answers go out on the loop. While one group commits, the one
+    before is answered.
+
+    Why on the loop and not in threads: a thread's every database statement (and each of
+    libsodium's calls in a check) releases the GIL, and each time the busy loop kept it for up
+    to a switch interval (5 ms): the identified streams' group commit measured the same
+    (docs/architecture.md)."""
 
     def __init__(
         self,
@@ -79,12 +88,17 @@ class SpendCommits:
         self._outbox = outbox
         self.window_s = window_ms / 1000  # at most one group per window
         self._pending: list[SpendRequest] = []
-        self._checker = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-check")
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-commit")
         self._task: asyncio.Task[None] | None = None
         self._last_start = 0.0
+        self._engine: Engine | None = None  # see _group_sessions
+        self._sessions: sessionmaker[Session] | None = None
 
     def add(self, request: SpendRequest) -> None:
+        """Check the spend's tokens now and queue it for the next group."""
+        if request.refusal is None:
+            keys = self._runtime.token_keys.current
+            request.spend = self._check(keys, request, self._runtime.clock())
         self._pending.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._commit_loop())
@@ -96,8 +110,9 @@ class SpendCommits:
 
     def close(self) -> None:
         """After the last flush."""
-        self._checker.shutdown(wait=True)
         self._committer.shutdown(wait=True)
+        if self._engine is not None:
+            self._engine.dispose()
 
     async def _commit_loop(self) -> None:
         """Groups in order: a new group starts once the window since the last one has passed;
@@ -114,15 +129,19 @@ class SpendCommits:
                 await asyncio.sleep(wait_s)
             group, self._pending = self._pending, []
             self._last_start = time.monotonic()
-            current = (group, asyncio.create_task(self._through(group, self._runtime.clock())))
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None]
+            try:
+                finish = self._stage(group, self._runtime.clock())
+            except Exception as exc:  # noqa: BLE001 - nothing moved: _land logs it, answers spend_failed
+                future = loop.create_future()
+                future.set_exception(exc)
+            else:
+                future = loop.run_in_executor(self._committer, finish)
+            current = (group, future)
             if previous is not None:
                 await self._land(previous)
             previous = current
-
-    async def _through(self, group: list[SpendRequest], now: dt.datetime) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._checker, self._check_group, group, now)
-        await loop.run_in_executor(self._committer, self._post_group, group, now)
 
     async def _land(self, under_way: _Group) -> None:
         group, task = under_way
@@ -136,31 +155,48 @@ class SpendCommits:
                     request.refusal = request.refusal or failed
         self._answer(group)
 
-    # --- in the checker and the committer threads --------------------------------------------
+    # --- the group transaction -----------------------------------------------------------------
 
-    def _check_group(self, group: list[SpendRequest], now: dt.datetime) -> None:
-        """Check every token against its epoch's key (CPU only, before any transaction): each
-        spend gets its ``TokenSpend`` or its refusal."""
-        keys = self._runtime.token_keys.current
-        for request in group:
-            if request.refusal is None:
-                request.spend = self._check(keys, request, now)
-
-    def _post_group(self, group: list[SpendRequest], now: dt.datetime) -> None:
-        """Record and pay the checked spends in one transaction."""
+    def _stage(self, group: list[SpendRequest], now: dt.datetime) -> Callable[[], None]:
+        """Post the group's checked spends in a transaction, here on the event loop, and return
+        ``finish``, its COMMIT, for the committer thread; the spends' outcomes are set once it
+        returned. Nothing is durable, so no receipt may leave, before."""
         posted = [request for request in group if request.spend is not None]
-        if not posted:
-            return
         spends = [request.spend for request in posted if request.spend is not None]
-        with transaction(self._runtime.sessions) as session:
+        if not spends:
+            return lambda: None
+        session = self._group_sessions()()
+        try:
+            session.begin()
             fresh = post_token_spends(session, spends, now)
-        for request, paid in zip(posted, fresh, strict=True):
-            if paid:
-                request.paid = True
-            else:
-                request.refusal = Refusal(
-                    ErrorCode.TOKEN_SPENT, "a token of this spend was spent before"
-                )
+        except BaseException:
+            session.close()  # rolls back
+            raise
+
+        def finish() -> None:
+            try:
+                session.commit()
+            finally:
+                session.close()  # rolls back if the COMMIT failed
+            for request, paid in zip(posted, fresh, strict=True):
+                if paid:
+                    request.paid = True
+                else:
+                    request.refusal = Refusal(
+                        ErrorCode.TOKEN_SPENT, "a token of this spend was spent before"
+                    )
+
+        return finish
+
+    def _group_sessions(self) -> sessionmaker[Session]:
+        """The group commit's own pool, whose statements wait at most ``GROUP_LOCK_WAIT_S`` for
+        another writer's lock: they run on the event loop, so a group fails (its spends are
+        answered ``spend_failed``) rather than stall every socket of the process."""
+        if self._sessions is None:
+            url = self._runtime.engine.url.render_as_string(hide_password=False)
+            self._engine = make_engine(url, lock_wait_s=GROUP_LOCK_WAIT_S, pool_pre_ping=False)
+            self._sessions = make_sessionmaker(self._engine)
+        return self._sessions
 
     def _check(
         self, keys: TokenKeyRing, request: SpendRequest, now: dt.datetime
