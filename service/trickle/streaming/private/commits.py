@@ -24,28 +24,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from trickle import money
 from trickle.db import make_engine, make_sessionmaker
-from trickle.errors import TokenError
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol as stream_protocol
 from trickle.streaming.connection import Outbox
 from trickle.streaming.private import protocol
+from trickle.streaming.private.checks import Paying, Refusal, TokenChecker
 from trickle.streaming.private.protocol import ErrorCode
 from trickle.streaming.private.streams import PrivateStream
-from trickle.tokens import Token, TokenKey, TokenKeyRing
+from trickle.tokens import Token
 
 log = logging.getLogger("trickle.streaming")
 GROUP_LOCK_WAIT_S = 2.0  # as the identified streams' group commit (EngineLimits.group_lock_wait_s)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a spend moved nothing: an error code, for people a message, the token's index."""
-
-    code: str
-    message: str
-    index: int | None = None
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -60,30 +51,31 @@ class SpendRequest:
     paid: bool = False  # committed: its answer is a ``receipt``
 
 
-_Group = tuple[list[SpendRequest], "asyncio.Future[None]"]
+_Group = tuple[list[SpendRequest], "asyncio.Task[None]"]
 
 
 class SpendCommits:
     """Takes spends (``add``) and commits them in groups, at most one group per commit window;
-    then answers each spend on its connection. A spend's tokens are checked when it arrives,
-    on the event loop (CPU work, and no transaction is open); its group is posted
-    in a transaction on the loop and committed in the committer thread (the COMMIT, and its
-    fsync, hold no GIL); the answers go out on the loop. While one group commits, the one
-    before is answered.
+    then answers each spend on its connection. A group's tokens are checked beside the loop
+    (``checks.TokenChecker``: CPU work, before any transaction); then it is posted in a
+    transaction on the loop and committed in the committer thread (the COMMIT and its fsync
+    hold no GIL); then its answers go out on the loop. Under load the stages overlap: one
+    group's tokens are checked while the group before commits, and answered after it.
 
-    Why on the loop and not in threads: a thread's every database statement (and each of
-    libsodium's calls in a check) releases the GIL, and each time the busy loop kept it for up
-    to a switch interval (5 ms): the identified streams' group commit measured the same
-    (docs/architecture.md)."""
+    Why the statements on the loop and not in a thread: a thread's every statement releases the
+    GIL, and each time the busy loop kept it for up to a switch interval (5 ms), as the
+    identified streams' group commit measured (docs/architecture.md)."""
 
     def __init__(
         self,
         runtime: Runtime,
         outbox: Outbox,
+        checker: TokenChecker,
         *,
         window_ms: int,
     ) -> None:
         self._runtime = runtime
+        self._checker = checker
         self._settings = runtime.settings
         self._outbox = outbox
         self.window_s = window_ms / 1000  # at most one group per window
@@ -95,10 +87,6 @@ class SpendCommits:
         self._sessions: sessionmaker[Session] | None = None
 
     def add(self, request: SpendRequest) -> None:
-        """Check the spend's tokens now and queue it for the next group."""
-        if request.refusal is None:
-            keys = self._runtime.token_keys.current
-            request.spend = self._check(keys, request, self._runtime.clock())
         self._pending.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._commit_loop())
@@ -129,19 +117,30 @@ class SpendCommits:
                 await asyncio.sleep(wait_s)
             group, self._pending = self._pending, []
             self._last_start = time.monotonic()
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None]
-            try:
-                finish = self._stage(group, self._runtime.clock())
-            except Exception as exc:  # noqa: BLE001 - nothing moved: _land logs it, answers spend_failed
-                future = loop.create_future()
-                future.set_exception(exc)
-            else:
-                future = loop.run_in_executor(self._committer, finish)
-            current = (group, future)
+            before = previous[1] if previous is not None else None
+            current = (group, asyncio.create_task(self._through(group, before)))
             if previous is not None:
                 await self._land(previous)
             previous = current
+
+    async def _through(self, group: list[SpendRequest], before: asyncio.Task[None] | None) -> None:
+        """One group: its tokens checked (``TokenChecker``: beside the loop), then, once the
+        group before has committed (its lock is free), posted here on the loop, and committed
+        in the committer thread."""
+        now = self._runtime.clock()
+        unchecked = [request for request in group if request.refusal is None]
+        keys = self._runtime.token_keys.current
+        results = await self._checker.check(keys, [r.tokens for r in unchecked], now)
+        for request, result in zip(unchecked, results, strict=True):
+            if isinstance(result, Paying):
+                request.amount_minor = result.amount_minor
+                request.spend = self._spend(request, result)
+            else:
+                request.refusal = result
+        if before is not None:
+            await asyncio.wait([before])  # its outcome is _land's business
+        finish = self._stage(group, now)
+        await asyncio.get_running_loop().run_in_executor(self._committer, finish)
 
     async def _land(self, under_way: _Group) -> None:
         group, task = under_way
@@ -198,38 +197,16 @@ class SpendCommits:
             self._sessions = make_sessionmaker(self._engine)
         return self._sessions
 
-    def _check(
-        self, keys: TokenKeyRing, request: SpendRequest, now: dt.datetime
-    ) -> TokenSpend | None:
-        """The spend's ``TokenSpend``, or ``None`` with its refusal set."""
-        first: TokenKey | None = None
-        for index, token in enumerate(request.tokens):
-            try:
-                key = keys.check(token, now, index=index)
-            except TokenError as exc:
-                request.refusal = Refusal(exc.code, str(exc), index)
-                return None
-            if first is None:
-                first = key
-            elif key.epoch != first.epoch:
-                request.refusal = Refusal(
-                    ErrorCode.INVALID_MESSAGE,
-                    "every token of one spend must be of one epoch",
-                    index,
-                )
-                return None
-        assert first is not None  # a spend holds at least one token (its schema)
-        amount = first.value_minor * len(request.tokens)
-        request.amount_minor = amount
+    def _spend(self, request: SpendRequest, paying: Paying) -> TokenSpend:
         stream = request.stream
         return TokenSpend(
-            first.currency,
-            first.epoch,
+            paying.currency,
+            paying.epoch,
             tuple(token.nullifier for token in request.tokens),
             stream.payee.account_id,
             stream.payee.fee_account_id,
-            amount,
-            money.fee_of(amount, self._settings.fee_bps),
+            paying.amount_minor,
+            money.fee_of(paying.amount_minor, self._settings.fee_bps),
             stream.origin,
             stream.sid,
         )
