@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib.util
+import json
 import secrets
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from tests.conftest import REPO
 from tests.factories import buy_tokens, charge_accounts, fund_reader
 from trickle import ledger, money, tokens, voprf
+from trickle.api.tokens import PrivatePaymentIn
 from trickle.db import transaction
 from trickle.errors import (
     EpochExpired,
@@ -25,7 +29,8 @@ from trickle.keys import b64url
 from trickle.ledger import AccountKind, TransferKind
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.models import SpentToken, TokenKey, Transfer
-from trickle.runtime import Runtime, load_token_keys
+from trickle.runtime import Runtime, bootstrap, load_token_keys
+from trickle.settings import Settings
 
 VALUE = 1_000_000  # the default TRICKLE_TOKEN_VALUE_MINOR
 
@@ -259,3 +264,103 @@ def test_issued_tokens_verify_against_the_published_key(runtime: Runtime) -> Non
             select(Transfer).where(Transfer.kind == TransferKind.TOKEN_ISSUE.value)
         ).all()
         assert [t.amount_minor for t in issued] == [3 * VALUE]
+
+
+# --- the ledger check ----------------------------------------------------------------------------
+
+
+def test_the_ledger_check_catches_a_float_out_of_step_with_its_tokens(settings: Settings) -> None:
+    """(Its own runtime: the ``runtime`` fixture would fail on the violations made here.)"""
+    runtime = bootstrap(settings)
+    try:
+        accounts = charge_accounts(runtime, 10 * VALUE, "checked-payee")
+        buy_tokens(runtime, accounts.user_id, 2)
+        now = runtime.clock()
+        with transaction(runtime.sessions) as session:
+            assert ledger.check(session) == []
+            float_id = ledger.account(
+                session, AccountKind.TOKEN_FLOAT, "tokens", ledger.Asset("USD", 9), now
+            ).id
+            # money into the float that no issued token stands for, and a kind that may not
+            # touch the float at all
+            for kind in (TransferKind.TOKEN_ISSUE, TransferKind.STREAM):
+                ledger.post_transfer(
+                    session,
+                    ledger.TransferRequest(
+                        accounts.reader, float_id, VALUE, "USD", kind, f"forged-{kind}"
+                    ),
+                    now,
+                )
+        with transaction(runtime.sessions) as session:
+            rules = {violation.rule for violation in ledger.check(session)}
+        assert rules == {
+            "token_float_matches_tokens",
+            "token_transfers_match_tokens",
+            "token_float_transfers",
+        }
+    finally:
+        runtime.close()
+
+
+# --- the protocol's vectors (tests/vectors/token-protocol.json) ---------------------------------
+
+PROTOCOL_PATH = REPO / "tests/vectors/token-protocol.json"
+PROTOCOL: dict[str, Any] = json.loads(PROTOCOL_PATH.read_text())
+
+
+def test_the_committed_protocol_vectors_are_a_fresh_generation() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "trickle_token_protocol_generate", PROTOCOL_PATH.with_name("generate_token_protocol.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render() == PROTOCOL_PATH.read_text()
+
+
+def test_the_service_computes_every_value_of_the_protocol_vectors() -> None:
+    secret = voprf.SecretKey.from_bytes(bytes.fromhex(PROTOCOL["secret_key_hex"]))
+    (entry,) = PROTOCOL["key_document"]["keys"]
+    parse = dt.datetime.fromisoformat
+    key = tokens.TokenKey(
+        currency=entry["currency"],
+        scale=entry["scale"],
+        epoch=entry["epoch"],
+        value_minor=int(entry["value_minor"]),
+        public_key=secret.public_key,
+        secret_key=secret,
+        issue_from=parse(entry["issue_from"]),
+        issue_until=parse(entry["issue_until"]),
+        spend_until=parse(entry["spend_until"]),
+    )
+    assert key.published() == entry
+    issuance = PROTOCOL["issuance"]
+    blinded = [tokens.b64url_decode(b, 32) for b in issuance["request"]["blinded"]]
+    randomness = bytes.fromhex(issuance["proof_randomness_hex"])
+    evaluation = voprf.blind_evaluate_batch(secret, blinded, random_scalar=lambda: randomness)
+    assert [b64url(e) for e in evaluation.evaluated_elements] == issuance["response"]["evaluated"]
+    assert b64url(evaluation.proof) == issuance["response"]["proof"]
+    # the client's side: the same blinded elements from its inputs and blinds, then Finalize
+    blinds = [bytes.fromhex(b) for b in issuance["blinds_hex"]]
+    states = [
+        voprf.blind(bytes.fromhex(x), random_scalar=lambda b=b: b)
+        for x, b in zip(issuance["inputs_hex"], blinds, strict=True)
+    ]
+    assert [s.blinded_element for s in states] == blinded
+    outputs = voprf.finalize_batch(
+        voprf.PublicKey.from_bytes(tokens.b64url_decode(entry["public_key"], 32)),
+        states,
+        evaluation.evaluated_elements,
+        evaluation.proof,
+    )
+    assert [o.hex() for o in outputs] == issuance["outputs_hex"]
+    # the tokens as sent, their nullifiers, and the service's check of them
+    sent = tokens.parse_tokens(PROTOCOL["tokens"], limit=2)
+    assert [t.nullifier.hex() for t in sent] == PROTOCOL["nullifiers_hex"]
+    ring = tokens.TokenKeyRing("USD", {key.epoch: key}, key.issue_from)
+    for token in sent:
+        assert ring.check(token, key.issue_from) is key
+    payment = PROTOCOL["private_payment"]
+    PrivatePaymentIn.model_validate(payment["request"])
+    price = int(payment["request"]["amount_minor"])
+    assert -(-price // key.value_minor) == payment["tokens_needed"] == len(sent)

@@ -445,3 +445,35 @@ def test_an_expired_epochs_tokens_no_longer_pay_but_refund(
             now=later,
         )
     assert (refunded.count, refunded.amount_minor) == (1, VALUE)
+
+
+def test_a_service_that_evaluates_with_a_key_of_its_own_is_caught_by_the_client(
+    runtime: Runtime, client: TestClient, wallet: Wallet
+) -> None:
+    """A dishonest service publishes one key and evaluates a targeted reader's tokens with
+    another (to recognise them when spent): the client, checking the proof against the
+    published key, refuses the batch."""
+    published = wallet.published()
+    ring = runtime.token_keys.current
+    honest = ring.keys[published["epoch"]]
+    tagging = dataclasses.replace(honest, secret_key=voprf.SecretKey.generate())
+    runtime.token_keys.replace(dataclasses.replace(ring, keys={**ring.keys, honest.epoch: tagging}))
+    response, blinded = wallet.request(2, "tagged-issue")
+    assert response.status_code == 201  # the service answers; the client must not trust it
+    with pytest.raises(voprf.VoprfError) as caught:
+        wallet.finish(response.json(), blinded)
+    assert caught.value.code == "invalid_proof"
+    runtime.token_keys.replace(ring)
+
+
+def test_a_new_month_makes_the_following_key_on_reload(runtime: Runtime) -> None:
+    ring = runtime.token_keys.current
+    this = tokens.epoch_of(runtime.clock())
+    start_of_next = tokens.epoch_bounds(this)[1]
+    runtime.clock = lambda: start_of_next
+    runtime.reload_keys()
+    after = runtime.token_keys.current
+    following = tokens.epoch_of(tokens.epoch_bounds(tokens.epoch_of(start_of_next))[1])
+    assert set(after.keys) == {*ring.keys, following}
+    assert after.keys[tokens.epoch_of(start_of_next)].issuing(start_of_next)
+    assert after.keys[this].spendable(start_of_next)  # the old epoch's tokens still pay

@@ -20,11 +20,11 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from trickle.db import DriverCursor
 from trickle.errors import BudgetExhausted, InvalidAmount
+from trickle.ledger import postgres, sqlite
 from trickle.ledger.accounts import AccountKind, Asset, account
 from trickle.ledger.batches import post_steps
 from trickle.ledger.charges import add_spend
@@ -36,7 +36,7 @@ from trickle.ledger.transfers import (
     check_amount,
     post_transfer,
 )
-from trickle.models import SpentToken, TokenKey
+from trickle.models import TokenKey
 
 FLOAT_OWNER = "tokens"  # the one token-float account per asset
 
@@ -155,27 +155,16 @@ def _check_values(
 def _insert(
     session: Session, spends: Iterable[TokenSpend], use: str, now: dt.datetime
 ) -> set[tuple[str, int, bytes]]:
-    """Insert the spends' nullifiers unless present; the ones this statement inserted."""
+    """Insert the spends' nullifiers unless present (each database's own statement, through the
+    driver); the ones inserted now."""
     day = now.astimezone(dt.UTC).date()
-    rows = [
-        {"currency": s.currency, "epoch": s.epoch, "nullifier": n, "use": use, "day": day}
-        for s in spends
-        for n in s.nullifiers
-    ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    # One statement compiled once (cached), its rows sent as an executemany that SQLAlchemy
-    # turns into multi-row INSERTs ("insertmanyvalues"): a literal multi-row ``values()`` is
-    # compiled anew on every call, at ~0.5 ms a row.
-    statement = (
-        insert(SpentToken)
-        .on_conflict_do_nothing(index_elements=["currency", "epoch", "nullifier"])
-        .returning(SpentToken.currency, SpentToken.epoch, SpentToken.nullifier)
-    )
-    inserted: set[tuple[str, int, bytes]] = set()
-    if rows:
-        for currency, epoch, nullifier in session.connection().execute(statement, rows):
-            inserted.add((currency, epoch, bytes(nullifier)))
-    return inserted
+    rows = [(s.currency, s.epoch, n, use, day) for s in spends for n in s.nullifiers]
+    session.flush()
+    connection = session.connection()
+    cursor = DriverCursor(connection)
+    if connection.dialect.name == "postgresql":
+        return postgres.insert_nullifiers(cursor, rows)
+    return sqlite.insert_nullifiers(cursor, rows)
 
 
 def _post(
