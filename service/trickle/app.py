@@ -157,6 +157,7 @@ def create_app(runtime: Runtime) -> Starlette:
             await asyncio.gather(engine.drain(), private.drain())
 
         engine.start()
+        private.start()
         try:
             with drain_before_stop_signals(drain):
                 yield

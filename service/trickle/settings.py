@@ -56,6 +56,7 @@ class Settings:
     stream_max_connections_per_reader: int = 8
     stream_idle_timeout_s: int = 60
     stream_resume_grace_s: int = 30
+    stream_token_check_processes: int = 1  # the private stream's token checks (0: on the loop)
     # Private-payment tokens (docs/tokens.md): one token's value (0.001 USD at scale 9: the
     # default rate of 0.60 USD/h spends one every 6 s), how long an epoch's tokens pay after it
     # stops issuing, and how many one issuance may buy
@@ -132,6 +133,11 @@ class Settings:
             raise ConfigError(
                 "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
                 f"got {self.stream_max_message_bytes}"
+            )
+        if not 0 <= self.stream_token_check_processes <= 8:
+            raise ConfigError(
+                "TRICKLE_STREAM_TOKEN_CHECK_PROCESSES must be 0..8, "
+                f"got {self.stream_token_check_processes}"
             )
         if not 1 <= self.site_check_max_concurrent <= 256:
             raise ConfigError(

@@ -22,6 +22,7 @@ from tests import factories
 from tests.conftest import REPO
 from tests.factories import buy_tokens, create_payee, create_user, fund_reader
 from trickle import ledger, tokens, voprf
+from trickle.app import create_app
 from trickle.db import transaction
 from trickle.keys import b64url
 from trickle.ledger import AccountKind, TransferKind
@@ -42,7 +43,12 @@ Socket = Any  # starlette's WebSocketTestSession
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, fee_bps=FEE_BPS, stream_max_streams_per_connection=3)
+    return dataclasses.replace(
+        settings,
+        fee_bps=FEE_BPS,
+        stream_max_streams_per_connection=3,
+        stream_token_check_processes=0,  # on the loop: no worker to start for every test
+    )
 
 
 @dataclasses.dataclass
@@ -196,6 +202,32 @@ def test_spends_pay_with_receipts_the_unchanged_verifier_accepts(
     assert balance_of(runtime, AccountKind.FEE, "platform") == fee
     assert balance_of(runtime, AccountKind.TOKEN_FLOAT, "tokens") == float_before - 3 * value
     assert spent_rows(runtime) == 3
+
+
+def test_the_checks_in_a_process_of_their_own_accept_and_refuse_alike(
+    runtime: Runtime, world: World
+) -> None:
+    """``TRICKLE_STREAM_TOKEN_CHECK_PROCESSES=1`` (the default): the same answers, from a
+    worker process that gets the key ring with each group."""
+    good, other = buy(runtime, world, 2)
+    runtime.settings = dataclasses.replace(runtime.settings, stream_token_check_processes=1)
+    with (
+        TestClient(create_app(runtime)) as client,
+        client.websocket_connect(PATH) as ws,
+    ):
+        hello(ws)
+        start(ws)
+        spend(ws, "s1", good)
+        spend(ws, "s1", _forged(other))
+        spend(ws, "s1", {**other, "epoch": 190001})
+        spend(ws, "s1", good)
+        answers = [ws.receive_json() for _ in range(4)]
+    assert [(m["type"], m.get("seq") or m.get("code")) for m in answers] == [
+        ("receipt", 1),
+        ("error", "invalid_token"),
+        ("error", "unknown_epoch"),
+        ("error", "token_spent"),
+    ]
 
 
 def test_a_batch_client_gets_a_groups_answers_in_one_frame(

@@ -16,32 +16,27 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
 from trickle import money
-from trickle.db import transaction
-from trickle.errors import TokenError
+from trickle.db import make_engine, make_sessionmaker
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol as stream_protocol
 from trickle.streaming.connection import Outbox
 from trickle.streaming.private import protocol
+from trickle.streaming.private.checks import Paying, Refusal, TokenChecker
 from trickle.streaming.private.protocol import ErrorCode
 from trickle.streaming.private.streams import PrivateStream
-from trickle.tokens import Token, TokenKey, TokenKeyRing
+from trickle.tokens import Token
 
 log = logging.getLogger("trickle.streaming")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a spend moved nothing: an error code, for people a message, the token's index."""
-
-    code: str
-    message: str
-    index: int | None = None
+GROUP_LOCK_WAIT_S = 2.0  # as the identified streams' group commit (EngineLimits.group_lock_wait_s)
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -52,21 +47,35 @@ class SpendRequest:
     tokens: Sequence[Token]
     refusal: Refusal | None = None  # set: nothing of it moves; its answer is an ``error``
     amount_minor: int = 0  # what its tokens are worth (after the check)
+    spend: TokenSpend | None = None  # what it posts (after the check passed)
     paid: bool = False  # committed: its answer is a ``receipt``
 
 
+_Group = tuple[list[SpendRequest], "asyncio.Task[None]"]
+
+
 class SpendCommits:
-    """Takes spends (``add``) and commits them in groups, at most one group per commit window,
-    two deep; then answers each spend on its connection."""
+    """Takes spends (``add``) and commits them in groups, at most one group per commit window;
+    then answers each spend on its connection. A group's tokens are checked beside the loop
+    (``checks.TokenChecker``: CPU work, before any transaction); then it is posted in a
+    transaction on the loop and committed in the committer thread (the COMMIT and its fsync
+    hold no GIL); then its answers go out on the loop. Under load the stages overlap: one
+    group's tokens are checked while the group before commits, and answered after it.
+
+    Why the statements on the loop and not in a thread: a thread's every statement releases the
+    GIL, and each time the busy loop kept it for up to a switch interval (5 ms), as the
+    identified streams' group commit measured (docs/architecture.md)."""
 
     def __init__(
         self,
         runtime: Runtime,
         outbox: Outbox,
+        checker: TokenChecker,
         *,
         window_ms: int,
     ) -> None:
         self._runtime = runtime
+        self._checker = checker
         self._settings = runtime.settings
         self._outbox = outbox
         self.window_s = window_ms / 1000  # at most one group per window
@@ -74,6 +83,8 @@ class SpendCommits:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-commit")
         self._task: asyncio.Task[None] | None = None
         self._last_start = 0.0
+        self._engine: Engine | None = None  # see _group_sessions
+        self._sessions: sessionmaker[Session] | None = None
 
     def add(self, request: SpendRequest) -> None:
         self._pending.append(request)
@@ -88,100 +99,114 @@ class SpendCommits:
     def close(self) -> None:
         """After the last flush."""
         self._committer.shutdown(wait=True)
+        if self._engine is not None:
+            self._engine.dispose()
 
     async def _commit_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        landed: list[SpendRequest] | None = None
-        while self._pending or landed is not None:
+        """Groups in order: a new group starts once the window since the last one has passed;
+        while a group is under way the one before is awaited and answered (so a group is
+        answered only after its own COMMIT, and groups are answered in order)."""
+        previous: _Group | None = None
+        while self._pending or previous is not None:
             wait_s = self._last_start + self.window_s - time.monotonic()
-            if landed is not None and (wait_s > 0 or not self._pending):
-                self._answer(landed)  # while the window runs out, not after
-                landed = None
-            if self._pending and wait_s > 0:
+            if previous is not None and (wait_s > 0 or not self._pending):
+                await self._land(previous)  # while the window runs out, not after
+                previous = None
+                continue
+            if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            committing = None
-            if self._pending:
-                group, self._pending = self._pending, []
-                self._last_start = time.monotonic()
-                now = self._runtime.clock()
-                committing = (
-                    group,
-                    loop.run_in_executor(self._committer, self._commit, group, now),
-                )
-            if landed is not None:  # meanwhile, the group before
-                self._answer(landed)
-                landed = None
-            if committing is not None:
-                group, future = committing
-                try:
-                    await future
-                except Exception:  # rolled back: nothing of the group moved
-                    log.exception("private group commit failed; %d spends not paid", len(group))
-                    failed = Refusal(ErrorCode.SPEND_FAILED, "not committed; nothing moved")
-                    for request in group:
-                        if request.refusal is None:
-                            request.refusal, request.paid = failed, False
-                landed = group
-            await asyncio.sleep(0)
+            group, self._pending = self._pending, []
+            self._last_start = time.monotonic()
+            before = previous[1] if previous is not None else None
+            current = (group, asyncio.create_task(self._through(group, before)))
+            if previous is not None:
+                await self._land(previous)
+            previous = current
 
-    # --- in the committer thread -------------------------------------------------------------
-
-    def _commit(self, group: list[SpendRequest], now: dt.datetime) -> None:
-        """Check every token (CPU only: before the transaction), then record and pay the
-        spends whose tokens all passed, in one transaction."""
+    async def _through(self, group: list[SpendRequest], before: asyncio.Task[None] | None) -> None:
+        """One group: its tokens checked (``TokenChecker``: beside the loop), then, once the
+        group before has committed (its lock is free), posted here on the loop, and committed
+        in the committer thread."""
+        now = self._runtime.clock()
+        unchecked = [request for request in group if request.refusal is None]
         keys = self._runtime.token_keys.current
-        spends: list[TokenSpend] = []
-        posted: list[SpendRequest] = []
-        for request in group:
-            if request.refusal is None:
-                spend = self._check(keys, request, now)
-                if spend is not None:
-                    spends.append(spend)
-                    posted.append(request)
-        if not spends:
-            return
-        with transaction(self._runtime.sessions) as session:
-            fresh = post_token_spends(session, spends, now)
-        for request, paid in zip(posted, fresh, strict=True):
-            if paid:
-                request.paid = True
+        results = await self._checker.check(keys, [r.tokens for r in unchecked], now)
+        for request, result in zip(unchecked, results, strict=True):
+            if isinstance(result, Paying):
+                request.amount_minor = result.amount_minor
+                request.spend = self._spend(request, result)
             else:
-                request.refusal = Refusal(
-                    ErrorCode.TOKEN_SPENT, "a token of this spend was spent before"
-                )
+                request.refusal = result
+        if before is not None:
+            await asyncio.wait([before])  # its outcome is _land's business
+        finish = self._stage(group, now)
+        await asyncio.get_running_loop().run_in_executor(self._committer, finish)
 
-    def _check(
-        self, keys: TokenKeyRing, request: SpendRequest, now: dt.datetime
-    ) -> TokenSpend | None:
-        """The spend's ``TokenSpend``, or ``None`` with its refusal set."""
-        first: TokenKey | None = None
-        for index, token in enumerate(request.tokens):
+    async def _land(self, under_way: _Group) -> None:
+        group, task = under_way
+        try:
+            await task
+        except Exception:  # rolled back (or never begun): nothing of the group moved
+            log.exception("private group commit failed; %d spends not paid", len(group))
+            failed = Refusal(ErrorCode.SPEND_FAILED, "not committed; nothing moved")
+            for request in group:
+                if not request.paid:
+                    request.refusal = request.refusal or failed
+        self._answer(group)
+
+    # --- the group transaction -----------------------------------------------------------------
+
+    def _stage(self, group: list[SpendRequest], now: dt.datetime) -> Callable[[], None]:
+        """Post the group's checked spends in a transaction, here on the event loop, and return
+        ``finish``, its COMMIT, for the committer thread; the spends' outcomes are set once it
+        returned. Nothing is durable, so no receipt may leave, before."""
+        posted = [request for request in group if request.spend is not None]
+        spends = [request.spend for request in posted if request.spend is not None]
+        if not spends:
+            return lambda: None
+        session = self._group_sessions()()
+        try:
+            session.begin()
+            fresh = post_token_spends(session, spends, now)
+        except BaseException:
+            session.close()  # rolls back
+            raise
+
+        def finish() -> None:
             try:
-                key = keys.check(token, now, index=index)
-            except TokenError as exc:
-                request.refusal = Refusal(exc.code, str(exc), index)
-                return None
-            if first is None:
-                first = key
-            elif key.epoch != first.epoch:
-                request.refusal = Refusal(
-                    ErrorCode.INVALID_MESSAGE,
-                    "every token of one spend must be of one epoch",
-                    index,
-                )
-                return None
-        assert first is not None  # a spend holds at least one token (its schema)
-        amount = first.value_minor * len(request.tokens)
-        request.amount_minor = amount
+                session.commit()
+            finally:
+                session.close()  # rolls back if the COMMIT failed
+            for request, paid in zip(posted, fresh, strict=True):
+                if paid:
+                    request.paid = True
+                else:
+                    request.refusal = Refusal(
+                        ErrorCode.TOKEN_SPENT, "a token of this spend was spent before"
+                    )
+
+        return finish
+
+    def _group_sessions(self) -> sessionmaker[Session]:
+        """The group commit's own pool, whose statements wait at most ``GROUP_LOCK_WAIT_S`` for
+        another writer's lock: they run on the event loop, so a group fails (its spends are
+        answered ``spend_failed``) rather than stall every socket of the process."""
+        if self._sessions is None:
+            url = self._runtime.engine.url.render_as_string(hide_password=False)
+            self._engine = make_engine(url, lock_wait_s=GROUP_LOCK_WAIT_S, pool_pre_ping=False)
+            self._sessions = make_sessionmaker(self._engine)
+        return self._sessions
+
+    def _spend(self, request: SpendRequest, paying: Paying) -> TokenSpend:
         stream = request.stream
         return TokenSpend(
-            first.currency,
-            first.epoch,
+            paying.currency,
+            paying.epoch,
             tuple(token.nullifier for token in request.tokens),
             stream.payee.account_id,
             stream.payee.fee_account_id,
-            amount,
-            money.fee_of(amount, self._settings.fee_bps),
+            paying.amount_minor,
+            money.fee_of(paying.amount_minor, self._settings.fee_bps),
             stream.origin,
             stream.sid,
         )

@@ -18,7 +18,8 @@ from trickle.streaming.connection import CloseSocket, Connection, Outbox, SendTe
 from trickle.streaming.engine import EngineLimits
 from trickle.streaming.payees import PayeeCache
 from trickle.streaming.private import protocol
-from trickle.streaming.private.commits import Refusal, SpendCommits, SpendRequest
+from trickle.streaming.private.checks import Refusal, TokenChecker
+from trickle.streaming.private.commits import SpendCommits, SpendRequest
 from trickle.streaming.private.commits import stopped_message as stopped
 from trickle.streaming.private.protocol import ErrorCode
 from trickle.streaming.private.streams import Link, PrivateStream
@@ -43,16 +44,23 @@ class PrivateStreams:
         self.payees = payees
         self.links: set[Link] = set()
         self.outbox = Outbox()
-        self.commits = SpendCommits(runtime, self.outbox, window_ms=limits.commit_window_ms)
+        self.checker = TokenChecker(runtime.settings.stream_token_check_processes)
+        self.commits = SpendCommits(
+            runtime, self.outbox, self.checker, window_ms=limits.commit_window_ms
+        )
         self.draining = False
         self._drain: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def start(self) -> None:
+        self.checker.start()
+
     async def stop(self) -> None:
         await self.drain()
         await self.commits.flush()
         self.commits.close()
+        self.checker.close()
 
     async def drain(self) -> None:
         """The graceful stop: no new spend is taken; those taken commit and are answered; then
