@@ -271,7 +271,9 @@ async function spend(stream) {
     await wallet.giveBack(ref, { sent: false });
     return;
   }
-  stream.spendMinor = BigInt(tokens.length) * unit;
+  // What these tokens are worth (their epoch's value: a changed value applies to new epochs
+  // only); owed may dip below zero for a moment, so spending never runs ahead of the rate.
+  stream.spendMinor = BigInt(tokens.length) * (wallet.valueOf(tokens[0].epoch) ?? unit);
   stream.owedMinor -= stream.spendMinor;
 }
 

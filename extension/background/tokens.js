@@ -218,6 +218,16 @@ export function tokenValue() {
   return key ? { valueMinor: key.valueMinor, currency: key.currency, scale: key.scale } : null;
 }
 
+/**
+ * What one token of `epoch` is worth (its key's value), or null when its key is not known.
+ * @param {number} epoch
+ */
+export function valueOf(epoch) {
+  const currency = state.settings?.currency;
+  const key = currency ? publishedKey(wallets.keys, currency, epoch) : null;
+  return key ? BigInt(key.valueMinor) : null;
+}
+
 /** How many tokens the reader holds that can be spent now. */
 export function held() {
   const wallet = current();
