@@ -7,12 +7,19 @@ enough streams to saturate the server: receipts/s (targets >= 10,000/s on SQLite
 PostgreSQL). Also: server memory per open connection, a 1% sample of receipts verified with
 trickle_verifier, ``trickle ledger check`` after each run, and the raw Ed25519 sign rate.
 The load generator is a separate process (asyncio + websockets); both share the machine.
+
+``--mode private`` runs, per database, the identified throughput scenario and then the private
+stream (``/api/v1/private-stream``: anonymous, each receipt paid by a token the client shows)
+at the same size, and prints their receipts/s side by side (target: private >= half of
+identified). The tokens are bought beforehand as the extension buys them (blind, issue, verify
+the proof, unblind), by two processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -34,8 +41,10 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from tests.service.stream_client import (  # noqa: E402
+    PrivateStreamClient,
     ServerProcess,
     StreamClient,
+    buy_wallet,
     ledger_check,
     new_kek,
     rss_kb,
@@ -58,13 +67,26 @@ class Scenario:
     streams_per_connection: int
     seconds: float
     warmup_s: float
+    mode: str = "identified"  # or "private": spends of tokens on /api/v1/private-stream
+    tokens: int = 0  # private: tokens bought for the run (they bound the measuring window)
+    in_flight: int = 1  # private: spends each stream keeps unanswered
 
     @property
     def streams(self) -> int:
         return self.connections * self.streams_per_connection
 
 
-def scenarios(quick: bool) -> list[Scenario]:
+def scenarios(quick: bool, mode: str = "identified") -> list[Scenario]:
+    if mode == "private":  # the identified throughput run, then the private one at its size
+        if quick:
+            return [
+                Scenario("throughput", 20, 20, 10, 3, 1),
+                Scenario("private", 20, 20, 10, 3, 1, "private", tokens=8_000, in_flight=2),
+            ]
+        return [
+            Scenario("throughput", 20, 100, 10, 10, 3),
+            Scenario("private", 20, 100, 10, 8, 2, "private", tokens=60_000, in_flight=1),
+        ]
     if quick:
         return [
             Scenario("latency", 1000, 100, 10, 4, 2),
@@ -80,6 +102,8 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["mode"] == "private":
+        return await _private_client_main(spec)
     server_pid = spec["server_pid"]
     interval_ms = spec["interval_ms"]
     rss_before_kb = _rss_kb(server_pid)
@@ -150,6 +174,92 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         "tokens": [(log.sid, t) for c in clients for log in c.streams.values() for t in log.tokens],
         "gaps": sum(log.gaps for c in clients for log in c.streams.values()),
         "total_receipts": sum(c.receipts for c in clients),
+    }
+
+
+async def _private_client_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """The private load: every stream spends its wallet, one token per spend, ``in_flight``
+    unanswered at most. The window ends early when a wallet runs dry (the server then idles)."""
+    server_pid = spec["server_pid"]
+    rss_before_kb = _rss_kb(server_pid)
+    stop = asyncio.Event()
+    wallet: list[dict[str, Any]] = spec["wallet"]
+    streams = spec["connections"] * spec["streams_per_connection"]
+    share = len(wallet) // streams
+    clients = [
+        PrivateStreamClient(
+            spec["url"],
+            in_flight=spec["in_flight"],
+            keep_every=SAMPLE_EVERY,
+            compression=spec["compression"],
+        )
+        for _ in range(spec["connections"])
+    ]
+    tasks: list[asyncio.Task[None]] = []
+    opened = time.monotonic()
+    for index, client in enumerate(clients):
+        plan = []
+        for j in range(spec["streams_per_connection"]):
+            k = index * spec["streams_per_connection"] + j
+            plan.append((f"p{j}", spec["pointer"], wallet[k * share : (k + 1) * share]))
+        tasks.append(asyncio.create_task(client.run(plan, stop)))
+        if len(tasks) % 50 == 0:
+            await asyncio.sleep(0.05)
+    deadline = time.monotonic() + spec["open_timeout_s"]
+    while time.monotonic() < deadline and not all(
+        len(c.streams) == spec["streams_per_connection"]
+        and all(log.sid is not None for log in c.streams.values())
+        for c in clients
+    ):
+        if any(c.ended.is_set() for c in clients):
+            break
+        await asyncio.sleep(0.05)
+    open_s = time.monotonic() - opened
+    active = sum(1 for c in clients for log in c.streams.values() if log.sid is not None)
+    rss_after_kb = _rss_kb(server_pid)
+    await asyncio.sleep(spec["warmup_s"])
+    counts_before = sum(c.receipts for c in clients)
+    print("measuring", file=sys.stderr, flush=True)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu_before = _cpu_s(server_pid)
+    started = time.monotonic()
+    ran_dry = False
+    while time.monotonic() - started < spec["seconds"]:
+        await asyncio.sleep(0.05)
+        if any(not log.wallet for c in clients for log in c.streams.values()):
+            ran_dry = True  # from here on the load thins out: end the window
+            break
+    elapsed = time.monotonic() - started
+    counts_after = sum(c.receipts for c in clients)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu_s = _cpu_s(server_pid) - server_cpu_before
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+    client_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (
+        cpu_before.ru_utime + cpu_before.ru_stime
+    )
+    return {
+        "open_s": open_s,
+        "active_streams": active,
+        "rss_before_kb": rss_before_kb,
+        "rss_after_kb": rss_after_kb,
+        "receipts": counts_after - counts_before,
+        "elapsed_s": elapsed,
+        "latency_ms_p50": None,
+        "latency_ms_p99": None,
+        "latency_samples": 0,
+        "client_cpu_share": client_cpu_s / elapsed,
+        "server_cpu_share": server_cpu_s / elapsed,
+        "errors": sum(len(c.errors) for c in clients)
+        + sum(len(log.refused) for c in clients for log in c.streams.values()),
+        "dropped": sum(1 for c in clients if c.close_code not in (None, 1000)),
+        "close_codes": sorted(
+            {str(c.close_code) for c in clients if c.close_code not in (None, 1000)}
+        ),
+        "tokens": [(log.sid, t) for c in clients for log in c.streams.values() for t in log.tokens],
+        "gaps": sum(log.gaps for c in clients for log in c.streams.values()),
+        "total_receipts": sum(c.receipts for c in clients),
+        "ran_dry": ran_dry,
     }
 
 
@@ -277,12 +387,20 @@ def run_scenario(
                 stream_max_connections_per_reader=READERS_PER_CONNECTIONS * 4,
                 workers=workers,
             )
+            wallet = (
+                _buy_wallets(database.url, workdir, kek, seeded.reader_ids, scenario.tokens)
+                if scenario.mode == "private"
+                else []
+            )
             server = ServerProcess(env, workdir / "logs")
             server.start()
             jwks = server.jwks()
             result_path = workdir / "result.json"
             spec = {
-                "url": server.ws_url,
+                "mode": scenario.mode,
+                "wallet": wallet,
+                "in_flight": scenario.in_flight,
+                "url": server.private_ws_url if scenario.mode == "private" else server.ws_url,
                 "server_pid": server.pid,
                 "tokens": seeded.tokens,
                 "pointer": seeded.payees[0],
@@ -312,6 +430,26 @@ def run_scenario(
             if server is not None:
                 server.stop()
             database.drop()
+
+
+def _buy_wallets(
+    database_url: str, workdir: Path, kek: str, reader_ids: list[int], count: int
+) -> list[dict[str, Any]]:
+    """``count`` tokens, bought by two processes (one core each) from the seeded readers."""
+    started = time.monotonic()
+    halves = [count // 2, count - count // 2]
+    with concurrent.futures.ProcessPoolExecutor(2) as pool:
+        parts = pool.map(
+            buy_wallet,
+            [database_url] * 2,
+            [workdir / "buy0", workdir / "buy1"],
+            [kek] * 2,
+            [reader_ids[0], reader_ids[-1]],
+            halves,
+        )
+        wallet = [token for part in parts for token in part]
+    print(f"  bought {count:,} tokens in {time.monotonic() - started:.1f} s", flush=True)
+    return wallet
 
 
 def _verify_sample(jwks: dict[str, Any], pointer: str, tokens: list[list[str]]) -> int:
@@ -411,12 +549,13 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     print("-" * len(header))
     for run in runs:
         r, s = run.result, run.scenario
-        demand = s.streams * 1000 / s.interval_ms
+        demand = f"{s.streams * 1000 / s.interval_ms:,.0f}" if s.mode == "identified" else "-"
+        interval = f"{s.interval_ms}ms" if s.mode == "identified" else f"{s.in_flight} out"
         verified = f"{run.verified}/{run.verified}" if run.verified else "0"
         print(
             f"{run.backend:<9}{run.workers:>5} {s.name:<11}"
             f"{r['active_streams']:>8,}{s.connections:>7}"
-            f"{s.interval_ms:>7}ms{run.receipts_per_s:>11,.0f}{demand:>10,.0f}"
+            f"{interval:>9}{run.receipts_per_s:>11,.0f}{demand:>10}"
             f"{ms(r['latency_ms_p50'] if s.name == 'latency' else None):>8}"
             f"{ms(r['latency_ms_p99'] if s.name == 'latency' else None):>8}"
             f"{run.kb_per_connection:>9,.0f}{r['server_cpu_share']:>10.0%}"
@@ -428,6 +567,8 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
                 f"   ! {r['errors']} error messages, {r['dropped']} connections dropped, "
                 f"{r['gaps']} out-of-order receipts; close codes {r['close_codes']}"
             )
+        if r.get("ran_dry"):
+            print(f"   ! a wallet ran dry after {r['elapsed_s']:.1f} s: the window ended there")
     print("(latency is shown for the latency scenario only: a saturated server falls behind the")
     print(" streams' schedule by design, one increment in flight per stream, so 'due' drifts)")
     print()
@@ -435,8 +576,19 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
         "targets: latency scenario p99 < 250 ms; throughput >= 10,000/s (SQLite), "
         ">= 5,000/s (PostgreSQL)"
     )
+    identified = {run.backend: run for run in runs if run.scenario.name == "throughput"}
     for run in runs:
-        if run.scenario.name == "latency":
+        if run.scenario.mode == "private":
+            base = identified.get(run.backend)
+            if base is None:
+                continue
+            share = run.receipts_per_s / base.receipts_per_s
+            print(
+                f"  {run.backend} private {run.receipts_per_s:,.0f}/s next to identified "
+                f"{base.receipts_per_s:,.0f}/s in this run: {share:.0%} "
+                f"(target >= 50%): {'met' if share >= 0.5 else 'MISSED'}"
+            )
+        elif run.scenario.name == "latency":
             p99 = run.result["latency_ms_p99"]
             ok = p99 is not None and p99 < 250 and run.workers == 1
             note = "" if run.workers == 1 else f" ({run.workers} processes; the target is for one)"
@@ -468,6 +620,12 @@ def main() -> None:
         default=1,
         help="server processes (trickle serve --workers); the latency target is for one",
     )
+    parser.add_argument(
+        "--mode",
+        choices=("identified", "private"),
+        default="identified",
+        help="private: identified throughput, then the private stream at its size, side by side",
+    )
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client is not None:
@@ -477,13 +635,18 @@ def main() -> None:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     runs = []
     for backend in backends:
-        for scenario in scenarios(args.quick):
-            if args.scenario not in ("both", scenario.name):
+        for scenario in scenarios(args.quick, args.mode):
+            if args.mode == "identified" and args.scenario not in ("both", scenario.name):
                 continue
             print(
                 f"running {backend} / {scenario.name}: {scenario.connections} connections x "
-                f"{scenario.streams_per_connection} streams, {scenario.interval_ms} ms, "
-                f"{scenario.seconds:.0f} s ...",
+                f"{scenario.streams_per_connection} streams, "
+                + (
+                    f"{scenario.interval_ms} ms, "
+                    if scenario.mode == "identified"
+                    else f"{scenario.in_flight} spends out each, {scenario.tokens:,} tokens, "
+                )
+                + f"{scenario.seconds:.0f} s ...",
                 flush=True,
             )
             compression = None if args.compression == "none" else args.compression

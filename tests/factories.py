@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import secrets
 
-from trickle import ledger, sessions
+from trickle import ledger, sessions, tokens, voprf
 from trickle.db import transaction
 from trickle.ledger import AccountKind, Asset, TransferKind, TransferRequest
 from trickle.models import Payee, SiteVerification, User
@@ -117,3 +117,36 @@ def charge_accounts(runtime: Runtime, funded_minor: int, payee_name: str) -> Cha
         )
         ledger.post_transfer(session, request, now)
         return ChargeAccounts(user.id, reader.id, earnings.id, fees.id)
+
+
+def buy_tokens(
+    runtime: Runtime, user_id: int, count: int, *, key: str | None = None
+) -> list[tokens.Token]:
+    """Tokens as the extension gets them: blind random inputs, have the service issue them
+    (``tokens.issue``: the reader's balance pays), check the proof against the published key,
+    unblind. The reader must be funded."""
+    now = runtime.clock()
+    ring = runtime.token_keys.current
+    published = ring.issuing(tokens.epoch_of(now), now)
+    inputs = [secrets.token_bytes(tokens.INPUT_BYTES) for _ in range(count)]
+    blinded = [voprf.blind(data) for data in inputs]
+    with transaction(runtime.sessions) as session:
+        issued = tokens.issue(
+            session,
+            tokens.IssueRequest(
+                user_id=user_id,
+                idempotency_key=key or f"buy-{secrets.token_hex(8)}",
+                currency=runtime.settings.currency,
+                epoch=published.epoch,
+                blinded=tuple(b.blinded_element for b in blinded),
+            ),
+            ring,
+            runtime.settings,
+            now,
+            batch_max=runtime.settings.token_batch_max,
+        )
+    outputs = voprf.finalize_batch(published.public_key, blinded, issued.evaluated, issued.proof)
+    return [
+        tokens.Token(published.epoch, data, output)
+        for data, output in zip(inputs, outputs, strict=True)
+    ]

@@ -8,10 +8,12 @@ import { PASSWORD_MIN_CHARS } from '../shared/sentences.js';
 import { httpOrigin, serviceUrls } from '../shared/links.js';
 import { ApiError, callApi } from './api.js';
 import { endsSession } from './protocol.js';
+import { connectPrivate, pokePrivate } from './private.js';
 import { handleSocketEvents, socket } from './socket.js';
 import { addToHistory, currentAuth, requireAuth, serviceBase, signedOutError, state } from './state.js';
 import { changed, tabDocs, tabSummary } from './status.js';
 import { connectionLost, handleServerMessage, reconcileAll, resumeAll, stopAll } from './streams.js';
+import * as wallet from './tokens.js';
 
 handleSocketEvents({
   onWelcome: (welcome) => {
@@ -36,13 +38,19 @@ handleSocketEvents({
 
 /* ---------------------------------------------------------------- session and socket */
 
-/** Be connected while signed in, to the service that issued the token; closed otherwise. */
+/**
+ * Be connected while signed in, to the service that issued the token (and, with private payments
+ * on, its anonymous socket too); closed otherwise. The wallet looks at itself while signed in.
+ */
 export function connect() {
   const auth = currentAuth();
+  connectPrivate();
   if (!auth) {
     socket.stop();
+    wallet.stopChecks();
     return;
   }
+  wallet.ensureChecks();
   const urls = serviceUrls(state.serviceUrl);
   if (httpOrigin(urls.base) !== auth.origin) {
     void signOutLocally(); // not reached: a URL change signs out first
@@ -56,7 +64,27 @@ export function keepAlive() {
   if (state.token) {
     connect();
     socket.poke();
+    pokePrivate();
   }
+}
+
+/**
+ * Private payments on or off (options page): stored, then applied — the streams of the other way
+ * end and the pages are paid this way from now on.
+ * @param {boolean} enabled
+ */
+export async function setPrivatePayments(enabled) {
+  await wallet.setPrivate(enabled);
+  return privatePaymentsChanged();
+}
+
+/** chrome.storage.local's `privatePayments` changed (or was just stored): apply what it holds now. */
+export async function privatePaymentsChanged() {
+  const { privatePayments } = await chrome.storage.local.get(['privatePayments']);
+  if (typeof privatePayments === 'boolean') wallet.applyPrivate(privatePayments);
+  connect();
+  reconcileAll();
+  return { privatePayments: state.privatePayments };
 }
 
 /**
@@ -111,6 +139,7 @@ export async function signIn(how, email, password) {
   state.connectionError = null;
   await refreshAccount();
   connect();
+  wallet.signedIn();
   reconcileAll();
   return { email: state.email };
 }
@@ -118,6 +147,11 @@ export async function signIn(how, email, password) {
 export async function signOut() {
   const auth = currentAuth();
   const base = state.serviceUrl;
+  if (auth) {
+    // Unspent tokens go back to the balance while the session still works.
+    stopAll();
+    await wallet.refundAll();
+  }
   await signOutLocally();
   if (auth) await revoke(base, auth);
   return {};
@@ -150,6 +184,8 @@ async function signOutLocally() {
   state.settings = null;
   state.overrides = {};
   state.connectionError = null;
+  connectPrivate();
+  wallet.stopChecks();
   changed();
   await chrome.storage.session.set({ auth: null });
 }
@@ -298,13 +334,15 @@ export async function setSite(tabId, enabled, rate) {
 
 /**
  * A one-time payment (purchase or tip) went through: count it in the site's history (its total
- * and its one-time part) and take the service's new balance and month figures.
+ * and its one-time part, and its private part when paid with tokens) and take the service's new
+ * balance and month figures (an identified payment's answer has them; a private one's has not).
  * @param {string} origin
  * @param {string} amountMinor
  * @param {{balance_minor?: unknown, month_spent_minor?: unknown, month_budget_minor?: unknown}} answer
+ * @param {boolean} [privately]
  */
-export function recordOneTime(origin, amountMinor, answer) {
-  addToHistory(origin, amountMinor, true);
+export function recordOneTime(origin, amountMinor, answer, privately = false) {
+  addToHistory(origin, amountMinor, true, privately);
   if (state.money && isMinor(answer.balance_minor) && isMinor(answer.month_spent_minor) && isMinor(answer.month_budget_minor)) {
     state.money = {
       ...state.money,

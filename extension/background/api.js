@@ -31,6 +31,15 @@ export function fieldOf(message) {
 }
 
 /**
+ * The position of the token a refusal names ("token 3: …", "tokens[3]: …"), or null.
+ * @param {string} message
+ */
+export function tokenIndexOf(message) {
+  const match = /^tokens?(?:\[| )(\d{1,5})\]?: /.exec(message);
+  return match ? Number(match[1]) : null;
+}
+
+/**
  * A session token and the origin of the service that issued it: the token is valid there only.
  * @typedef {{token: string, origin: string}} Auth
  */
@@ -93,7 +102,12 @@ export async function callApi(base, path, options = {}) {
     if (error && typeof error.code === 'string') {
       const message = typeof error.message === 'string' ? error.message : error.code;
       const field = error.code === 'validation_failed' ? fieldOf(message) : null;
-      throw new ApiError(error.code, message, response.status, field ? { field } : null);
+      // A refused token or blinded element: its position, when the service names it.
+      const index = Number.isSafeInteger(error.index) ? error.index : tokenIndexOf(message);
+      /** @type {Record<string, unknown> | null} */
+      let details = field ? { field } : null;
+      if (index !== null) details = { ...details, index };
+      throw new ApiError(error.code, message, response.status, details);
     }
     throw new ApiError('bad_response', `The service answered HTTP ${response.status}.`, response.status);
   }

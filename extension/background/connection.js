@@ -1,9 +1,11 @@
-// The one WebSocket from the service worker to the service: hello first, ping to stay alive,
-// reconnect with backoff and jitter after a drop (never after "unauthenticated").
+// The service worker's WebSockets to the service: hello first, ping to stay alive, reconnect with
+// backoff and jitter after a drop (never after "unauthenticated"). StreamSocket is the reader's
+// own (`/api/v1/stream`, its hello carries the session token); PrivateSocket is the anonymous one
+// for private spending (`/api/v1/private-stream`): it has no session to send, by construction.
 
 import { backoffDelay } from '../shared/backoff.js';
 import { httpOrigin } from '../shared/links.js';
-import { CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, endsSession, parseServerFrame } from './protocol.js';
+import { CLOSE_UNSUPPORTED_VERSION, PROTOCOL_VERSION, endsSession, parsePrivateFrame, parseServerFrame } from './protocol.js';
 
 /** How often a quiet connection pings (the service closes one silent for 60 s). */
 export const PING_MS = 20_000;
@@ -11,21 +13,33 @@ export const PING_MS = 20_000;
 /**
  * @typedef {import('./protocol.js').ServerMessage} ServerMessage
  * @typedef {import('./protocol.js').Welcome} Welcome
+ * @typedef {import('./protocol.js').PrivateWelcome} PrivateWelcome
  * @typedef {object} SocketHandlers
  * @property {(welcome: Welcome) => void} onWelcome
  * @property {(message: ServerMessage) => void} onMessage
  * @property {(code: number, willRetry: boolean) => void} onDown
  */
 
-export class StreamSocket {
-  /** @param {SocketHandlers} handlers */
+/** What a socket does with what arrives and how it goes down (the welcome's type is its own). */
+/**
+ * @template W
+ * @typedef {object} Handlers
+ * @property {(welcome: W) => void} onWelcome
+ * @property {(message: ServerMessage) => void} onMessage
+ * @property {(code: number, willRetry: boolean) => void} onDown
+ */
+
+/**
+ * A reconnecting socket; subclasses say what their hello is and how frames are read.
+ * @template W
+ */
+class Socket {
+  /** @param {Handlers<W>} handlers */
   constructor(handlers) {
     this.handlers = handlers;
     /** @type {WebSocket | null} */
     this.ws = null;
     this.url = '';
-    /** @type {import('./api.js').Auth | null} */
-    this.auth = null;
     this.welcomed = false;
     this.wanted = false;
     this.attempt = 0;
@@ -38,21 +52,35 @@ export class StreamSocket {
   }
 
   /**
-   * Be connected to `url` with the session `auth` (reconnects when either changed). Refuses a
-   * URL outside the origin that issued the token: the hello would hand it to another service.
-   * @param {string} url  ws(s)://…
-   * @param {import('./api.js').Auth} auth
+   * The first message on a new connection, or null to close it (nothing to say hello with).
+   * @protected
+   * @returns {Record<string, unknown> | null}
    */
-  ensure(url, auth) {
-    if (socketServiceOrigin(url) !== auth.origin) {
-      this.stop();
-      throw new Error(`the session of ${auth.origin} is not for ${url}`);
-    }
-    const same = this.url === url && this.auth?.token === auth.token;
+  hello() {
+    return null;
+  }
+
+  /**
+   * The messages of one text frame, the welcome among them.
+   * @protected
+   * @param {string} _text
+   * @returns {(ServerMessage | {type: 'welcome', welcome: W})[]}
+   */
+  read(_text) {
+    return [];
+  }
+
+  /**
+   * Be connected to `url` (reconnects when it changed).
+   * @protected
+   * @param {string} url
+   * @param {boolean} changed  something the hello says changed
+   */
+  connectTo(url, changed) {
+    const same = this.url === url && !changed;
     this.wanted = true;
     if (same && (this.ws || this.retryTimer)) return;
     this.url = url;
-    this.auth = auth;
     this.attempt = 0;
     this.teardown();
     this.open();
@@ -65,10 +93,9 @@ export class StreamSocket {
     this.open();
   }
 
-  /** Close for good (signed out): the socket closes and the token is forgotten. */
+  /** Close for good. */
   stop() {
     this.wanted = false;
-    this.auth = null;
     this.teardown();
   }
 
@@ -86,7 +113,7 @@ export class StreamSocket {
     return true;
   }
 
-  /** @private */
+  /** @protected */
   teardown() {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
@@ -105,7 +132,7 @@ export class StreamSocket {
     }
   }
 
-  /** @private */
+  /** @protected */
   open() {
     /** @type {WebSocket} */
     let ws;
@@ -117,18 +144,18 @@ export class StreamSocket {
     }
     this.ws = ws;
     ws.onopen = () => {
-      if (this.ws !== ws || !this.auth) return;
-      ws.send(JSON.stringify({ type: 'hello', v: PROTOCOL_VERSION, token: this.auth.token, batch: true }));
+      const hello = this.ws === ws ? this.hello() : null;
+      if (hello) ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
       if (this.ws !== ws || typeof event.data !== 'string') return;
-      for (const message of parseServerFrame(event.data)) {
-        if (message.type === 'welcome') {
+      for (const message of this.read(event.data)) {
+        if ('welcome' in message) {
           this.welcomed = true;
           this.attempt = 0;
           this.lastCloseCode = 0;
           this.pingTimer = setInterval(() => this.send({ type: 'ping' }), PING_MS);
-          this.handlers.onWelcome(message);
+          this.handlers.onWelcome(message.welcome);
         } else if (this.welcomed) {
           this.handlers.onMessage(message);
         }
@@ -145,7 +172,7 @@ export class StreamSocket {
   }
 
   /**
-   * @private
+   * @protected
    * @param {number} code
    */
   dropped(code) {
@@ -165,6 +192,92 @@ export class StreamSocket {
       this.wanted = false;
     }
     this.handlers.onDown(code, retry);
+  }
+}
+
+/**
+ * The reader's own socket (`/api/v1/stream`): its hello carries the session token, and only to the
+ * origin that issued it.
+ * @extends {Socket<Welcome>}
+ */
+export class StreamSocket extends Socket {
+  /** @param {SocketHandlers} handlers */
+  constructor(handlers) {
+    super(handlers);
+    /** @type {import('./api.js').Auth | null} */
+    this.auth = null;
+  }
+
+  /**
+   * Be connected to `url` with the session `auth` (reconnects when either changed). Refuses a
+   * URL outside the origin that issued the token: the hello would hand it to another service.
+   * @param {string} url  ws(s)://…
+   * @param {import('./api.js').Auth} auth
+   */
+  ensure(url, auth) {
+    if (socketServiceOrigin(url) !== auth.origin) {
+      this.stop();
+      throw new Error(`the session of ${auth.origin} is not for ${url}`);
+    }
+    const changed = this.auth?.token !== auth.token;
+    this.auth = auth;
+    this.connectTo(url, changed);
+  }
+
+  /**
+   * Close for good (signed out): the socket closes and the token is forgotten.
+   * @override
+   */
+  stop() {
+    super.stop();
+    this.auth = null;
+  }
+
+  /**
+   * @protected
+   * @override
+   */
+  hello() {
+    return this.auth ? { type: 'hello', v: PROTOCOL_VERSION, token: this.auth.token, batch: true } : null;
+  }
+
+  /**
+   * @protected
+   * @override
+   * @param {string} text
+   */
+  read(text) {
+    return parseServerFrame(text).map((m) => (m.type === 'welcome' ? { type: /** @type {const} */ ('welcome'), welcome: m } : m));
+  }
+}
+
+/**
+ * The anonymous socket of private spending (`/api/v1/private-stream`): no session token, no
+ * cookie (a WebSocket from the service worker sends none the extension did not set, and it sets
+ * none), no identifier of the reader's own socket. It holds no session to send.
+ * @extends {Socket<PrivateWelcome>}
+ */
+export class PrivateSocket extends Socket {
+  /** @param {string} url  ws(s)://…/api/v1/private-stream */
+  ensure(url) {
+    this.connectTo(url, false);
+  }
+
+  /**
+   * @protected
+   * @override
+   */
+  hello() {
+    return { type: 'hello', v: PROTOCOL_VERSION, private: true, batch: true };
+  }
+
+  /**
+   * @protected
+   * @override
+   * @param {string} text
+   */
+  read(text) {
+    return parsePrivateFrame(text).map((m) => (m.type === 'welcome' ? { type: /** @type {const} */ ('welcome'), welcome: m } : m));
   }
 }
 

@@ -8,6 +8,7 @@ import { socket } from './socket.js';
 import { restore, state } from './state.js';
 import { changed, tabSummary } from './status.js';
 import { removeTab } from './streams.js';
+import * as wallet from './tokens.js';
 
 export {
   currentScale,
@@ -17,6 +18,8 @@ export {
   refreshAccount,
   serviceUrlChanged,
   setLimits,
+  privatePaymentsChanged,
+  setPrivatePayments,
   setPaused,
   setSite,
   signIn,
@@ -32,6 +35,7 @@ const SETTINGS_MAX_AGE_MS = 10_000;
 /** Load what a previous life of the worker left, then connect. */
 export async function load() {
   await restore();
+  await wallet.load();
   // Tabs closed while the worker was stopped.
   const tabIds = new Set(Object.values(state.docs).map((d) => d.tabId));
   for (const tabId of tabIds) {
@@ -52,7 +56,7 @@ export function popupState(tabId) {
     void refreshAccount();
   }
   const history = Object.entries(state.history)
-    .map(([origin, entry]) => ({ origin, minor: entry.minor, oneTime: entry.oneTime ?? '0', updated: entry.updated }))
+    .map(([origin, entry]) => ({ origin, minor: entry.minor, oneTime: entry.oneTime ?? '0', private: entry.private ?? '0', updated: entry.updated }))
     .sort((a, b) => b.updated - a.updated);
   const money = state.money;
   // The month's budget is spent: a stream says so, or the figures do.
@@ -71,6 +75,7 @@ export function popupState(tabId) {
     settings: state.settings,
     tab: tabSummary(tabId),
     history,
+    tokens: state.token ? wallet.summary() : null,
   };
 }
 
@@ -83,5 +88,17 @@ export function optionsState() {
     scale: s?.scale ?? null,
     rate: s ? formatMinor(s.rate, s.scale) : '',
     budget: s ? formatMinor(s.budget, s.scale) : '',
+    privatePayments: state.privatePayments,
+    tokenReserve: wallet.wallets.reserve,
   };
+}
+
+/**
+ * The tokens to keep (options page).
+ * @param {string} text  a whole number as typed
+ */
+export async function setTokenReserve(text) {
+  const reserve = /^[0-9]{1,6}$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  await wallet.setReserve(reserve);
+  return optionsState();
 }

@@ -19,10 +19,12 @@ import {
   spentOn,
   tipOrderRef,
 } from '../shared/payments.js';
+import { tokensForPrice } from '../shared/tokens.js';
 import { currentScale, recordOneTime } from './account.js';
 import { ApiError, callApi } from './api.js';
 import { knownScale, requireAuth, signedOutError, state } from './state.js';
 import { tabDocs } from './status.js';
+import * as wallet from './tokens.js';
 
 /**
  * @typedef {object} Pending
@@ -40,11 +42,20 @@ import { tabDocs } from './status.js';
  * @property {number} scale
  * @property {boolean} auto
  * @property {string} idempotencyKey  one key for every attempt of this payment
+ * @property {Way} [way]  how it is paid (decided before the reader is asked)
+ */
+/**
+ * How a one-time payment is paid: `private` with `count` tokens (`paidMinor` = count × the token
+ * value; `remainderMinor`, under one token's value, goes to the site), or `identified` from the
+ * reader's account — with `count` and `held` when private payments are on and too few tokens are
+ * held (then `count` says how many it would take).
+ * @typedef {{kind: 'private' | 'identified', count: number, held: number, paidMinor: string, remainderMinor: string,
+ *   valueMinor: string | null, sent: import('../shared/tokens.js').Token[] | null}} Way
  */
 /**
  * @typedef {{at: number, kind: 'purchase' | 'tip', origin: string, payee: string, amountMinor: string,
  *   currency: string, scale: number, orderRef: string, description: string, auto: boolean, sid: string,
- *   receipt: string}} OneTimeRecord
+ *   receipt: string, way?: 'private' | 'identified'}} OneTimeRecord
  */
 /** @typedef {{id: string, ok: true, receipt: string, amountMinor: string, currency: string, scale: number}} OkResult */
 /**
@@ -102,7 +113,7 @@ export async function load() {
   for (const p of Object.values(left ?? {})) {
     pending[p.key] = p;
     if (p.status === 'paying') {
-      void execute(p); // the call was cut off with the worker: again, with the same key
+      void execute(p); // the call was cut off with the worker: again, with the same key (and tokens)
     } else if (p.status === 'prompt' && p.windowId !== null) {
       chrome.windows.get(p.windowId).catch(() => finish(p, failure(p, 'declined', 'The approval window was closed.')));
     } else {
@@ -144,6 +155,7 @@ function sendResult(to, result) {
 function finish(p, result, closeAfterMs = 0) {
   delete pending[p.key];
   savePending();
+  void wallet.release(tokensRef(p.key)); // tokens set aside and not sent are held again
   if (result) sendResult(p, result);
   if (p.windowId !== null) {
     const windowId = p.windowId;
@@ -155,6 +167,80 @@ function finish(p, result, closeAfterMs = 0) {
 
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The wallet's name of the tokens a payment uses. @param {string} key */
+const tokensRef = (key) => `pay:${key}`;
+
+/**
+ * Decide how a payment of `amountMinor` is paid. With private payments on and enough tokens held,
+ * the tokens are set aside for it at once (so that streaming cannot spend them meanwhile).
+ * @param {string} key  the payment's own key
+ * @param {string} amountMinor
+ * @returns {Promise<Way>}
+ */
+async function chooseWay(key, amountMinor) {
+  const value = state.privatePayments ? wallet.tokenValue() : null;
+  /** @type {Way} */
+  const identified = { kind: 'identified', count: 0, held: 0, paidMinor: amountMinor, remainderMinor: '0', valueMinor: null, sent: null };
+  if (!value || value.currency !== state.settings?.currency) return identified;
+  const price = tokensForPrice(amountMinor, value.valueMinor);
+  const base = { count: price.count, paidMinor: price.paidMinor, remainderMinor: price.remainderMinor, valueMinor: value.valueMinor, sent: null };
+  if (await wallet.reserve(tokensRef(key), price.count)) return { kind: 'private', held: wallet.held(), ...base };
+  return { ...identified, count: price.count, held: wallet.held(), valueMinor: value.valueMinor };
+}
+
+/**
+ * POST /api/v1/private/payments: the tokens set aside, no session, no cookie (callApi sends
+ * `credentials: "omit"` and, without `auth`, no Authorization header). Retried like postPayment
+ * with the same key and the same tokens; a token the service refuses is dropped and the payment
+ * asked once more with others under a new key.
+ * @param {Record<string, unknown>} body
+ * @param {Pending} p
+ * @param {Way} way
+ */
+async function postPrivately(body, p, way) {
+  const ref = tokensRef(p.key);
+  for (let round = 0; ; round++) {
+    way.sent ??= await wallet.sending(ref);
+    if (!way.sent) {
+      if (!(await wallet.reserve(ref, way.count)) || !(way.sent = await wallet.sending(ref))) {
+        throw new ApiError('not_enough_tokens', 'The tokens for this payment are no longer held.', 0);
+      }
+    }
+    savePending();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const answer = await callApi(state.serviceUrl, '/api/v1/private/payments', {
+            method: 'POST',
+            body: { ...body, tokens: way.sent },
+            idempotencyKey: p.idempotencyKey,
+          });
+          await wallet.spent(ref);
+          return answer;
+        } catch (error) {
+          if (!(error instanceof ApiError) || !retryable(error) || attempt >= RETRY_DELAYS_MS.length) throw error;
+          await sleep(RETRY_DELAYS_MS[attempt]);
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (retryable(error)) {
+        await wallet.giveBack(ref, { sent: true }); // may have been spent: only ever spent again
+        throw error;
+      }
+      const index = Number(error.details?.index ?? NaN);
+      if ((error.code === 'token_spent' || error.code === 'invalid_token') && round === 0) {
+        await wallet.refused(ref, Number.isInteger(index) ? index : null);
+        way.sent = null;
+        p.idempotencyKey = crypto.randomUUID();
+        continue;
+      }
+      await wallet.giveBack(ref, { sent: false }); // refused: nothing moved
+      throw error;
+    }
+  }
+}
 
 /**
  * POST /api/v1/payments; on a network failure or a 5xx, the same call again with the same
@@ -201,11 +287,12 @@ async function execute(p) {
   };
   if (p.request.binding !== null) body.binding = p.request.binding;
   if (p.request.description !== '') body.description = p.request.description;
+  const way = p.way ?? (await chooseWay(p.key, p.amountMinor));
   try {
-    const answer = await postPayment(body, p.idempotencyKey);
+    const answer = way.kind === 'private' ? await postPrivately(body, p, way) : await postPayment(body, p.idempotencyKey);
     if (typeof answer.receipt !== 'string' || answer.receipt === '') throw new ApiError('bad_response', 'The service gave no receipt.', 0);
     const amountMinor = String(answer.amount_minor ?? p.amountMinor);
-    recordOneTime(p.origin, amountMinor, answer);
+    recordOneTime(p.origin, way.kind === 'private' ? way.paidMinor : amountMinor, answer, way.kind === 'private');
     remember({
       at: Date.now(),
       kind: 'purchase',
@@ -219,6 +306,7 @@ async function execute(p) {
       auto: p.auto,
       sid: String(answer.sid ?? ''),
       receipt: answer.receipt,
+      way: way.kind,
     });
     /** @type {OkResult} */
     const result = {
@@ -304,6 +392,9 @@ export async function request(message, sender, origin) {
   } catch (error) {
     return finish(p, failure(p, 'invalid_request', `amount: ${error instanceof Error ? error.message : String(error)}`));
   }
+  p.way = await chooseWay(p.key, p.amountMinor);
+  if (!pending[p.key]) return void wallet.release(tokensRef(p.key));
+  savePending();
   const today = dayKey(new Date());
   const decision = autoApprove({
     amountMinor: p.amountMinor,
@@ -370,6 +461,9 @@ export function details(key) {
     orderRef: p.request.orderRef,
     status: p.status,
     boughtBefore: boughtBefore(p.origin, p.request.orderRef),
+    way: p.way
+      ? { kind: p.way.kind, count: p.way.count, held: p.way.held, paidMinor: p.way.paidMinor, remainderMinor: p.way.remainderMinor, valueMinor: p.way.valueMinor }
+      : null,
   };
 }
 
@@ -387,7 +481,7 @@ export async function decide(key, approve) {
   }
   const result = await execute(p);
   return result.ok
-    ? { ok: true, amountMinor: result.amountMinor, currency: result.currency, scale: result.scale, origin: p.origin }
+    ? { ok: true, amountMinor: result.amountMinor, currency: result.currency, scale: result.scale, origin: p.origin, way: p.way?.kind ?? 'identified', paidMinor: p.way?.paidMinor ?? result.amountMinor }
     : { ok: false, code: result.code, message: result.message, details: result.details ?? null };
 }
 
@@ -450,9 +544,33 @@ export async function tip(tabId, amount) {
     order_ref: orderRef,
     description: 'Tip from the Trickle popup',
   };
-  const answer = await postPayment(body, crypto.randomUUID());
-  const paid = String(answer.amount_minor ?? amountMinor);
-  recordOneTime(doc.origin, paid, answer);
+  /** @type {Pending} */
+  const p = {
+    key: crypto.randomUUID(),
+    request: { id: 'tip', amount: '', currency: settings.currency, description: body.description, orderRef, paymentPointer: link.pointer, binding: null },
+    tabId,
+    frameId: doc.frameId,
+    documentId: null,
+    page: doc.page,
+    origin: doc.origin,
+    status: 'paying',
+    windowId: null,
+    amountMinor,
+    currency: settings.currency,
+    scale,
+    auto: false,
+    idempotencyKey: crypto.randomUUID(),
+  };
+  const way = await chooseWay(p.key, amountMinor);
+  /** @type {any} */
+  let answer;
+  try {
+    answer = way.kind === 'private' ? await postPrivately(body, p, way) : await postPayment(body, p.idempotencyKey);
+  } finally {
+    void wallet.release(tokensRef(p.key));
+  }
+  const paid = way.kind === 'private' ? way.paidMinor : String(answer.amount_minor ?? amountMinor);
+  recordOneTime(doc.origin, paid, answer, way.kind === 'private');
   remember({
     at: Date.now(),
     kind: 'tip',
@@ -466,8 +584,9 @@ export async function tip(tabId, amount) {
     auto: false,
     sid: String(answer.sid ?? ''),
     receipt: String(answer.receipt ?? ''),
+    way: way.kind,
   });
-  return { origin: doc.origin, payee: link.pointer, amount: paid, currency: settings.currency, scale, balance: String(answer.balance_minor ?? '') };
+  return { origin: doc.origin, payee: link.pointer, amount: paid, currency: settings.currency, scale, balance: String(answer.balance_minor ?? ''), way: way.kind };
 }
 
 /**

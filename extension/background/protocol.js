@@ -16,7 +16,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'resumed', sid: string, seq: number, tot: string}} Resumed
  * @typedef {{type: 'stopped', sid: string, seq: number, tot: string}} Stopped
  * @typedef {{type: 'pong'}} Pong
- * @typedef {{type: 'error', code: string, message: string, ref: string | null, sid: string | null}} ErrorMsg
+ * @typedef {{type: 'error', code: string, message: string, ref: string | null, sid: string | null, index?: number | null}} ErrorMsg
+ * @typedef {{type: 'welcome', interval: number | null}} PrivateWelcome
  * @typedef {Welcome | Started | StateMsg | ReceiptMsg | BalanceMsg | Resumed | Stopped | Pong | ErrorMsg} ServerMessage
  */
 
@@ -104,6 +105,44 @@ function readMessage(data) {
     default:
       return null;
   }
+}
+
+/**
+ * Parse one text frame of the private socket (`/api/v1/private-stream`, docs/stream-protocol.md
+ * "Private streams"): as parseServerFrame, with the client's stream id (`stream`) in the place of
+ * `ref`, and a welcome that carries no money (the socket belongs to nobody).
+ * @param {string} text
+ * @returns {(ServerMessage | PrivateWelcome)[]}
+ */
+export function parsePrivateFrame(text) {
+  /** @type {unknown} */
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  const frame = /** @type {Record<string, unknown> | null} */ (typeof data === 'object' && !Array.isArray(data) ? data : null);
+  const items = frame?.type === 'batch' && Array.isArray(frame.messages) ? frame.messages : [data];
+  /** @type {(ServerMessage | PrivateWelcome)[]} */
+  const messages = [];
+  for (const item of items) {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) continue;
+    const m = /** @type {Record<string, unknown>} */ (item);
+    const stream = isStr(m.stream) ? m.stream : null;
+    if (m.type === 'welcome') {
+      messages.push({ type: 'welcome', interval: isInt(m.interval_ms) ? m.interval_ms : null });
+    } else if (m.type === 'started') {
+      if (stream !== null && isStr(m.sid)) messages.push({ type: 'started', ref: stream, sid: m.sid });
+    } else if (m.type === 'error') {
+      const message = readMessage(item);
+      if (message?.type === 'error') messages.push({ ...message, ref: stream ?? message.ref, index: isInt(m.index) ? m.index : null });
+    } else {
+      const message = readMessage(item);
+      if (message && message.type !== 'welcome' && message.type !== 'balance') messages.push(message);
+    }
+  }
+  return messages;
 }
 
 /** Close codes after which reconnecting cannot help until something changes. */

@@ -68,6 +68,10 @@ async function uiDispatch(message) {
       return topups.start(message.amountMinor);
     case 'ui/topup-status':
       return topups.status();
+    case 'ui/private-payments':
+      return engine.setPrivatePayments(message.enabled);
+    case 'ui/token-reserve':
+      return engine.setTokenReserve(message.reserve);
   }
 }
 
@@ -112,6 +116,19 @@ chrome.storage.onChanged.addListener((changes, area) => {
   if (area === 'local' && changes.serviceUrl) {
     void ready.then(() => engine.serviceUrlChanged(changes.serviceUrl.newValue));
   }
+  if (area === 'local' && changes.privatePayments) {
+    void ready.then(() => engine.privatePaymentsChanged());
+  }
+});
+
+// Private payments are the default for a new install; an update keeps what the reader had (an
+// install from before them: identified, as it was). A value already written is never overwritten.
+chrome.runtime.onInstalled.addListener((details) => {
+  void (async () => {
+    const { privatePayments } = await chrome.storage.local.get(['privatePayments']);
+    if (typeof privatePayments === 'boolean') return;
+    await chrome.storage.local.set({ privatePayments: details.reason === 'install' });
+  })();
 });
 
 chrome.tabs.onRemoved.addListener((tabId) => {

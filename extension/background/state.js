@@ -25,6 +25,7 @@ const HISTORY_SAVE_DELAY_MS = 500;
  * @property {boolean} focused
  * @property {boolean} frozen
  * @property {string | null} sid  its current stream
+ * @property {string | null} [privateId]  its current private stream (the client's id), in private mode
  * @property {string | null} ref  a start sent and not answered yet
  * @property {string | null} serverState
  * @property {boolean | null} lastActive  the attention last told the service
@@ -51,7 +52,11 @@ const HISTORY_SAVE_DELAY_MS = 500;
  *   maxRate: string | null, maxBudget: string | null}} Settings
  */
 /** @typedef {{rate: string | null, disabled: boolean}} Override */
-/** @typedef {{minor: string, updated: number, oneTime?: string, oneTimeCount?: number}} HistoryEntry */
+/**
+ * What the reader paid a site: in all (`minor`), its one-time part, and its private part (paid with
+ * tokens, streamed or one-time).
+ * @typedef {{minor: string, updated: number, oneTime?: string, oneTimeCount?: number, private?: string}} HistoryEntry
+ */
 /** @typedef {{docKey: string, pointer: string, binding: string | null, linkId: string}} PendingStart */
 
 export const state = {
@@ -77,6 +82,10 @@ export const state = {
   /** @type {Record<string, PendingStart>} */
   pending: {},
   idle: false,
+  /** Private payments (tokens, the anonymous socket) instead of identified ones: tokens.js loads it. */
+  privatePayments: false,
+  /** @type {string | null} why the wallet, empty, cannot get tokens (token_key_mismatch, tokens_unavailable) */
+  walletError: null,
   /** @type {string | null} */
   connectionError: null,
   refCounter: 0,
@@ -124,12 +133,14 @@ export function serviceBase(value) {
 
 /**
  * Count a payment in the site's history entry: its total always, its one-time part (amount and
- * count) for a purchase or tip. Every part the entry already has is kept.
+ * count) for a purchase or tip, its private part for one paid with tokens. Every part the entry
+ * already has is kept.
  * @param {string} origin
  * @param {string | bigint} amountMinor
  * @param {boolean} oneTime
+ * @param {boolean} [privately]
  */
-export function addToHistory(origin, amountMinor, oneTime) {
+export function addToHistory(origin, amountMinor, oneTime, privately = false) {
   const entry = state.history[origin] ?? { minor: '0', updated: 0 };
   /** @type {HistoryEntry} */
   const next = { ...entry, minor: addMinor(entry.minor, amountMinor), updated: Date.now() };
@@ -137,6 +148,7 @@ export function addToHistory(origin, amountMinor, oneTime) {
     next.oneTime = addMinor(entry.oneTime ?? '0', amountMinor);
     next.oneTimeCount = (entry.oneTimeCount ?? 0) + 1;
   }
+  if (privately) next.private = addMinor(entry.private ?? '0', amountMinor);
   state.history[origin] = next;
   saveHistorySoon();
 }
@@ -202,5 +214,6 @@ export async function restore() {
   for (const doc of Object.values(state.docs)) {
     doc.ref = null;
     doc.lastActive = null;
+    doc.privateId = null; // private streams live as long as their socket: started again
   }
 }

@@ -6,11 +6,20 @@ import { addMinor, formatMinor } from '../shared/amounts.js';
 import { pageStatus } from '../shared/attention.js';
 import { statusSentence } from '../shared/sentences.js';
 import { validPointer } from '../shared/links.js';
-import { socket } from './socket.js';
+import { privateSocket, socket } from './socket.js';
 import { knownScale, saveSoon, state } from './state.js';
 
 const BADGE_COLOR_STREAMING = '#1a7f37';
 const BADGE_COLOR_OTHER = '#c62828';
+
+/**
+ * The page's error: the service's refusal of its stream, else (paying privately, with no token
+ * left) why the wallet cannot get any.
+ * @param {import('./state.js').Doc} doc
+ */
+function docError(doc) {
+  return doc.error ?? (state.privatePayments && doc.privateId ? state.walletError : null);
+}
 
 /**
  * @param {import('./state.js').Doc} doc
@@ -21,14 +30,14 @@ function docStatus(doc) {
     signedIn: state.token !== null,
     monetized: doc.links.some((l) => validPointer(l.href) !== null),
     // Still connecting for the first time counts as up (the status says "starting"); only a
-    // failed attempt makes the service unreachable.
-    connected: socket.connected || state.connectionError === null,
+    // failed attempt makes the service unreachable. In private mode, the anonymous socket pays.
+    connected: state.privatePayments ? privateSocket.connected || privateSocket.lastCloseCode === 0 : socket.connected || state.connectionError === null,
     globalPaused: state.settings?.paused ?? false,
     siteDisabled: overrides?.disabled ?? false,
     idle: state.idle,
     page: doc,
     serverState: doc.serverState,
-    error: doc.error,
+    error: docError(doc),
   });
 }
 
@@ -39,7 +48,8 @@ function docStatus(doc) {
  */
 export function tabDocs(tabId) {
   const docs = Object.values(state.docs).filter((d) => d.tabId === tabId);
-  docs.sort((a, b) => Number(b.sid !== null) - Number(a.sid !== null) || a.frameId - b.frameId);
+  const paying = (/** @type {import('./state.js').Doc} */ d) => Number(d.sid !== null || Boolean(d.privateId));
+  docs.sort((a, b) => paying(b) - paying(a) || a.frameId - b.frameId);
   return docs;
 }
 
@@ -62,7 +72,7 @@ export function tabSummary(tabId) {
   const override = main ? state.overrides[main.origin] : undefined;
   const scale = knownScale();
   const asset = state.money ?? state.settings;
-  const error = main?.error ?? null;
+  const error = main ? docError(main) : null;
   const text = statusSentence(status, { error, money: state.money, asset }).text;
   // The hourly rate this tab's site is paid at: its own (a site override), else the reader's.
   const ownRate = override?.rate ?? null;

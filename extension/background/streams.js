@@ -3,11 +3,12 @@
 // stop / resume on the socket, the service's answers, and each receipt delivered to the one
 // document that started its stream.
 
-import { addMinor, minorToDecimal } from '../shared/amounts.js';
 import { isAttentive } from '../shared/attention.js';
 import { chooseLink, httpOrigin } from '../shared/links.js';
 import { socket } from './socket.js';
-import { addToHistory, state } from './state.js';
+import { endPrivateFor, reconcilePrivate, stopAllPrivate } from './private.js';
+import { deliverReceipt } from './receipts.js';
+import { state } from './state.js';
 import { changed } from './status.js';
 
 function nextRef() {
@@ -39,7 +40,9 @@ function stopStream(sid) {
 function reconcile(key) {
   const doc = state.docs[key];
   if (!doc) return;
-  const want = state.token ? chooseLink(doc.links, new Set(doc.refused)) : null;
+  reconcilePrivate(key);
+  // In private mode the identified stream is not wanted: private.js pays the page with tokens.
+  const want = state.token && !state.privatePayments ? chooseLink(doc.links, new Set(doc.refused)) : null;
   const current = doc.sid ? state.streams[doc.sid] : undefined;
   if (doc.sid && !current) doc.sid = null;
   if (current && doc.sid) {
@@ -84,7 +87,7 @@ export function resumeAll() {
   for (const doc of Object.values(state.docs)) if (doc.error !== 'payee_not_found') doc.error = null;
   for (const [sid, stream] of Object.entries(state.streams)) {
     const doc = state.docs[stream.docKey];
-    const keep = doc && doc.sid === sid && doc.page === stream.page && !stream.stopping && state.token;
+    const keep = doc && doc.sid === sid && doc.page === stream.page && !stream.stopping && state.token && !state.privatePayments;
     socket.send({ type: 'resume', sid, active: keep ? attentive(doc) : false });
     if (keep) {
       doc.lastActive = attentive(doc);
@@ -111,6 +114,7 @@ export function connectionLost() {
 
 /** The session ends: stop every stream at the service (while the socket is up) and forget them. */
 export function stopAll() {
+  stopAllPrivate();
   for (const sid of Object.keys(state.streams)) socket.send({ type: 'stop', sid });
   state.streams = {};
   state.pending = {};
@@ -129,6 +133,7 @@ function removeDoc(key) {
   const doc = state.docs[key];
   if (!doc) return;
   if (doc.sid) stopStream(doc.sid);
+  endPrivateFor(doc);
   delete state.docs[key];
 }
 
@@ -292,26 +297,5 @@ function receipt(message) {
   const delta = BigInt(message.tot) - BigInt(stream.tot);
   stream.seq = message.seq;
   stream.tot = message.tot;
-  if (delta > 0n) addToHistory(stream.origin, delta, false);
-  const doc = state.docs[stream.docKey];
-  if (!doc || doc.page !== stream.page) return; // its document is gone: nobody to deliver to
-  if (delta > 0n) doc.sent = addMinor(doc.sent, delta);
-  const money = state.money;
-  if (!money) return;
-  const event = {
-    amountSent: { currency: money.currency, value: minorToDecimal(message.amt, money.scale) },
-    paymentPointer: stream.pointer,
-    incomingPayment: null,
-    receipt: message.receipt,
-    amountMinor: message.amt,
-    scale: money.scale,
-  };
-  /** @type {{frameId: number, documentId?: string}} */
-  const target = { frameId: doc.frameId };
-  if (doc.documentId) target.documentId = doc.documentId;
-  chrome.tabs
-    .sendMessage(doc.tabId, { type: 'trickle/receipt', page: doc.page, link: stream.linkId, event }, target)
-    .catch(() => {
-      // the document went away; its pagehide or the tab's removal cleans up
-    });
+  deliverReceipt(stream, message, delta, state.money, false);
 }

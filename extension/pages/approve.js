@@ -15,6 +15,7 @@ const payee = byId('approve-payee', HTMLElement);
 const amount = byId('approve-amount', HTMLElement);
 const description = byId('approve-description', HTMLElement);
 const before = byId('approve-before', HTMLElement);
+const way = byId('approve-way', HTMLElement);
 const approve = byId('approve', HTMLButtonElement);
 const decline = byId('decline', HTMLButtonElement);
 const status = byId('approve-status', HTMLElement);
@@ -65,7 +66,7 @@ async function choose(approved) {
   say(approved ? 'Paying…' : 'Declining…');
   try {
     const outcome = await ask({ type: 'ui/payment-decide', request, approve: approved });
-    if (outcome.ok) say(`Paid ${formatMoney(outcome.amountMinor, outcome)} to ${outcome.origin}.`);
+    if (outcome.ok) say(`Paid ${formatMoney(outcome.paidMinor ?? outcome.amountMinor, outcome)} to ${outcome.origin}${outcome.way === 'private' ? ', privately' : ''}.`);
     else if (outcome.code === 'declined' && !outcome.details?.cause) say(sentence('declined'), 'declined');
     else say(await refusal(outcome), outcome.code, 'Not paid.');
   } catch (error) {
@@ -91,6 +92,29 @@ function showBoughtBefore(bought) {
     'The site knows buyers by a cookie of its own: in this browser it may not know you, and approving pays again.';
 }
 
+/**
+ * How it will be paid, said before the reader approves: privately with whole tokens (the price
+ * rounded up to whole tokens; the difference goes to the site), or from the reader's account.
+ * @param {any} d  the request's details
+ */
+function showWay(d) {
+  const w = d.way;
+  way.dataset.way = w?.kind ?? '';
+  way.dataset.count = w ? String(w.count) : '';
+  if (!w) {
+    way.textContent = '';
+  } else if (w.kind === 'private') {
+    const rounded = w.remainderMinor !== '0' ? ` The price is rounded up to whole tokens: the extra ${formatMoney(w.remainderMinor, d)} goes to the site.` : '';
+    way.textContent =
+      `Paid privately with ${w.count} token${w.count === 1 ? '' : 's'} (${formatMoney(w.paidMinor, d)}): the service cannot tell it was you.${rounded}`;
+  } else if (w.count > 0) {
+    way.textContent =
+      `Paid from your account, not privately: it would take ${w.count} tokens and you hold ${w.held}. The service will know you paid this site.`;
+  } else {
+    way.textContent = 'Paid from your account.';
+  }
+}
+
 try {
   const d = await ask({ type: 'ui/payment-get', request });
   shown = d;
@@ -99,6 +123,7 @@ try {
   showMoney(amount, d.amountMinor, d);
   description.textContent = d.description || '(no description)';
   showBoughtBefore(d.boughtBefore ?? null);
+  showWay(d);
   document.title = `Pay ${formatMoney(d.amountMinor, d)} to ${d.origin}? — Trickle`;
   decline.disabled = false;
   setTimeout(() => {

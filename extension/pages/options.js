@@ -18,6 +18,9 @@ const dailyCap = byId('daily-cap', HTMLInputElement);
 const saveDailyCap = byId('save-daily-cap', HTMLButtonElement);
 const autoSpentToday = byId('auto-spent-today', HTMLElement);
 const autoApproveSites = byId('auto-approve-sites', HTMLUListElement);
+const privatePayments = byId('private-payments', HTMLInputElement);
+const tokenReserve = byId('token-reserve', HTMLInputElement);
+const saveTokenReserve = byId('save-token-reserve', HTMLButtonElement);
 
 /** @type {import('../shared/format.js').Asset | null} */
 let asset = null;
@@ -48,6 +51,8 @@ async function load() {
   asset = o.currency && typeof o.scale === 'number' ? { currency: o.currency, scale: o.scale } : null;
   for (const c of document.querySelectorAll('.currency')) c.textContent = o.currency ?? 'USD';
   showOneTime(o);
+  privatePayments.checked = o.privatePayments === true;
+  tokenReserve.value = String(o.tokenReserve ?? '');
   note.textContent = o.signedIn ? '' : 'Sign in from the toolbar popup to change your limits.';
 }
 
@@ -87,6 +92,26 @@ saveDailyCap.addEventListener('click', async () => {
     say(`Saved: at most ${cap} a day is approved without asking.`);
   } catch (error) {
     refused(error, 'daily-cap');
+  }
+});
+
+privatePayments.addEventListener('change', async () => {
+  try {
+    const r = await ask({ type: 'ui/private-payments', enabled: privatePayments.checked });
+    say(r.privatePayments ? 'Saved: sites are paid privately, with tokens.' : 'Saved: sites are paid from your account.');
+  } catch (error) {
+    refused(error, 'other');
+  }
+  await load();
+});
+
+saveTokenReserve.addEventListener('click', async () => {
+  try {
+    const o = await ask({ type: 'ui/token-reserve', reserve: tokenReserve.value });
+    say(`Saved: at most ${o.tokenReserve} tokens are kept.`);
+    await load();
+  } catch (error) {
+    refused(error, 'other');
   }
 });
 

@@ -40,6 +40,13 @@ const el = {
   voucherCode: byId('voucher-code', HTMLInputElement),
   voucherResult: byId('voucher-result', HTMLElement),
   history: byId('history', HTMLUListElement),
+  tokensLine: byId('tokens-line', HTMLElement),
+  tokensHeld: byId('tokens-held', HTMLElement),
+  tokensHint: byId('tokens-hint', HTMLElement),
+  tokensError: byId('tokens-error', HTMLElement),
+  tabWay: byId('tab-way', HTMLElement),
+  recentTitle: byId('recent-title', HTMLElement),
+  recent: byId('recent-payments', HTMLUListElement),
   oneTimeControls: byId('one-time-controls', HTMLFieldSetElement),
   tipForm: byId('tip-form', HTMLFormElement),
   tipAmount: byId('tip-amount', HTMLInputElement),
@@ -119,7 +126,23 @@ function render(s) {
     showSentence(el.budgetNote, sentence('budget_exhausted', { ...context('stream'), money: s.money }), { code: 'budget_exhausted' });
   }
 
+  // Tokens held, and why the wallet could not refill when it could not.
+  const tokens = s.tokens;
+  const privately = Boolean(s.signedIn && tokens?.privatePayments);
+  el.tokensLine.hidden = !privately;
+  if (privately) {
+    el.tokensHeld.dataset.count = String(tokens.held);
+    el.tokensHeld.dataset.minor = tokens.heldMinor ?? '';
+    el.tokensHeld.textContent = `${tokens.held} token${tokens.held === 1 ? '' : 's'} held` + (tokens.heldMinor && asset ? ` (${money(tokens.heldMinor, asset)})` : '');
+    el.tokensHint.textContent = `at most ${tokens.reserve} kept; the service cannot tell which sites they pay`;
+  }
+  const walletError = privately && tokens.error && tokens.error !== 'service_unreachable' ? tokens.error : null;
+  el.tokensError.hidden = walletError === null;
+  if (walletError) showSentence(el.tokensError, sentence(walletError, context('stream')), { code: walletError });
+
   const tab = s.tab;
+  el.tabWay.dataset.way = tab.origin && s.signedIn ? (privately ? 'private' : 'identified') : '';
+  el.tabWay.textContent = el.tabWay.dataset.way === 'private' ? '(privately, with tokens)' : el.tabWay.dataset.way ? '(from your account)' : '';
   el.tabStatus.dataset.state = tab.state;
   el.tabStatus.dataset.reason = tab.reason;
   showSentence(el.tabStatus, statusSentence(tab, { ...context('stream'), error: tab.error }), { code: tab.error ?? '' });
@@ -138,11 +161,12 @@ function render(s) {
   el.oneTimeControls.disabled = !tab.origin || !s.signedIn;
   if (!busy && document.activeElement !== el.autoApprove) el.autoApprove.value = tab.autoApprove ?? '';
 
-  const rows = s.history.map((/** @type {{origin: string, minor: string, oneTime?: string}} */ entry) => {
+  const rows = s.history.map((/** @type {{origin: string, minor: string, oneTime?: string, private?: string}} */ entry) => {
     const li = document.createElement('li');
     li.dataset.origin = entry.origin;
     li.dataset.minor = entry.minor;
     li.dataset.oneTimeMinor = entry.oneTime ?? '0';
+    li.dataset.privateMinor = entry.private ?? '0';
     const name = document.createElement('span');
     name.textContent = entry.origin;
     const amount = document.createElement('span');
@@ -156,10 +180,31 @@ function render(s) {
       part.textContent = ` (one-time ${money(entry.oneTime, asset)})`;
       amount.append(part);
     }
+    if (entry.private && entry.private !== '0') {
+      const part = document.createElement('span');
+      part.className = 'private';
+      part.textContent = entry.private === entry.minor ? ' (all privately)' : ` (privately ${money(entry.private, asset)})`;
+      amount.append(part);
+    }
     li.append(name, amount);
     return li;
   });
   el.history.replaceChildren(...rows);
+
+  // Which way each one-time payment went.
+  const recent = /** @type {any[]} */ (s.payments ?? []);
+  el.recentTitle.hidden = recent.length === 0;
+  el.recent.replaceChildren(
+    ...recent.map((r) => {
+      const li = document.createElement('li');
+      li.dataset.way = r.way ?? 'identified';
+      li.dataset.kind = r.kind;
+      li.dataset.origin = r.origin;
+      const way = r.way === 'private' ? 'privately, with tokens' : 'from your account';
+      li.textContent = `${r.kind === 'tip' ? 'Tip' : 'Purchase'} to ${r.origin}: ${money(r.amountMinor, r)}, ${way}`;
+      return li;
+    }),
+  );
 }
 
 async function refresh() {
@@ -254,7 +299,7 @@ el.tipForm.addEventListener('submit', (event) => {
     const typed = el.tipAmount.value;
     try {
       const r = await ask({ type: 'ui/tip', tabId, amount: typed });
-      showSentence(el.tipResult, `Tipped ${money(r.amount, r)} to ${r.origin}. Thank you!`);
+      showSentence(el.tipResult, `Tipped ${money(r.amount, r)} to ${r.origin}${r.way === "private" ? ", privately with tokens" : ""}. Thank you!`);
       el.tipAmount.value = '';
     } catch (error) {
       showSentence(el.tipResult, explain(error, context('tip', typed)), { code: codeOf(error), prefix: 'No tip sent.' });

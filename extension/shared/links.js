@@ -122,9 +122,10 @@ export class ServiceUrlError extends TypeError {
 
 /**
  * The service's base URL as stored in options, normalized (no trailing slash, no query or
- * fragment), and its stream socket URL. Throws on anything but an http(s) URL.
+ * fragment), its stream socket URL, and the anonymous socket's of private spending. Throws on
+ * anything but an http(s) URL.
  * @param {string} text
- * @returns {{base: string, stream: string}}
+ * @returns {{base: string, stream: string, privateStream: string}}
  */
 export function serviceUrls(text) {
   /** @type {URL} */
@@ -139,6 +140,6 @@ export function serviceUrls(text) {
   url.search = '';
   url.hash = '';
   const base = url.href.replace(/\/+$/, '');
-  const stream = `${url.protocol === 'https:' ? 'wss:' : 'ws:'}${base.slice(url.protocol.length)}/api/v1/stream`;
-  return { base, stream };
+  const ws = `${url.protocol === 'https:' ? 'wss:' : 'ws:'}${base.slice(url.protocol.length)}`;
+  return { base, stream: `${ws}/api/v1/stream`, privateStream: `${ws}/api/v1/private-stream` };
 }

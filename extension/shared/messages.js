@@ -42,9 +42,11 @@ import { parsePaymentRequest } from './payments.js';
  * @typedef {{type: 'ui/topup-options'}} UiTopupOptions
  * @typedef {{type: 'ui/topup', amountMinor: string}} UiTopup
  * @typedef {{type: 'ui/topup-status'}} UiTopupStatus
+ * @typedef {{type: 'ui/private-payments', enabled: boolean}} UiPrivatePayments
+ * @typedef {{type: 'ui/token-reserve', reserve: string}} UiTokenReserve
  * @typedef {UiState | UiSignIn | UiSignUp | UiSignOut | UiRedeem | UiPause | UiSite | UiOptions |
  *   UiServiceUrl | UiLimits | UiPaymentGet | UiPaymentDecide | UiTip | UiAutoApprove | UiAutoApproveClear |
- *   UiDailyCap | UiTopupOptions | UiTopup | UiTopupStatus} UiMessage
+ *   UiDailyCap | UiTopupOptions | UiTopup | UiTopupStatus | UiPrivatePayments | UiTokenReserve} UiMessage
  */
 
 export class MessageError extends Error {
@@ -239,6 +241,12 @@ export function parseUiMessage(raw) {
     case 'ui/topup-status':
       exactFields(raw, ['type']);
       return { type: 'ui/topup-status' };
+    case 'ui/private-payments':
+      exactFields(raw, ['type', 'enabled']);
+      return { type: 'ui/private-payments', enabled: bool(raw.enabled, 'enabled') };
+    case 'ui/token-reserve':
+      exactFields(raw, ['type', 'reserve']);
+      return { type: 'ui/token-reserve', reserve: str(raw.reserve, 'reserve', 12) };
     case 'ui/topup':
       exactFields(raw, ['type', 'amountMinor']);
       return { type: 'ui/topup', amountMinor: str(raw.amountMinor, 'amountMinor', 19, MINOR_AMOUNT) };

@@ -42,6 +42,7 @@ export const PASSWORD_MIN_CHARS = 10;
 export const RAISE_BUDGET = Object.freeze(/** @type {Next} */ ({ label: 'Raise your monthly budget in Options', page: 'options', anchor: 'limits' }));
 const CHECK_SERVICE = Object.freeze(/** @type {Next} */ ({ label: 'Check the service URL in Options', page: 'options', anchor: 'service' }));
 const TOP_UP = Object.freeze(/** @type {Next} */ ({ label: 'Top up', page: 'popup', anchor: 'voucher-view' }));
+const PRIVATE_OPTION = Object.freeze(/** @type {Next} */ ({ label: 'Private payments in Options', page: 'options', anchor: 'private' }));
 const SIGN_IN = Object.freeze(/** @type {Next} */ ({ label: 'Sign in', page: 'popup', anchor: 'signed-out-view' }));
 
 /**
@@ -80,6 +81,9 @@ export const EXTENSION_CODES = Object.freeze([
   'extension_unavailable',
   'invalid_message',
   'internal',
+  'token_key_mismatch',
+  'tokens_unavailable',
+  'not_enough_tokens',
 ]);
 
 /** @param {string} text @param {Next | null} [next] @returns {Sentence} */
@@ -194,6 +198,9 @@ function validationFailed(c) {
   }
   if (field === 'code' || c.action === 'redeem') return say('Write the voucher code as you received it.');
   if (field === 'origin') return say('This site’s address cannot be used for payments.');
+  if (field === 'reserve' && typeof d.min === 'number' && typeof d.max === 'number') {
+    return say(`Keep between ${d.min} and ${d.max} tokens: write a whole number.`);
+  }
   switch (c.action) {
     case 'tip':
     case 'purchase':
@@ -255,6 +262,14 @@ const SENTENCES = {
   account_frozen: () =>
     say('Your spending is on hold: a card payment of yours was disputed or refunded. The operator of the service can lift it.'),
   stripe_unavailable: () => say('Stripe did not answer: try again in a moment.'),
+  // --- private payments (tokens; docs/tokens.md) ---
+  invalid_token: () => say('The service refused one of your tokens as not its own. The extension dropped it; nothing was paid with it.'),
+  token_spent: () => say('One of your tokens had been spent already. The extension dropped it; nothing was paid twice.'),
+  unknown_epoch: () => say('The service has new token keys. The extension fetches them again: try again in a moment.'),
+  epoch_expired: () => say('Some of your tokens are too old to pay with. The extension gives them back to your balance.'),
+  invalid_element: () => say('The service could not read the extension’s request for tokens. Update the extension.'),
+  too_many_tokens: () => say('The extension sent more tokens than this price takes, so nothing was paid. Update the extension.'),
+  too_few_tokens: () => say('The extension sent fewer tokens than this price takes, so nothing was paid. Update the extension.'),
   // --- the stream protocol's error codes (docs/stream-protocol.md) ---
   invalid_message: () => say('Not paying: the service did not understand the extension. Update the extension.'),
   too_many_streams: () => say('Not paying: too many pages are paying at once. Close some monetized tabs.'),
@@ -284,6 +299,13 @@ const SENTENCES = {
   permission_denied: () => say('The extension needs your permission to reach that service. Save again and allow it.'),
   extension_unavailable: () => say('The extension is restarting. Close this and open it again.'),
   internal: () => say('Something went wrong in the extension. Close this and try again.'),
+  token_key_mismatch: () =>
+    say(
+      'The service answered with tokens made with another key than the one it publishes for everyone, which could tell it who you are when you spend them. The extension kept none of them and buys no more from it.',
+    ),
+  tokens_unavailable: () =>
+    say('This Trickle service offers no private payments now: turn private payments off in Options to pay from your account.', PRIVATE_OPTION),
+  not_enough_tokens: () => say('The tokens set aside for this payment were spent meanwhile, so nothing was paid. Try again.'),
 };
 
 /** Every code with a sentence. */

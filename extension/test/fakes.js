@@ -51,6 +51,8 @@ export class FakeWebSocket {
     this.readyState = 0;
     /** @type {any[]} */
     this.sent = [];
+    /** @type {string[] | undefined} every frame as sent, text */
+    this.frames = undefined;
     /** @type {number | null} the code the extension closed it with */
     this.closedWith = null;
     /** @type {any} */ this.onopen = null;
@@ -64,9 +66,17 @@ export class FakeWebSocket {
       this.onopen?.();
     });
   }
+  /**
+   * A fake service that answers what the extension sends, for every socket: (socket, message).
+   * @type {((socket: FakeWebSocket, message: any) => void) | null}
+   */
+  static responder = null;
   /** @param {string} text */
   send(text) {
-    this.sent.push(JSON.parse(text));
+    /** @type {string[]} */ (this.frames ??= []).push(text);
+    const message = JSON.parse(text);
+    this.sent.push(message);
+    FakeWebSocket.responder?.(this, message);
   }
   /** @param {number} [code] */
   close(code = 1005) {

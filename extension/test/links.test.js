@@ -67,8 +67,8 @@ test('origins and service URLs', () => {
   assert.equal(httpOrigin('file:///etc/passwd'), null);
   assert.equal(httpOrigin('about:blank'), null);
   assert.equal(httpOrigin(undefined), null);
-  assert.deepEqual(serviceUrls('http://127.0.0.1:8420'), { base: 'http://127.0.0.1:8420', stream: 'ws://127.0.0.1:8420/api/v1/stream' });
-  assert.deepEqual(serviceUrls('https://t.example/prefix/?q=1#x'), { base: 'https://t.example/prefix', stream: 'wss://t.example/prefix/api/v1/stream' });
+  assert.deepEqual(serviceUrls('http://127.0.0.1:8420'), { base: 'http://127.0.0.1:8420', stream: 'ws://127.0.0.1:8420/api/v1/stream', privateStream: 'ws://127.0.0.1:8420/api/v1/private-stream' });
+  assert.deepEqual(serviceUrls('https://t.example/prefix/?q=1#x'), { base: 'https://t.example/prefix', stream: 'wss://t.example/prefix/api/v1/stream', privateStream: 'wss://t.example/prefix/api/v1/private-stream' });
   assert.throws(() => serviceUrls('ftp://x'), TypeError);
   assert.throws(() => serviceUrls('https://u:p@x.example'), TypeError);
   assert.throws(() => serviceUrls('not a url'), TypeError);

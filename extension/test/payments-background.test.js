@@ -85,6 +85,7 @@ test('one-time payments in the background', async (t) => {
     assert.deepEqual(payments.details(key), {
       origin: 'https://shop.example', payee: POINTER, amountMinor: '250000000', currency: 'USD', scale: 9,
       description: 'An article', orderRef: 'order-r1', status: 'prompt', boughtBefore: null,
+      way: { kind: 'identified', count: 0, held: 0, paidMinor: '250000000', remainderMinor: '0', valueMinor: null },
     });
     assert.equal(calls.length, 0, 'nothing paid before approval');
 
@@ -95,7 +96,7 @@ test('one-time payments in the background', async (t) => {
 
     dropNext = 2; // the first two attempts lose their answers: retried with the same key
     const outcome = await payments.decide(key, true);
-    assert.deepEqual(outcome, { ok: true, amountMinor: '250000000', currency: 'USD', scale: 9, origin: 'https://shop.example' });
+    assert.deepEqual(outcome, { ok: true, amountMinor: '250000000', currency: 'USD', scale: 9, origin: 'https://shop.example', way: 'identified', paidMinor: '250000000' });
     assert.equal(calls.length, 3);
     assert.equal(new Set(calls.map((c) => c.key)).size, 1, 'one Idempotency-Key for every attempt');
     assert.equal(balance, 4_750_000_000n, 'charged once');

@@ -10,8 +10,9 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from trickle import api, dashboard, health, keys, logs, metrics
+from trickle.api import tokens as tokens_api
 from trickle.api import topups as topups_api
 from trickle.api.base import error_body, error_response
 from trickle.api.openapi import openapi_json
@@ -28,6 +30,8 @@ from trickle.errors import MethodNotAllowed, NotFound, NotReady, TrickleError, U
 from trickle.requests import runtime_of
 from trickle.runtime import Runtime
 from trickle.streaming.engine import StreamEngine
+from trickle.streaming.private.engine import PrivateStreams
+from trickle.streaming.private.socket import private_stream_socket
 from trickle.streaming.socket import stream_socket
 
 log = logging.getLogger("trickle")
@@ -137,13 +141,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextlib.contextmanager
-def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
+def drain_before_stop_signals(drain: Callable[[], Coroutine[Any, Any, None]]) -> Iterator[None]:
     """uvicorn answers SIGTERM or SIGINT by closing every WebSocket at once (code 1012), and
     runs the lifespan's shutdown only after that: too late to deliver the receipts of the
-    increments in flight. So the engine hears the signal first: it drains (``engine.drain``:
-    accrual stops, the last increments commit, their receipts go out, the sockets close with
-    1001), and only then is the signal passed on to the server's own handler. A second signal
-    is passed on at once (a second Ctrl+C forces uvicorn out)."""
+    increments in flight. So the engines hear the signal first: they drain (``drain``, i.e.
+    ``StreamEngine.drain`` and ``PrivateStreams.drain``: accrual stops, the last increments and
+    spends commit, their receipts go out, the sockets close with 1001), and only then is the
+    signal passed on to the server's own handler. A second signal is passed on at once (a
+    second Ctrl+C forces uvicorn out)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread gets signals (a test client runs the app in another)
         return
@@ -169,7 +174,7 @@ def drain_before_stop_signals(engine: StreamEngine) -> Iterator[None]:
         pass_on(sig)
 
     def begin_drain(sig: signal.Signals) -> None:
-        drained = loop.create_task(engine.drain())
+        drained = loop.create_task(drain())
         drained.add_done_callback(lambda task: after_drain(sig, task))
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
@@ -199,12 +204,19 @@ def create_app(runtime: Runtime) -> Starlette:
             asyncio.create_task(_sample_forever(runtime, engine)),
         ]
         app.state.engine = engine
+        private = PrivateStreams(runtime, engine.limits, engine.payees)
+        app.state.private_streams = private
+
+        async def drain() -> None:
+            await asyncio.gather(engine.drain(), private.drain())
+
         engine.start()
+        private.start()
         try:
-            with drain_before_stop_signals(engine):
+            with drain_before_stop_signals(drain):
                 yield
         finally:
-            await engine.stop()
+            await asyncio.gather(engine.stop(), private.stop())
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -218,10 +230,12 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         WebSocketRoute("/api/v1/stream", stream_socket),
+        WebSocketRoute("/api/v1/private-stream", private_stream_socket),
     ]
     for router in api.routers():
         routes.extend(router.routes())
     routes.extend(topups_api.routes())  # Stripe's webhook, the page after Checkout
+    routes.extend(tokens_api.routes())  # the published token keys
     routes.extend(dashboard.routes())  # the creator dashboard: /dashboard (and / redirects)
     app = Starlette(
         routes=routes,

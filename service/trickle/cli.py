@@ -12,7 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trickle import cli_payouts, cli_topups, funding, keys, ledger, logs, metrics, migrate, money
+from trickle import (
+    cli_payouts,
+    cli_tokens,
+    cli_topups,
+    funding,
+    keys,
+    ledger,
+    logs,
+    metrics,
+    migrate,
+    money,
+)
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
 from trickle.runtime import bootstrap, utc_now
@@ -120,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_ledger_check)
     cli_payouts.register(sub)
     cli_topups.register(sub)
+    cli_tokens.register(sub)
     return parser
 
 

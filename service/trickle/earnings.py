@@ -21,7 +21,12 @@ from trickle.settings import Settings
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
-EARNING_KINDS = (TransferKind.STREAM.value, TransferKind.PAYMENT.value)
+# what pays a payee: streams, payments, and tokens spent (private streams and payments)
+EARNING_KINDS = (
+    TransferKind.STREAM.value,
+    TransferKind.PAYMENT.value,
+    TransferKind.TOKEN_SPEND.value,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

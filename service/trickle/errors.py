@@ -382,3 +382,68 @@ class StripeEventMismatch(TrickleError):
 
     code = "stripe_event_mismatch"
     status = 422
+
+
+# --- private-payment tokens (docs/tokens.md) ------------------------------------------------
+
+
+class TokenError(TrickleError):
+    """Base of the token refusals; ``index`` is the position of the token (or blinded element)
+    in the request that broke the rule, when one did."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class InvalidToken(TokenError):
+    """A token that is malformed (not ``{epoch, input, output}`` with a 32-byte input and a
+    64-byte output in base64url), repeated in one request, or whose output is not the token
+    key's PRF of its input: forged, or made under another epoch's or another currency's key."""
+
+    code = "invalid_token"
+    status = 422
+
+
+class TokenSpent(TokenError):
+    """The token was spent or refunded before: a token pays once."""
+
+    code = "token_spent"
+    status = 409
+
+
+class UnknownEpoch(TokenError):
+    """No token key of this currency has that epoch, or (issuance) the epoch is not issuing now:
+    refetch ``/.well-known/trickle-token-keys``."""
+
+    code = "unknown_epoch"
+    status = 409
+
+
+class EpochExpired(TokenError):
+    """The token's epoch is past its ``spend_until``: it no longer pays; refund it."""
+
+    code = "epoch_expired"
+    status = 409
+
+
+class InvalidElement(TokenError):
+    """(Issuance) a blinded element that is not the canonical encoding of a ristretto255 element
+    other than the identity; the message names its position."""
+
+    code = "invalid_element"
+    status = 422
+
+
+class TooManyTokens(TokenError):
+    """More tokens than the request allows: more than a price needs, or past the batch limit."""
+
+    code = "too_many_tokens"
+    status = 422
+
+
+class TooFewTokens(TokenError):
+    """Fewer tokens than the price needs (``ceil(amount / value)``)."""
+
+    code = "too_few_tokens"
+    status = 422

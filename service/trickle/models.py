@@ -9,11 +9,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -424,3 +426,109 @@ class AccountFreeze(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     lifted_note: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+# --- private-payment tokens (docs/tokens.md) -------------------------------------------------
+
+
+class TokenKey(Base):
+    """A VOPRF token key: one per currency and epoch (a UTC month), the same for every reader.
+    Issues from ``issue_from`` to ``issue_until``; its tokens pay until ``spend_until`` and are
+    refundable after. The secret scalar is sealed with the key-encryption key, as signing keys
+    are. ``value_minor`` is every token's value under this key (a setting read when it was made)."""
+
+    __tablename__ = "token_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(12))
+    epoch: Mapped[int] = mapped_column(Integer)  # YYYYMM
+    value_minor: Mapped[int] = mapped_column(BigInteger)
+    scale: Mapped[int] = mapped_column(Integer)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sealed_secret_key: Mapped[bytes] = mapped_column(LargeBinary(128))
+    issue_from: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    issue_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    spend_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("currency", "epoch", name="uq_token_keys_currency_epoch"),
+        CheckConstraint("value_minor > 0", name="value_positive"),
+    )
+
+
+class TokenIssuance(Base):
+    """A batch of tokens a reader bought: authenticated, so it names the reader. ``evaluated``
+    is the answer (the evaluated elements, 32 bytes each, then the 64-byte proof), replayed for
+    a retry with the same Idempotency-Key. The money is the ``token_issue`` transfer."""
+
+    __tablename__ = "token_issuances"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(12))
+    epoch: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    evaluated: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_token_issuances_idempotency"),
+        CheckConstraint("count > 0", name="count_positive"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+    )
+
+
+class SpentToken(Base):
+    """A token that paid (``spend``) or went back to its holder (``refund``): its nullifier, the
+    SHA-256 of its input. Deliberately nothing else: no user, no session, no transfer, no site,
+    and the day only, so that no row ties a reader to where their tokens went."""
+
+    __tablename__ = "spent_tokens"
+
+    currency: Mapped[str] = mapped_column(String(12))
+    epoch: Mapped[int] = mapped_column(Integer)
+    nullifier: Mapped[bytes] = mapped_column(LargeBinary(32))
+    use: Mapped[str] = mapped_column(String(8))
+    day: Mapped[dt.date] = mapped_column(Date)
+
+    __table_args__ = (
+        PrimaryKeyConstraint("currency", "epoch", "nullifier", name="pk_spent_tokens"),
+        CheckConstraint("use IN ('spend', 'refund')", name="use_known"),
+    )
+
+
+class PrivatePayment(Base):
+    """A one-time payment made with tokens: what its receipt says, kept so that a retry with the
+    same Idempotency-Key re-signs the same receipt. No user: the payer is anonymous. The money
+    is one ``token_spend`` transfer per epoch of the tokens shown (and its ``fee``)."""
+
+    __tablename__ = "private_payments"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    payee_id: Mapped[int] = mapped_column(ForeignKey("payees.id"), index=True)
+    payment_pointer: Mapped[str] = mapped_column(String(300))
+    origin: Mapped[str] = mapped_column(String(300))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)  # the price asked
+    paid_minor: Mapped[int] = mapped_column(BigInteger)  # tokens x value: at least the price
+    fee_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    scale: Mapped[int] = mapped_column(Integer)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    jti: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(128))
+    binding: Mapped[str | None] = mapped_column(String(256), default=None)
+    description: Mapped[str | None] = mapped_column(String(200), default=None)
+    issued_at_s: Mapped[int] = mapped_column(BigInteger)
+    expires_at_s: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("paid_minor >= amount_minor", name="paid_covers_amount"),
+        CheckConstraint("fee_minor >= 0 AND fee_minor <= paid_minor", name="fee_in_range"),
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -72,22 +73,44 @@ def transfer_key(idempotency_key: str) -> str:
     return f"payment:{idempotency_key}"
 
 
-def _checked(request: PaymentRequest, settings: Settings) -> PaymentRequest:
-    ledger.check_amount(request.amount_minor)
-    if request.currency != settings.currency:
+class Order(Protocol):
+    """What a one-time payment asks, identified or private (``private_payments``)."""
+
+    @property
+    def origin(self) -> str: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def order_ref(self) -> str: ...
+    @property
+    def binding(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+
+
+def checked_order(order: Order, settings: Settings) -> tuple[str, str | None]:
+    """The order's checks, shared by identified and private payments; its origin in normal form
+    and its description cleaned."""
+    ledger.check_amount(order.amount_minor)
+    if order.currency != settings.currency:
         raise CurrencyMismatch(
-            f"this service pays in {settings.currency}, the payment is in {request.currency[:12]!r}"
+            f"this service pays in {settings.currency}, the payment is in {order.currency[:12]!r}"
         )
-    if not ORDER_REF_PATTERN.fullmatch(request.order_ref):
+    if not ORDER_REF_PATTERN.fullmatch(order.order_ref):
         raise ValidationFailed("order_ref must be 1-128 printable ASCII characters")
-    if request.binding is not None and not BINDING_PATTERN.fullmatch(request.binding):
+    if order.binding is not None and not BINDING_PATTERN.fullmatch(order.binding):
         raise ValidationFailed("binding must be 1-256 printable ASCII characters")
-    description = request.description
+    description = order.description
     if description is not None:
         description = clean_text(description, field="description", max_chars=DESCRIPTION_MAX_CHARS)
-    return dataclasses.replace(
-        request, origin=normalize_origin(request.origin), description=description
-    )
+    return normalize_origin(order.origin), description
+
+
+def _checked(request: PaymentRequest, settings: Settings) -> PaymentRequest:
+    origin, description = checked_order(request, settings)
+    return dataclasses.replace(request, origin=origin, description=description)
 
 
 def _same_request(payment: Payment, request: PaymentRequest) -> bool:
@@ -222,7 +245,34 @@ def _charge(
     )
 
 
-def receipt_claims(payment: Payment, settings: Settings) -> ReceiptClaims:
+class OneTimePayment(Protocol):
+    """What a one-time receipt states: a stored ``Payment`` or ``PrivatePayment``."""
+
+    @property
+    def origin(self) -> str: ...
+    @property
+    def payment_pointer(self) -> str: ...
+    @property
+    def sid(self) -> str: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def scale(self) -> int: ...
+    @property
+    def issued_at_s(self) -> int: ...
+    @property
+    def expires_at_s(self) -> int: ...
+    @property
+    def binding(self) -> str | None: ...
+    @property
+    def order_ref(self) -> str: ...
+    @property
+    def jti(self) -> str: ...
+
+
+def receipt_claims(payment: OneTimePayment, settings: Settings) -> ReceiptClaims:
     """The one-time receipt's claims: everything stored, so signing again gives the same JWS."""
     return ReceiptClaims(
         iss=settings.issuer,
@@ -243,7 +293,7 @@ def receipt_claims(payment: Payment, settings: Settings) -> ReceiptClaims:
     )
 
 
-def sign_receipt(payment: Payment, settings: Settings, signer: ReceiptSigner) -> str:
+def sign_receipt(payment: OneTimePayment, settings: Settings, signer: ReceiptSigner) -> str:
     """Sign the payment's receipt. Call only once the payment's transaction has committed."""
     return signer.sign(receipt_claims(payment, settings))
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from trickle import keys, metrics, migrate, siteverify
+from trickle import keys, metrics, migrate, siteverify, tokens
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.settings import Settings
 
@@ -28,6 +28,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     kek: keys.KeyEncryptionKey
     key_ring: keys.KeyRingCache
+    token_keys: tokens.TokenRingCache
     clock: Clock = utc_now
     site_checks: siteverify.CheckSlots = dataclasses.field(init=False)
 
@@ -41,6 +42,9 @@ class Runtime:
         with transaction(self.sessions) as session:
             ring = keys.load_key_ring(session, self.kek, self.settings, self.clock())
         self.key_ring.replace(ring)
+        now = self.clock()
+        if tokens.needs_keys(self.token_keys.current, now):  # a new month: make the next key
+            self.token_keys.replace(load_token_keys(self.sessions, self.kek, self.settings, now))
 
     def close(self) -> None:
         metrics.unwatch_pool(self.engine, "service")
@@ -62,8 +66,30 @@ def bootstrap(settings: Settings, *, clock: Clock = utc_now, migrate_db: bool = 
             keys.ensure_active_key(session, kek, clock)
         with transaction(sessions) as session:
             ring = keys.load_key_ring(session, kek, settings, clock())
+        token_ring = load_token_keys(sessions, kek, settings, clock())
     except BaseException:
         metrics.unwatch_pool(engine, "service")
         engine.dispose()
         raise
-    return Runtime(settings, engine, sessions, kek, keys.KeyRingCache(ring), clock)
+    return Runtime(
+        settings,
+        engine,
+        sessions,
+        kek,
+        keys.KeyRingCache(ring),
+        tokens.TokenRingCache(token_ring),
+        clock,
+    )
+
+
+def load_token_keys(
+    sessions: sessionmaker[Session],
+    kek: keys.KeyEncryptionKey,
+    settings: Settings,
+    now: dt.datetime,
+) -> tokens.TokenKeyRing:
+    """Make this epoch's and the next epoch's token keys if missing, then load them all."""
+    with transaction(sessions) as session:
+        tokens.ensure_keys(session, kek, settings, now)
+    with transaction(sessions) as session:
+        return tokens.load_ring(session, kek, settings, now)

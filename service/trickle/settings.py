@@ -71,6 +71,13 @@ class Settings:
     stream_max_connections_per_reader: int = 8
     stream_idle_timeout_s: int = 60
     stream_resume_grace_s: int = 30
+    stream_token_check_processes: int = 1  # the private stream's token checks (0: on the loop)
+    # Private-payment tokens (docs/tokens.md): one token's value (0.001 USD at scale 9: the
+    # default rate of 0.60 USD/h spends one every 6 s), how long an epoch's tokens pay after it
+    # stops issuing, and how many one issuance may buy
+    token_value_minor: int = 1_000_000
+    token_grace_s: int = 30 * 86_400
+    token_batch_max: int = 32
     # Card top-ups through Stripe Checkout (docs/funding.md): off while the secret key is empty.
     stripe_secret_key: str = dataclasses.field(default="", repr=False)
     stripe_webhook_secret: str = dataclasses.field(default="", repr=False)
@@ -147,6 +154,11 @@ class Settings:
                 "TRICKLE_STREAM_MAX_MESSAGE_BYTES must be 512..1048576, "
                 f"got {self.stream_max_message_bytes}"
             )
+        if not 0 <= self.stream_token_check_processes <= 8:
+            raise ConfigError(
+                "TRICKLE_STREAM_TOKEN_CHECK_PROCESSES must be 0..8, "
+                f"got {self.stream_token_check_processes}"
+            )
         if not 1 <= self.site_check_max_concurrent <= 256:
             raise ConfigError(
                 "TRICKLE_SITE_CHECK_MAX_CONCURRENT must be 1..256, "
@@ -157,6 +169,16 @@ class Settings:
                 "TRICKLE_SITE_CHECK_MAX_CONCURRENT_PER_USER must be 1..the process-wide limit "
                 f"({self.site_check_max_concurrent}), got {self.site_check_max_concurrent_per_user}"
             )
+        if not 1 <= self.token_value_minor <= 10**15:
+            raise ConfigError(
+                f"TRICKLE_TOKEN_VALUE_MINOR must be 1..10^15, got {self.token_value_minor}"
+            )
+        if not 0 <= self.token_grace_s <= 366 * 86_400:
+            raise ConfigError(
+                f"TRICKLE_TOKEN_GRACE_S must be 0..31622400 (366 days), got {self.token_grace_s}"
+            )
+        if not 1 <= self.token_batch_max <= 256:
+            raise ConfigError(f"TRICKLE_TOKEN_BATCH_MAX must be 1..256, got {self.token_batch_max}")
         self._validate_operations()
         if self.env == "production":
             if self.allow_private_site_urls:

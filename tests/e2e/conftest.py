@@ -115,6 +115,19 @@ def browser(
     yield from launch_browser(playwright_driver, chromium_executable, service, output_dir)
 
 
+@pytest.fixture
+def private_browser(
+    playwright_driver: Playwright,
+    chromium_executable: str,
+    service: TrickleService,
+    output_dir: Path,
+) -> Iterator[ExtensionBrowser]:
+    """As ``browser``, with private payments on (what a new install has)."""
+    yield from launch_browser(
+        playwright_driver, chromium_executable, service, output_dir, private_payments=True
+    )
+
+
 @pytest.fixture(scope="package")
 def plain_browser(playwright_driver: Playwright, chromium_executable: str) -> Iterator[Browser]:
     """A Chromium without the extension (shared; each test opens its own contexts)."""

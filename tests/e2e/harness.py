@@ -469,6 +469,22 @@ class ExtensionBrowser:
     def use_service(self, url: str) -> None:
         self.worker.evaluate("(url) => chrome.storage.local.set({serviceUrl: url})", url)
 
+    def use_private_payments(self, enabled: bool) -> None:
+        """Private payments on or off (docs/extension.md, "Private payments"). A new install turns
+        them on by itself (``runtime.onInstalled``); this waits for that first, so that it cannot
+        overwrite the choice made here."""
+        self.worker.evaluate(
+            """async (enabled) => {
+              for (let i = 0; i < 100; i++) {
+                const {privatePayments} = await chrome.storage.local.get(['privatePayments']);
+                if (typeof privatePayments === 'boolean') break;
+                await new Promise((resolve) => setTimeout(resolve, 50));
+              }
+              await chrome.storage.local.set({privatePayments: enabled});
+            }""",
+            enabled,
+        )
+
     def tab_id(self, page: Page) -> int:
         ids: list[int] = self.worker.evaluate(
             "async (url) => (await chrome.tabs.query({})).filter((t) => t.url === url)"
@@ -510,8 +526,15 @@ class ExtensionBrowser:
 
 
 def launch_browser(
-    driver: Playwright, executable: str, service: TrickleService, output_dir: Path
+    driver: Playwright,
+    executable: str,
+    service: TrickleService,
+    output_dir: Path,
+    *,
+    private_payments: bool = False,
 ) -> Iterator[ExtensionBrowser]:
+    """The extension in a fresh profile, pointed at ``service``. Identified payments unless
+    ``private_payments``: the tests of the identified path read the service's own streams."""
     # A short path: Chromium's singleton socket path must stay below 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="trickle-e2e-"))
     for sub in ("config", "cache", "tmp", "profile"):
@@ -546,6 +569,7 @@ def launch_browser(
             worker = workers[0] if workers else context.wait_for_event("serviceworker")
             extension = ExtensionBrowser(context, worker, output_dir, service)
             extension.use_service(service.url)
+            extension.use_private_payments(private_payments)
             yield extension
         finally:
             context.close()

@@ -136,7 +136,10 @@ class FirefoxBrowser:
         handle = self.open_popup()
         self.js_async(
             "const [url, done] = arguments;"
-            " chrome.storage.local.set({serviceUrl: url}).then(() => done(true));",
+            # Identified payments: these tests read the service's own streams (a new install
+            # pays privately; tests/e2e/test_private.py covers that path).
+            " chrome.storage.local.set({serviceUrl: url, privatePayments: false})"
+            ".then(() => done(true));",
             url,
         )
         self.close_window(handle)

@@ -9,6 +9,7 @@ verify, and how late each receipt arrived).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -81,6 +82,10 @@ class ServerProcess:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/api/v1/stream"
+
+    @property
+    def private_ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/private-stream"
 
     @property
     def http_url(self) -> str:
@@ -523,3 +528,210 @@ def assert_receipts_match_ledger(
                 if amount * fee_bps // 10_000 > 0
             ]
             assert view.fees.get(log.sid, []) == expected_fees, log.sid
+
+
+# --- the private stream's client -----------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class PrivateLog:
+    """What one private stream's client saw. Its spends are answered in order, so each answer
+    is matched with the spend it answers."""
+
+    stream: str
+    pointer: str
+    wallet: list[dict[str, Any]]  # tokens (wire form) still to spend, one per spend
+    sid: str | None = None
+    seq: int = 0
+    total_minor: int = 0
+    receipts: int = 0
+    gaps: int = 0
+    stopped: dict[str, Any] | None = None
+    tokens: list[str] = dataclasses.field(default_factory=list)  # receipts kept to verify
+    sent: collections.deque[dict[str, Any]] = dataclasses.field(
+        default_factory=collections.deque
+    )  # spent, not answered yet
+    paid: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # answered: receipt
+    refused: list[tuple[dict[str, Any], str]] = dataclasses.field(default_factory=list)
+    ran_dry_s: float | None = None  # when its wallet emptied (time.monotonic)
+
+
+class PrivateStreamClient:
+    """One private connection: no login. Each stream spends its wallet one token per spend,
+    keeping ``in_flight`` spends unanswered at most; ``keep_every``: keep every n-th receipt to
+    verify (1: all)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        in_flight: int = 2,
+        keep_every: int = 1,
+        batch: bool = True,
+        compression: str | None = None,
+    ) -> None:
+        self.url = url
+        self.in_flight = in_flight
+        self.keep_every = keep_every
+        self.batch = batch
+        self.compression = compression
+        self.streams: dict[str, PrivateLog] = {}
+        self.by_sid: dict[str, PrivateLog] = {}
+        self.errors: list[dict[str, Any]] = []  # errors that answer no spend
+        self.close_code: int | None = None
+        self.receipts = 0
+        self.welcome: dict[str, Any] | None = None
+        self.ended = asyncio.Event()
+        self._ws: ClientConnection | None = None
+
+    async def run(
+        self, plan: Iterable[tuple[str, str, list[dict[str, Any]]]], stop: asyncio.Event
+    ) -> None:
+        """Connect, hello, start the (stream id, pointer, wallet) streams and spend the wallets
+        until ``stop``, the wallets are spent and answered, or the socket closes."""
+        for stream, target, wallet in plan:
+            self.streams[stream] = PrivateLog(stream, target, list(wallet))
+        try:
+            async with connect(
+                self.url,
+                compression=self.compression,
+                proxy=None,
+                ping_interval=None,
+                open_timeout=60,
+                close_timeout=5,
+                max_queue=None,
+            ) as ws:
+                self._ws = ws
+                hello = {"type": "hello", "v": 1, "private": True, "batch": self.batch}
+                await ws.send(json.dumps(hello))
+                for log in self.streams.values():
+                    start = {
+                        "type": "start",
+                        "stream": log.stream,
+                        "origin": ORIGIN,
+                        "pointer": log.pointer,
+                    }
+                    await ws.send(json.dumps(start))
+                reading = asyncio.create_task(self._read(ws))
+                stopping = asyncio.create_task(stop.wait())
+                try:
+                    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                    if not reading.done():
+                        await ws.close()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await asyncio.wait_for(reading, 10)
+                if ws.close_code is not None:
+                    self.close_code = ws.close_code
+        except ConnectionClosed as exc:
+            self.close_code = exc.rcvd.code if exc.rcvd is not None else 1006
+        except OSError:
+            self.close_code = 1006
+        finally:
+            self._ws = None
+            self.ended.set()
+
+    @property
+    def done(self) -> bool:
+        return all(not log.wallet and not log.sent for log in self.streams.values())
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for text in ws:
+            message = json.loads(text)
+            items = message["messages"] if message["type"] == "batch" else [message]
+            for item in items:
+                await self._on_message(ws, item)
+            if self.done:
+                return
+
+    async def _spend(self, ws: ClientConnection, log: PrivateLog) -> None:
+        while log.wallet and len(log.sent) < self.in_flight:
+            token = log.wallet.pop()
+            log.sent.append(token)
+            if not log.wallet:
+                log.ran_dry_s = time.monotonic()
+            message = {"type": "spend", "stream": log.stream, "tokens": [token]}
+            await ws.send(json.dumps(message))
+
+    async def _on_message(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "welcome":
+            self.welcome = message
+        elif kind == "started":
+            log = self.streams[message["stream"]]
+            log.sid = message["sid"]
+            self.by_sid[log.sid] = log
+            await self._spend(ws, log)
+        elif kind == "receipt":
+            log = self.by_sid[message["sid"]]
+            if message["seq"] != log.seq + 1:
+                log.gaps += 1
+            log.seq, log.total_minor = message["seq"], int(message["tot"])
+            log.receipts += 1
+            self.receipts += 1
+            if self.keep_every and self.receipts % self.keep_every == 0:
+                log.tokens.append(message["receipt"])
+            log.paid.append(log.sent.popleft())
+            await self._spend(ws, log)
+        elif kind == "error" and "sid" in message and message["sid"] in self.by_sid:
+            log = self.by_sid[message["sid"]]
+            log.refused.append((log.sent.popleft(), message["code"]))
+            await self._spend(ws, log)
+        elif kind == "error":
+            self.errors.append(message)
+        elif kind == "stopped":
+            self.streams[message["stream"]].stopped = message
+
+    def unanswered(self) -> list[dict[str, Any]]:
+        """Tokens sent whose answer never came."""
+        return [token for log in self.streams.values() for token in log.sent]
+
+
+def verify_private(jwks: dict[str, Any], clients: Iterable[PrivateStreamClient]) -> int:
+    """Every kept receipt verifies with the unchanged verifier and names its stream's sid."""
+    keys = KeySet.from_jwks(jwks)
+    checked = 0
+    for client in clients:
+        for log in client.streams.values():
+            verifier = Verifier(issuer=ISSUER, audience=ORIGIN, payees=[log.pointer], keys=keys)
+            for token in log.tokens:
+                if verifier.verify(token).sid != log.sid:
+                    raise AssertionError(f"a receipt of another stream arrived as {log.sid}'s")
+                checked += 1
+    return checked
+
+
+def buy_wallet(
+    database_url: str, data_dir: Path, kek_b64: str, user_id: int, count: int
+) -> list[dict[str, Any]]:
+    """``count`` tokens bought by a funded reader as the extension buys them (blind, issue,
+    verify the proof, unblind: ``factories.buy_tokens``), in the wire form a ``spend`` shows.
+    Bought in batches of 256 (the most an issuance may hold), within a budget of the reader's
+    funds."""
+    from tests.factories import buy_tokens
+    from trickle.keys import b64url
+    from trickle.runtime import bootstrap
+    from trickle.settings import Settings
+
+    settings = Settings(
+        env="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        public_url=ISSUER,
+        key_encryption_key=kek_b64,
+        token_batch_max=256,
+        default_monthly_budget_minor=10**15,
+    ).validate()
+    runtime = bootstrap(settings)
+    wallet: list[dict[str, Any]] = []
+    try:
+        while len(wallet) < count:
+            batch = buy_tokens(runtime, user_id, min(256, count - len(wallet)))
+            wallet += [
+                {"epoch": t.epoch, "input": b64url(t.input), "output": b64url(t.output)}
+                for t in batch
+            ]
+    finally:
+        runtime.close()
+    return wallet

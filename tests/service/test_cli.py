@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from trickle import tokens
 from trickle.cli import main
 from trickle.errors import KeyStoreError
 from trickle.runtime import bootstrap
@@ -124,6 +125,35 @@ def test_keys_reseal_replaces_the_key_encryption_key(
         bootstrap(settings)
     # Run again with the old key in the settings: nothing opens, nothing changes.
     assert main(["keys", "reseal", "--new-key-file", str(new_file), *common]) == 2
+
+
+def test_tokens_keys_lists_the_keys_the_service_publishes(
+    database_url: str,
+    tmp_path: Path,
+    kek_b64: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRICKLE_KEY_ENCRYPTION_KEY", kek_b64)
+    common = ["--database-url", database_url, "--data-dir", str(tmp_path)]
+    assert main(["tokens", "keys", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert " ".join(lines[0].split()) == "epoch state value issues from pays until public key"
+    rows = [line.split() for line in lines[1:]]
+    assert [row[1] for row in rows] == ["issuing", "next"]
+    assert {row[2] for row in rows} == {"0.001000000"}
+    assert main(["tokens", "keys", "--json", *common]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [key["public_key"] for key in document["keys"]] == [rows[1][-1], rows[0][-1]]
+    runtime = bootstrap(
+        Settings(
+            env="test", database_url=database_url, data_dir=tmp_path, key_encryption_key=kek_b64
+        )
+    )
+    try:
+        assert tokens.key_document(runtime.token_keys.current, runtime.clock()) == document
+    finally:
+        runtime.close()
 
 
 def test_db_commands(database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from trickle.api import accounts, creators, funding, payments, topups
+from trickle.api import accounts, creators, funding, payments, tokens, topups
 from trickle.api.base import ApiRouter
 
 
 def routers() -> list[ApiRouter]:
-    return [accounts.router, funding.router, creators.router, payments.router, topups.router]
+    return [
+        accounts.router,
+        funding.router,
+        creators.router,
+        payments.router,
+        tokens.router,
+        topups.router,
+    ]

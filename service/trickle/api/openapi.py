@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 import trickle
 from trickle import accounts, api, cards, money
-from trickle.api import topups
+from trickle.api import tokens, topups
 from trickle.api.base import (
     MAX_BODY_BYTES,
     SETTINGS_LIMIT_KEY,
@@ -206,6 +206,7 @@ PUBLIC_OPERATIONS: dict[str, dict[str, Any]] = {
         }
     },
     **topups.PUBLIC_OPERATIONS,
+    **tokens.PUBLIC_OPERATIONS,
 }
 
 

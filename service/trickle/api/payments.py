@@ -20,8 +20,7 @@ from trickle.api.base import (
     ApiRouter,
     Context,
     Currency,
-    Origin,
-    PositiveAmountMinor,
+    PaymentIn,
     Schema,
     amount_value,
 )
@@ -30,28 +29,11 @@ from trickle.errors import NotFound
 from trickle.models import Payment
 from trickle.receipts import ReceiptSigner
 from trickle.runtime import Runtime
-from trickle.text import TEXT_PATTERN
 
 router = ApiRouter(tag="payments")
 
-PrintableAscii128 = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,128}$")]
-PrintableAscii256 = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,256}$")]
-Url = Annotated[str, StringConstraints(min_length=1, max_length=300)]
-Description = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=payments.DESCRIPTION_MAX_CHARS),
-    Field(json_schema_extra={"pattern": TEXT_PATTERN}),  # checked by text.clean_text
-]
 
 
-class PaymentIn(Schema):
-    payment_pointer: Url
-    origin: Origin
-    amount_minor: PositiveAmountMinor
-    currency: Currency
-    order_ref: PrintableAscii128
-    binding: PrintableAscii256 | None = None
-    description: Description | None = None
 
 
 class PaymentSummary(Schema):

@@ -16,6 +16,8 @@ database: callers say what moves, never how. Its parts:
 - ``batches``: many at once (``post_batch``, and ``stage_charges``: the group commit), with
   ``plan`` (what a batch writes, for both databases) and one module of statements per database
   (``sqlite``, ``postgres``);
+- ``tokens``: private-payment tokens' money: the token float, issuing (``post_token_issue``),
+  spending with no reader named (``TokenSpend``, ``post_token_spends``) and refunding;
 - ``invariants``: ``check`` recomputes every rule from the transfers.
 
 Domain code: the caller owns the transaction.
@@ -30,10 +32,11 @@ from trickle.ledger.accounts import (
     balance,
     lock,
 )
-from trickle.ledger.batches import post_batch, stage_charges
+from trickle.ledger.batches import post_batch, post_steps, stage_charges
 from trickle.ledger.charges import Charge, Refusal, add_spend, post_charge
 from trickle.ledger.invariants import Violation, check, counts
 from trickle.ledger.plan import BatchRefused, GroupResult, Spend, spend_sums
+from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.ledger.transfers import (
     PostedTransfer,
     TransferKind,
@@ -52,6 +55,7 @@ __all__ = [
     "PostedTransfer",
     "Refusal",
     "Spend",
+    "TokenSpend",
     "TransferKind",
     "TransferRequest",
     "Violation",
@@ -65,6 +69,8 @@ __all__ = [
     "lock",
     "post_batch",
     "post_charge",
+    "post_steps",
+    "post_token_spends",
     "post_transfer",
     "spend_sums",
     "stage_charges",

@@ -29,6 +29,9 @@ class AccountKind(enum.StrEnum):
     # What the operator paid in from its own pocket when a top-up was taken back (refund,
     # dispute) after the reader had spent it; one per provider; never above zero
     OPERATOR_LOSSES = "operator_losses"
+    # Private-payment tokens sold and not yet spent or refunded (one per asset): what every
+    # outstanding token is worth (docs/tokens.md)
+    TOKEN_FLOAT = "token_float"  # noqa: S105 - a kind, not a secret
 
 
 NEGATIVE_ALLOWED = frozenset({AccountKind.FUNDING, AccountKind.OPERATOR_LOSSES})

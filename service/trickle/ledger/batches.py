@@ -33,12 +33,20 @@ def post_batch(
     ``BatchRefused`` is raised. Runs inside the caller's transaction, through the driver.
     The same rules hold as for ``post_transfer`` (``ledger.plan``); an account's debits are
     counted before its credits."""
-    if not requests:
+    post_steps(connection, [requests], now)
+
+
+def post_steps(
+    connection: Connection, steps: Sequence[Sequence[TransferRequest]], now: dt.datetime
+) -> None:
+    """``post_batch`` in steps: a later step may pay with what an earlier one credited (a payee
+    pays its fee out of what it was just paid), as ``plan.moves`` counts them."""
+    if not any(steps):
         return
     cursor = DriverCursor(connection)
     cursor.execute("SAVEPOINT trickle_batch")
     try:
-        batch = plan.batch([requests])
+        batch = plan.batch([step for step in steps if step])
         created_at = _stored(connection.dialect, now)
         if connection.dialect.name == "postgresql":
             postgres.post(cursor, batch, created_at)

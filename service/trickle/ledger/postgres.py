@@ -11,6 +11,7 @@ COMMITTED each conditional UPDATE re-checks a row another transaction changed me
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
@@ -117,3 +118,23 @@ def stage(
             return one_by_one()
 
     return finish
+
+
+# spent_tokens' columns as arrays, in this order (``ledger.tokens``)
+_INSERT_NULLIFIERS = """
+INSERT INTO spent_tokens (currency, epoch, nullifier, use, day)
+SELECT * FROM unnest(%s::varchar[], %s::integer[], %s::bytea[], %s::varchar[], %s::date[])
+ON CONFLICT DO NOTHING
+RETURNING currency, epoch, nullifier
+"""
+
+
+def insert_nullifiers(
+    cursor: DriverCursor, rows: Sequence[tuple[str, int, bytes, str, dt.date]]
+) -> set[tuple[str, int, bytes]]:
+    """Insert every spent token's row unless present, in one statement; the (currency, epoch,
+    nullifier) of the rows inserted now (a racer's insert of the same waits for its commit)."""
+    if not rows:
+        return set()
+    returned = cursor.execute(_INSERT_NULLIFIERS, _columns(rows, 5))
+    return {(currency, epoch, bytes(nullifier)) for currency, epoch, nullifier in returned}

@@ -9,6 +9,7 @@ SQLite transaction is BEGIN IMMEDIATE, so nothing races between a check and its 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 
@@ -119,3 +120,22 @@ def _read_back(cursor: DriverCursor, batch: Batch) -> GroupResult:
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
+
+
+# spent_tokens' columns, in this order (``ledger.tokens``)
+_INSERT_NULLIFIER = (
+    "INSERT INTO spent_tokens (currency, epoch, nullifier, use, day) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
+def insert_nullifiers(
+    cursor: DriverCursor, rows: Sequence[tuple[str, int, bytes, str, dt.date]]
+) -> set[tuple[str, int, bytes]]:
+    """Insert each spent token's row unless present; the (currency, epoch, nullifier) of the
+    rows inserted now. One call per row into SQLite, no statement compiled per batch."""
+    inserted = set()
+    for currency, epoch, nullifier, use, day in rows:
+        if cursor.execute(_INSERT_NULLIFIER, (currency, epoch, nullifier, use, day.isoformat())):
+            inserted.add((currency, epoch, nullifier))
+    return inserted

@@ -39,6 +39,10 @@ class TransferKind(enum.StrEnum):
     TOPUP_REVERSAL = "topup_reversal"  # reader -> funding: a refunded or disputed top-up
     LOSS = "loss"  # operator_losses -> funding: the part of it the reader had already spent
     LOSS_RECOVERED = "loss_recovered"  # funding -> operator_losses: a dispute won back
+    # private-payment tokens (the kinds are names, not secrets):
+    TOKEN_ISSUE = "token_issue"  # noqa: S105 - reader -> token float: tokens bought
+    TOKEN_SPEND = "token_spend"  # noqa: S105 - token float -> payee: tokens spent (no reader)
+    TOKEN_REFUND = "token_refund"  # noqa: S105 - token float -> reader: unspent tokens back
 
 
 class TransferRequest(NamedTuple):

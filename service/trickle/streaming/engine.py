@@ -23,7 +23,6 @@ from trickle import metrics, sessions, spending
 from trickle.db import transaction
 from trickle.errors import TrickleError
 from trickle.origins import normalize_origin
-from trickle.payees import PayeeInfo, payee_by_pointer
 from trickle.readers import (
     FundingSource,
     ReaderBalance,
@@ -38,6 +37,7 @@ from trickle.settings import Settings
 from trickle.streaming import protocol
 from trickle.streaming.connection import CloseSocket, Connection, Outbox, SendText
 from trickle.streaming.delivery import Delivery
+from trickle.streaming.payees import PayeeCache
 from trickle.streaming.protocol import CloseCode, EndReason, ErrorCode, State
 from trickle.streaming.schedule import MonotonicMs, Schedule
 from trickle.streaming.streams import Reader, Stream, StreamStates
@@ -135,8 +135,7 @@ class StreamEngine:
             clock_ms,
             check_s=limits.session_check_s,
         )
-        self._payees: dict[str, tuple[int, PayeeInfo]] = {}  # pointer -> (expiry ms, payee)
-        self._payee_lookups: dict[str, asyncio.Future[PayeeInfo | None]] = {}
+        self.payees = PayeeCache(runtime, self._lookups, clock_ms, limits.payee_cache_s)
         self._tasks: list[asyncio.Task[None]] = []
         self._drain: asyncio.Task[None] | None = None
 
@@ -357,7 +356,7 @@ class StreamEngine:
             )
             return
         connection.refs.add(ref)
-        payee = await self._payee(message.pointer)
+        payee = await self.payees.get(message.pointer)
         if payee is None:
             connection.refs.discard(ref)
             self._error(
@@ -388,31 +387,6 @@ class StreamEngine:
             }
         )
         self.states.refresh(stream, now, force_notify=True)
-
-    async def _payee(self, pointer: str) -> PayeeInfo | None:
-        """The payee of a payment pointer: from the database, then cached for ``payee_cache_s``
-        (a popular site's readers start thousands of streams to the same pointer); concurrent
-        look-ups of one pointer share one query. Unknown pointers are not cached."""
-        cached = self._payees.get(pointer)
-        if cached is not None and cached[0] > self.clock_ms():
-            return cached[1]
-        lookup = self._payee_lookups.get(pointer)
-        if lookup is None:
-            lookup = asyncio.ensure_future(self._db(self._find_payee, pointer))
-            self._payee_lookups[pointer] = lookup
-            lookup.add_done_callback(lambda _: self._payee_lookups.pop(pointer, None))
-        payee = await asyncio.shield(lookup)
-        if payee is not None:
-            if len(self._payees) >= 10_000:
-                self._payees.clear()
-            expiry = self.clock_ms() + int(self.limits.payee_cache_s * 1000)
-            self._payees[pointer] = (expiry, payee)
-        return payee
-
-    def _find_payee(self, pointer: str) -> PayeeInfo | None:
-        now = self.runtime.clock()
-        with transaction(self.runtime.sessions) as session:
-            return payee_by_pointer(session, pointer, self.settings, now)
 
     def _resume(
         self, connection: Connection, reader: Reader, message: protocol.Resume, now: int

@@ -1,10 +1,14 @@
-"""The WebSocket endpoint (``/api/v1/stream``): thin: frames in, engine calls, frames out."""
+"""The WebSocket endpoint (``/api/v1/stream``): thin: frames in, engine calls, frames out. Its
+reading loop and its close (``receive``, ``serve``, ``finish``) serve the private stream's
+endpoint too (``streaming/private/socket.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -17,7 +21,7 @@ from trickle.streaming.protocol import CloseCode
 log = logging.getLogger("trickle.streaming")
 
 
-async def _receive(websocket: WebSocket) -> str | bytes:
+async def receive(websocket: WebSocket) -> str | bytes:
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
@@ -34,7 +38,7 @@ async def stream_socket(websocket: WebSocket) -> None:
     connection = engine.open(websocket.send_text, websocket.close)
     try:
         try:
-            first = await asyncio.wait_for(_receive(websocket), limits.hello_timeout_s)
+            first = await asyncio.wait_for(receive(websocket), limits.hello_timeout_s)
         except TimeoutError:
             raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
         try:
@@ -55,13 +59,43 @@ async def stream_socket(websocket: WebSocket) -> None:
         connection.closed = True
     finally:
         engine.disconnect(connection)
-        await _finish(websocket, connection)
+        await finish(websocket, connection)
 
 
 async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connection) -> None:
     limits = engine.limits
+
+    async def handle(text: str | bytes) -> None:
+        await engine.handle(connection, protocol.parse(text, limits.max_message_bytes))
+
+    await serve(websocket, connection, handle, _error, limits)
+
+
+def _error(exc: protocol.InvalidMessage) -> dict[str, Any]:
+    return protocol.error_message(exc.code, str(exc), ref=exc.ref, sid=exc.sid)
+
+
+class SocketLimits(Protocol):
+    """What ``serve`` reads of an engine's limits."""
+
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def max_invalid_messages(self) -> int: ...
+
+
+async def serve(
+    websocket: WebSocket,
+    connection: Connection,
+    handle: Callable[[str | bytes], Awaitable[None]],
+    error: Callable[[protocol.InvalidMessage], dict[str, Any]],
+    limits: SocketLimits,
+) -> None:
+    """Read frames and ``handle`` each, in order, until the connection closes: an invalid
+    message gets its ``error`` reply (too many in a row close the socket), nothing received
+    for the idle timeout closes it."""
     while not connection.closed:
-        receiving = asyncio.ensure_future(_receive(websocket))
+        receiving = asyncio.ensure_future(receive(websocket))
         done, _ = await asyncio.wait(
             {receiving, connection.writer},
             timeout=limits.idle_timeout_s,
@@ -76,21 +110,20 @@ async def _serve(websocket: WebSocket, engine: StreamEngine, connection: Connect
                     CloseCode.IDLE_TIMEOUT, "nothing received; send ping"
                 )
             return  # the writer ended: the engine closed this connection
-        text = receiving.result()
         try:
-            await engine.handle(connection, protocol.parse(text, limits.max_message_bytes))
+            await handle(receiving.result())
             connection.invalid_messages = 0
         except protocol.InvalidMessage as exc:
             connection.invalid_messages += 1
             metrics.error("stream", exc.code)
-            connection.send(protocol.error_message(exc.code, str(exc), ref=exc.ref, sid=exc.sid))
+            connection.send(error(exc))
             if connection.invalid_messages > limits.max_invalid_messages:
                 raise protocol.ProtocolViolation(
                     CloseCode.TOO_MANY_ERRORS, "too many invalid messages in a row"
                 ) from None
 
 
-async def _finish(websocket: WebSocket, connection: Connection) -> None:
+async def finish(websocket: WebSocket, connection: Connection) -> None:
     """The writer writes what is queued, then the close; a client that does not take its
     messages within 5 s gets the close without them."""
     if connection.close_code is None:

@@ -1,0 +1,111 @@
+"""The private stream's token checks: each spend's tokens against their epoch's key
+(``TokenKeyRing.check``), in a process of their own, so that the checks (~1.1 libsodium scalar
+multiplications a token, several times a receipt's signature) run beside the event loop instead
+of on it.
+
+Not a thread: the check's every libsodium call releases the GIL, and each time the busy event
+loop kept it for up to a switch interval (5 ms), as the identified streams' group commit
+measured (docs/architecture.md). The worker is started with ``spawn`` (never a fork of a process
+with threads); it gets the key ring with each group (a few keys), keeps nothing, and ends when
+its parent does. ``processes=0`` checks on the caller's thread (tests, a small service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+
+from trickle.errors import TokenError
+from trickle.streaming.private.protocol import ErrorCode
+from trickle.tokens import Token, TokenKeyRing
+
+log = logging.getLogger("trickle.streaming")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a spend moved nothing: an error code, for people a message, the token's index."""
+
+    code: str
+    message: str
+    index: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Paying:
+    """A spend whose tokens all passed: what it pays (its key's currency, epoch and value)."""
+
+    currency: str
+    epoch: int
+    amount_minor: int
+
+
+def check_spend(keys: TokenKeyRing, tokens: Sequence[Token], now: dt.datetime) -> Paying | Refusal:
+    """One spend's tokens: each must be its epoch key's, spendable at ``now``, all of one epoch."""
+    first = None
+    for index, token in enumerate(tokens):
+        try:
+            key = keys.check(token, now, index=index)
+        except TokenError as exc:
+            return Refusal(exc.code, str(exc), index)
+        if first is None:
+            first = key
+        elif key.epoch != first.epoch:
+            return Refusal(
+                ErrorCode.INVALID_MESSAGE, "every token of one spend must be of one epoch", index
+            )
+    if first is None:
+        return Refusal(ErrorCode.INVALID_MESSAGE, "a spend shows at least one token")
+    return Paying(first.currency, first.epoch, first.value_minor * len(tokens))
+
+
+def check_spends(
+    keys: TokenKeyRing, spends: Sequence[Sequence[Token]], now: dt.datetime
+) -> list[Paying | Refusal]:
+    """``check_spend`` for each spend of a group (what the worker process runs)."""
+    return [check_spend(keys, tokens, now) for tokens in spends]
+
+
+class TokenChecker:
+    """Checks groups of spends in a worker process (``processes=1``) or on the caller's thread
+    (``processes=0``)."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker now (it takes ~1 s to import), not at the first spend."""
+        if self._processes:
+            self._pool_now().submit(int)
+
+    async def check(
+        self, keys: TokenKeyRing, spends: list[Sequence[Token]], now: dt.datetime
+    ) -> list[Paying | Refusal]:
+        if not self._processes or not spends:
+            return check_spends(keys, spends, now)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool_now(), check_spends, keys, spends, now)
+        except BrokenProcessPool:  # the worker died (killed, out of memory): a new one
+            log.error("the token check process died; starting another")
+            self._pool = None
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _pool_now(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self._processes, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool

@@ -1,0 +1,50 @@
+"""The private stream's WebSocket endpoint (``/api/v1/private-stream``): thin: frames in, calls
+of ``PrivateStreams``, frames out. It reads no header, cookie or query string: nothing of the
+request but its frames (the reader's login has no business here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from trickle.streaming.private import protocol
+from trickle.streaming.private.engine import PrivateStreams
+from trickle.streaming.protocol import CloseCode
+from trickle.streaming.socket import finish, receive, serve
+
+
+async def private_stream_socket(websocket: WebSocket) -> None:
+    streams: PrivateStreams = websocket.app.state.private_streams
+    limits = streams.limits
+    await websocket.accept()
+    link = streams.open(websocket.send_text, websocket.close)
+    connection = link.connection
+    try:
+        try:
+            first = await asyncio.wait_for(receive(websocket), limits.hello_timeout_s)
+        except TimeoutError:
+            raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
+        try:
+            hello = protocol.parse(first, limits.max_message_bytes)
+        except protocol.InvalidMessage:
+            raise protocol.ProtocolViolation(
+                CloseCode.UNAUTHENTICATED, "a valid private hello first"
+            ) from None
+        if not isinstance(hello, protocol.Hello):
+            raise protocol.ProtocolViolation(
+                CloseCode.UNAUTHENTICATED, "the first message must be hello"
+            )
+        streams.welcome(link, hello)
+
+        async def handle(text: str | bytes) -> None:
+            await streams.handle(link, protocol.parse(text, limits.max_message_bytes))
+
+        await serve(websocket, connection, handle, protocol.invalid_error, limits)
+    except protocol.ProtocolViolation as exc:
+        connection.close(exc.close_code, str(exc))
+    except WebSocketDisconnect:
+        connection.closed = True
+    finally:
+        streams.disconnect(link)
+        await finish(websocket, connection)
