@@ -38,7 +38,6 @@ from trickle.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from trickle.text import TEXT_PATTERN
 from trickle.models import IdempotentRequest
 from trickle.requests import (
     IDEMPOTENCY_KEY_PATTERN,
@@ -50,6 +49,7 @@ from trickle.requests import (
     runtime_of,
 )
 from trickle.runtime import Runtime
+from trickle.text import TEXT_PATTERN
 
 MAX_BODY_BYTES = 64 * 1024
 CSRF_HEADER = "x-csrf-token"

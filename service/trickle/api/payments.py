@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated
 
-from pydantic import Field, StringConstraints
 from starlette.responses import JSONResponse, Response
 
 from trickle import metrics, payments
@@ -19,7 +17,6 @@ from trickle.api.base import (
     AmountMinor,
     ApiRouter,
     Context,
-    Currency,
     PaymentIn,
     Schema,
     amount_value,
@@ -31,9 +28,6 @@ from trickle.receipts import ReceiptSigner
 from trickle.runtime import Runtime
 
 router = ApiRouter(tag="payments")
-
-
-
 
 
 class PaymentSummary(Schema):
