@@ -230,6 +230,7 @@ const SENTENCES = {
   unauthenticated: () => say('Your session has ended: sign in again.', SIGN_IN),
   forbidden: () => say('That belongs to another account.'),
   rate_limited: () => say('Too many attempts: wait a few minutes, then try again.'),
+  too_many_sign_ups: () => say('Too many accounts were made from your network recently. Wait an hour, or sign in to an account you have.'),
   idempotency_key_required: () => say('The extension sent a payment without its safety key, so nothing was paid. Try again.'),
   idempotency_key_reused: () => say('This payment was already sent with other details, so nothing more was paid. Try again.'),
   email_taken: () => say('An account with this email already exists: sign in instead.'),
