@@ -63,6 +63,7 @@ export const NOT_FOR_READERS = Object.freeze({
   stripe_signature_invalid: "Stripe's webhook",
   stripe_event_invalid: "Stripe's webhook",
   stripe_event_mismatch: "Stripe's webhook",
+  not_ready: "the load balancer's readiness check (/readyz)",
 });
 
 /** The extension's own codes (not the service's). */
