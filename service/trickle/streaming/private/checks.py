@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -77,8 +78,10 @@ def check_spends(
 
 
 def _follow_parent(parent_pid: int) -> None:
-    """In the worker: end when the service process is gone. A worker whose parent was killed
-    (``kill -9``) would otherwise wait on its queue for ever."""
+    """In the worker: end when the service process is gone (a worker whose parent was killed
+    would otherwise wait on its queue for ever), and not before: a Ctrl+C reaches the whole
+    process group, and the service's graceful stop still needs its checks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent_pid:
