@@ -189,8 +189,8 @@ def test_the_domain_replays_a_retry_whose_answer_was_lost(
         ("budget", 409, "budget_exhausted"),
         ("frozen", 409, "account_frozen"),
         ("next_epoch", 409, "unknown_epoch"),
-        ("identity", 422, "invalid_element"),
-        ("too_many", 422, "too_many_tokens"),
+        ("identity", 409, "invalid_element"),
+        ("too_many", 409, "too_many_tokens"),
         ("anonymous", 401, "unauthenticated"),
     ],
 )
@@ -280,7 +280,7 @@ def test_a_refund_gives_the_value_back_once_and_not_the_budget(
         json={"tokens": [minted[3], forged]},
         headers={**reader.auth, "Idempotency-Key": "refund-3"},
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "invalid_token"
     assert balance(runtime, AccountKind.READER, f"user:{reader.id}") == 99 * VALUE
     assert balance(runtime, AccountKind.TOKEN_FLOAT, "tokens") == VALUE
@@ -374,10 +374,10 @@ def test_a_private_payment_reads_no_session_and_no_cookie(
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ("too_few", 422, "too_few_tokens"),
-        ("too_many", 422, "too_many_tokens"),
-        ("forged", 422, "invalid_token"),
-        ("repeated", 422, "invalid_token"),
+        ("too_few", 409, "too_few_tokens"),
+        ("too_many", 409, "too_many_tokens"),
+        ("forged", 409, "invalid_token"),
+        ("repeated", 409, "invalid_token"),
         ("unknown_epoch", 409, "unknown_epoch"),
         ("unknown_payee", 404, "payee_not_found"),
         ("no_key", 400, "idempotency_key_required"),
