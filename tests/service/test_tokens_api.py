@@ -347,6 +347,9 @@ def test_a_private_payment_pays_the_payee_with_a_receipt_the_verifier_accepts(
     status, again, headers = pay_privately(client, body, "private-pay-1")
     assert status == 201 and headers["idempotent-replayed"] == "true"
     assert again == paid
+    # the same key with another body: refused, nothing moves
+    status, refused, _ = pay_privately(client, {**body, "order_ref": "other"}, "private-pay-1")
+    assert (status, refused["error"]["code"]) == (422, "idempotency_key_reused")
     # the same tokens under another key: spent
     status, refused, _ = pay_privately(client, body, "private-pay-2")
     assert (status, refused["error"]["code"]) == (409, "token_spent")
