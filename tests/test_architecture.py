@@ -236,7 +236,7 @@ def test_the_extension_folders_import_as_the_doc_says() -> None:
     scripts = _extension_scripts()
     imports = {path: _relative_imports(path) for path in scripts}
     streams = EXTENSION / "background" / "streams.js"
-    assert EXTENSION / "shared" / "amounts.js" in imports[streams], "the imports are read"
+    assert EXTENSION / "shared" / "attention.js" in imports[streams], "the imports are read"
     assert EXTENSION / "background" / "protocol.js" in imports[streams], "JSDoc types too"
     assert [v for path in scripts for v in _extension_violations(path, imports[path])] == []
 

@@ -23,6 +23,7 @@ from trickle import (
     metrics,
     migrate,
     money,
+    tokens,
 )
 from trickle.db import make_engine, make_sessionmaker, transaction
 from trickle.errors import ConfigError, TrickleError
@@ -200,6 +201,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "trickle.cli:app_from_environment",
             factory=True,
             workers=settings.workers,
+            # uvicorn's supervisor kills a worker that does not answer its health ping within
+            # this many seconds (5 by default); a worker starting up on a busy host (imports,
+            # the key rings, the private stream's check process) can take longer than that
+            timeout_worker_healthcheck=30,
             **_uvicorn_options(settings),
         )
         return 0
@@ -321,9 +326,13 @@ def cmd_keys_reseal(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with transaction(make_sessionmaker(engine)) as session:
             count = keys.reseal(session, old, new)
+            token_count = tokens.reseal(session, old, new)
     finally:
         engine.dispose()
-    print(f"{count} signing keys resealed with the new key-encryption key.")
+    print(
+        f"{count} signing keys and {token_count} token keys resealed with the new "
+        "key-encryption key."
+    )
     print(
         "  Now set TRICKLE_KEY_ENCRYPTION_KEY to it on every node and restart them: until then "
         "their key reloads fail and they sign on with the key ring they hold "

@@ -389,7 +389,9 @@ class StripeEventMismatch(TrickleError):
 
 class TokenError(TrickleError):
     """Base of the token refusals; ``index`` is the position of the token (or blinded element)
-    in the request that broke the rule, when one did."""
+    in the request that broke the rule, when one did. All are 409: what the request's schema
+    can declare (lengths, the base64url alphabet) is ``validation_failed``; these depend on the
+    service's keys, values and records."""
 
     def __init__(self, message: str, *, index: int | None = None) -> None:
         super().__init__(message)
@@ -402,7 +404,7 @@ class InvalidToken(TokenError):
     key's PRF of its input: forged, or made under another epoch's or another currency's key."""
 
     code = "invalid_token"
-    status = 422
+    status = 409
 
 
 class TokenSpent(TokenError):
@@ -432,18 +434,18 @@ class InvalidElement(TokenError):
     other than the identity; the message names its position."""
 
     code = "invalid_element"
-    status = 422
+    status = 409
 
 
 class TooManyTokens(TokenError):
     """More tokens than the request allows: more than a price needs, or past the batch limit."""
 
     code = "too_many_tokens"
-    status = 422
+    status = 409
 
 
 class TooFewTokens(TokenError):
     """Fewer tokens than the price needs (``ceil(amount / value)``)."""
 
     code = "too_few_tokens"
-    status = 422
+    status = 409

@@ -37,9 +37,9 @@ class ReaderPolicy:
 class FundingSource(Protocol):
     """Where a reader's streamed money comes from: which ledger account a connection's charges
     debit, and what it can still spend. Today there is one source, the reader's own prepaid
-    balance (``ReaderBalance``). A second one is planned (anonymous prepaid tokens, so that the
-    service cannot link a reader to the sites they read): it only has to name the account and
-    say what it holds. The debit itself is the same for every source, a ledger charge with its
+    balance (``ReaderBalance``). Private payments do not go through a source: their tokens are
+    spent from the token float, naming no reader (``ledger.tokens``, docs/tokens.md). The debit
+    itself is the same for every source, a ledger charge with its
     conditional debit, so no source can overdraw. Plain synchronous calls, run off the event
     loop inside the caller's transaction."""
 

@@ -309,6 +309,20 @@ def ensure_keys(
         insert_unless_present(session, TokenKeyRow, values, ["currency", "epoch"])
 
 
+def reseal(session: Session, old: KeyEncryptionKey, new: KeyEncryptionKey) -> int:
+    """Seal every stored token key, of every currency, with ``new`` instead of ``old`` (with the
+    signing keys, when the key-encryption key is replaced); returns how many. A key ``old`` does
+    not open (``KeyStoreError``), or whose secret does not match its public key, raises, and the
+    caller's transaction changes none."""
+    rows = session.scalars(select(TokenKeyRow).order_by(TokenKeyRow.id)).all()
+    for row in rows:
+        secret = old.open(row.sealed_secret_key)
+        if voprf.SecretKey.from_bytes(secret).public_key.to_bytes() != row.public_key:
+            raise ValueError(f"token key {row.currency} {row.epoch} does not match its public key")
+        row.sealed_secret_key = new.seal(secret)
+    return len(rows)
+
+
 def load_ring(
     session: Session, kek: KeyEncryptionKey, settings: Settings, now: dt.datetime
 ) -> TokenKeyRing:
@@ -413,13 +427,8 @@ def issue(
     if len(request.blinded) > batch_max:
         raise TooManyTokens(f"at most {batch_max} tokens per issuance, got {len(request.blinded)}")
     key = ring.issuing(request.epoch, now)
-    try:
-        evaluation = voprf.blind_evaluate_batch(key.secret_key, request.blinded)
-    except voprf.VoprfError as error:
-        index = _element_index(error.message)
-        raise InvalidElement(error.message, index=index) from None
+    evaluation = _evaluate(key, request.blinded)
     freezes.refuse_if_frozen(session, request.user_id)
-    policy = readers.reader_policy(session, request.user_id, settings)
     reader = readers.reader_account(session, request.user_id, settings, now)
     amount = len(request.blinded) * key.value_minor
     row = TokenIssuance(
@@ -438,19 +447,7 @@ def issue(
             # The row first: a racer with the same key waits on its unique index, then replays.
             session.add(row)
             session.flush()
-            post_token_issue(
-                session,
-                TokenIssue(
-                    user_id=request.user_id,
-                    reader_account_id=reader,
-                    asset=ledger.Asset(key.currency, key.scale),
-                    amount_minor=amount,
-                    key=f"tokens:{request.idempotency_key}",
-                    budget_minor=policy.monthly_budget_minor,
-                    month=spending.month_of(now),
-                ),
-                now,
-            )
+            _pay_for(session, row, reader_account_id=reader, key=key, settings=settings, now=now)
     except IntegrityError:
         raced = _find_issuance(session, request.user_id, request.idempotency_key)
         if raced is None:
@@ -463,6 +460,40 @@ def issue(
         amount,
         ledger.balance(session, reader),
         replayed=False,
+    )
+
+
+def _evaluate(key: TokenKey, blinded: Sequence[bytes]) -> voprf.BatchEvaluation:
+    """BlindEvaluateBatch with the key; ``InvalidElement`` names the element at fault."""
+    try:
+        return voprf.blind_evaluate_batch(key.secret_key, blinded)
+    except voprf.VoprfError as error:
+        raise InvalidElement(error.message, index=_element_index(error.message)) from None
+
+
+def _pay_for(
+    session: Session,
+    row: TokenIssuance,
+    *,
+    reader_account_id: int,
+    key: TokenKey,
+    settings: Settings,
+    now: dt.datetime,
+) -> None:
+    """The issuance's money: its amount against the month's budget, reader -> float."""
+    policy = readers.reader_policy(session, row.user_id, settings)
+    post_token_issue(
+        session,
+        TokenIssue(
+            user_id=row.user_id,
+            reader_account_id=reader_account_id,
+            asset=ledger.Asset(key.currency, key.scale),
+            amount_minor=row.amount_minor,
+            key=f"tokens:{row.idempotency_key}",
+            budget_minor=policy.monthly_budget_minor,
+            month=spending.month_of(now),
+        ),
+        now,
     )
 
 

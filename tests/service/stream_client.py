@@ -559,7 +559,9 @@ class PrivateLog:
 class PrivateStreamClient:
     """One private connection: no login. Each stream spends its wallet one token per spend,
     keeping ``in_flight`` spends unanswered at most; ``keep_every``: keep every n-th receipt to
-    verify (1: all)."""
+    verify (1: all; counted over all clients of the process)."""
+
+    received_by_all = 0  # receipts of every client in this process: the sample's counter
 
     def __init__(
         self,
@@ -670,7 +672,8 @@ class PrivateStreamClient:
             log.seq, log.total_minor = message["seq"], int(message["tot"])
             log.receipts += 1
             self.receipts += 1
-            if self.keep_every and self.receipts % self.keep_every == 0:
+            PrivateStreamClient.received_by_all += 1
+            if self.keep_every and PrivateStreamClient.received_by_all % self.keep_every == 0:
                 log.tokens.append(message["receipt"])
             log.paid.append(log.sent.popleft())
             await self._spend(ws, log)

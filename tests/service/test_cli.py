@@ -117,7 +117,7 @@ def test_keys_reseal_replaces_the_key_encryption_key(
     capsys.readouterr()
     assert main(["keys", "reseal", "--new-key-file", str(new_file), *common]) == 0
     out = capsys.readouterr().out
-    assert "2 signing keys resealed" in out and new_kek not in out
+    assert "2 signing keys and 2 token keys resealed" in out and new_kek not in out
     after = bootstrap(dataclasses.replace(settings, key_encryption_key=new_kek))
     assert after.key_ring.current.jwks == jwks  # the same keys, sealed anew
     after.close()

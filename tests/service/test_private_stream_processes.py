@@ -174,12 +174,32 @@ async def _spend_until_killed(
     try:
         assert await wait_for(lambda: sum(c.receipts for c in clients) >= 30, 30)
         await asyncio.sleep(kill_after_s)
+        workers = _descendants(server.pid)
+        assert workers, "the token check process runs beside the server"
         server.kill9()
+        # the check process follows its killed parent
+        assert await wait_for(lambda: not any(_alive(pid) for pid in workers), 10), workers
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
     return clients
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 async def _show_again(url: str, tokens: list[dict[str, Any]], payee: str) -> PrivateStreamClient:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from starlette.testclient import TestClient
 
 from tests import factories
 from tests.factories import create_payee, create_user, fund_reader
-from trickle import freezes, ledger, spending, tokens, voprf
+from trickle import freezes, ledger, private_payments, spending, tokens, voprf
 from trickle.db import transaction
+from trickle.errors import TokenSpent
 from trickle.freezes import FreezeReason
 from trickle.keys import b64url
 from trickle.ledger import AccountKind, Asset
@@ -82,6 +84,10 @@ def reader(runtime: Runtime) -> factories.TestUser:
 @pytest.fixture
 def wallet(client: TestClient, reader: factories.TestUser) -> Wallet:
     return Wallet(client, reader)
+
+
+def wire(token: tokens.Token) -> dict[str, Any]:
+    return {"epoch": token.epoch, "input": b64url(token.input), "output": b64url(token.output)}
 
 
 def balance(runtime: Runtime, kind: AccountKind, owner: str) -> int:
@@ -189,8 +195,8 @@ def test_the_domain_replays_a_retry_whose_answer_was_lost(
         ("budget", 409, "budget_exhausted"),
         ("frozen", 409, "account_frozen"),
         ("next_epoch", 409, "unknown_epoch"),
-        ("identity", 422, "invalid_element"),
-        ("too_many", 422, "too_many_tokens"),
+        ("identity", 409, "invalid_element"),
+        ("too_many", 409, "too_many_tokens"),
         ("anonymous", 401, "unauthenticated"),
     ],
 )
@@ -280,7 +286,7 @@ def test_a_refund_gives_the_value_back_once_and_not_the_budget(
         json={"tokens": [minted[3], forged]},
         headers={**reader.auth, "Idempotency-Key": "refund-3"},
     )
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert refused.json()["error"]["code"] == "invalid_token"
     assert balance(runtime, AccountKind.READER, f"user:{reader.id}") == 99 * VALUE
     assert balance(runtime, AccountKind.TOKEN_FLOAT, "tokens") == VALUE
@@ -347,6 +353,9 @@ def test_a_private_payment_pays_the_payee_with_a_receipt_the_verifier_accepts(
     status, again, headers = pay_privately(client, body, "private-pay-1")
     assert status == 201 and headers["idempotent-replayed"] == "true"
     assert again == paid
+    # the same key with another body: refused, nothing moves
+    status, refused, _ = pay_privately(client, {**body, "order_ref": "other"}, "private-pay-1")
+    assert (status, refused["error"]["code"]) == (422, "idempotency_key_reused")
     # the same tokens under another key: spent
     status, refused, _ = pay_privately(client, body, "private-pay-2")
     assert (status, refused["error"]["code"]) == (409, "token_spent")
@@ -374,10 +383,10 @@ def test_a_private_payment_reads_no_session_and_no_cookie(
 @pytest.mark.parametrize(
     ("change", "status", "code"),
     [
-        ("too_few", 422, "too_few_tokens"),
-        ("too_many", 422, "too_many_tokens"),
-        ("forged", 422, "invalid_token"),
-        ("repeated", 422, "invalid_token"),
+        ("too_few", 409, "too_few_tokens"),
+        ("too_many", 409, "too_many_tokens"),
+        ("forged", 409, "invalid_token"),
+        ("repeated", 409, "invalid_token"),
         ("unknown_epoch", 409, "unknown_epoch"),
         ("unknown_payee", 404, "payee_not_found"),
         ("no_key", 400, "idempotency_key_required"),
@@ -477,3 +486,78 @@ def test_a_new_month_makes_the_following_key_on_reload(runtime: Runtime) -> None
     assert set(after.keys) == {*ring.keys, following}
     assert after.keys[tokens.epoch_of(start_of_next)].issuing(start_of_next)
     assert after.keys[this].spendable(start_of_next)  # the old epoch's tokens still pay
+
+
+def test_a_payment_with_tokens_of_two_epochs_pays_one_transfer_per_epoch(
+    runtime: Runtime, client: TestClient, reader: factories.TestUser, pointer: str
+) -> None:
+    old = factories.buy_tokens(runtime, reader.id, 1)
+    start_of_next = tokens.epoch_bounds(old[0].epoch)[1]
+    runtime.clock = lambda: start_of_next
+    runtime.reload_keys()  # the month turned: the key after next is made
+    new = factories.buy_tokens(runtime, reader.id, 1)
+    assert new[0].epoch != old[0].epoch
+    body = private_body(pointer, [wire(t) for t in (old[0], new[0])], 2 * VALUE)
+    status, paid, _ = pay_privately(client, body, "two-epochs-payment")
+    assert status == 201, paid
+    with transaction(runtime.sessions) as session:
+        spent = session.scalars(select(Transfer).where(Transfer.kind == "token_spend")).all()
+        assert sorted(t.amount_minor for t in spent) == [VALUE, VALUE]
+        assert {t.reference for t in spent} == {paid["sid"]}
+        epochs = {row.epoch for row in session.scalars(select(SpentToken))}
+        assert epochs == {old[0].epoch, new[0].epoch}
+
+
+def test_a_token_raced_by_refunds_and_payments_goes_one_way_once(
+    runtime: Runtime, reader: factories.TestUser, pointer: str
+) -> None:
+    (token,) = factories.buy_tokens(runtime, reader.id, 1)
+    ring = runtime.token_keys.current
+    barrier = threading.Barrier(10)
+    outcomes: list[str] = []
+
+    def refund(n: int) -> None:
+        barrier.wait()
+        try:
+            with transaction(runtime.sessions) as session:
+                tokens.refund(
+                    session,
+                    user_id=reader.id,
+                    idempotency_key=f"race-refund-{n}",
+                    tokens=[token],
+                    ring=ring,
+                    settings=runtime.settings,
+                    now=runtime.clock(),
+                )
+            outcomes.append("refunded")
+        except TokenSpent:
+            outcomes.append("spent")
+
+    def pay(n: int) -> None:
+        request = private_payments.PrivatePaymentRequest(
+            idempotency_key=f"race-pay-{n}",
+            request_hash=f"{n:064d}",
+            payment_pointer=pointer,
+            origin=ORIGIN,
+            amount_minor=VALUE,
+            currency="USD",
+            order_ref="raced",
+            tokens=(token,),
+        )
+        barrier.wait()
+        try:
+            with transaction(runtime.sessions) as session:
+                private_payments.pay(session, request, ring, runtime.settings, runtime.clock())
+            outcomes.append("paid")
+        except TokenSpent:
+            outcomes.append("spent")
+
+    threads = [threading.Thread(target=refund if n % 2 else pay, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(outcomes) == 10
+    assert outcomes.count("spent") == 9, outcomes
+    with transaction(runtime.sessions) as session:
+        assert len(session.scalars(select(SpentToken)).all()) == 1

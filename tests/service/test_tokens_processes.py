@@ -232,6 +232,7 @@ def test_kill_9_during_issuance_loses_nothing_and_charges_each_issuance_once(
         server.kill9()
         for thread in threads:
             thread.join(timeout=60)
+        _assert_ledger_clean(database_url)  # right after the crash: nothing half-done
         server.start()
         retried = {
             key: _post(
@@ -319,6 +320,7 @@ def test_kill_9_during_private_payments_pays_each_token_once(
         server.kill9()
         for thread in threads:
             thread.join(timeout=60)
+        _assert_ledger_clean(database_url)  # right after the crash: nothing half-done
         server.start()
         retried = {
             key: _post(f"{server.http_url}/api/v1/private/payments", body, {"Idempotency-Key": key})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -42,10 +42,24 @@ KEYS_PATH = "/.well-known/trickle-token-keys"
 KEYS_MAX_AGE_S = 86_400  # keys are made a month ahead: a day-old document is never too old
 ISSUE_LIMIT = 256  # the schema's bound; TRICKLE_TOKEN_BATCH_MAX (at most 256) is the real one
 
-B64Element = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
-B64Input = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
-B64Output = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")]
-Epoch = Annotated[int, Field(ge=1, le=999_912)]
+# Unpadded base64url in its one canonical spelling (the last character's unused bits zero): 32
+# bytes are 43 characters, 64 bytes 86. What the schema cannot say (whether 32 bytes are a group
+# element, whether a token is the key's) is refused with 409, never 422.
+B64_32 = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$"
+B64_64 = r"^[A-Za-z0-9_-]{85}[AQgw]$"
+B64Element = Annotated[str, StringConstraints(pattern=B64_32)]
+B64Input = Annotated[str, StringConstraints(pattern=B64_32)]
+B64Output = Annotated[str, StringConstraints(pattern=B64_64)]
+
+
+def _integral(value: object) -> object:
+    """JSON has one number type: 202612.0 is the integer 202612 (JSON Schema says so too)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Epoch = Annotated[int, Field(ge=1, le=999_912), BeforeValidator(_integral)]
 
 
 class TokenIn(Schema):

@@ -7,7 +7,8 @@ Not a thread: the check's every libsodium call releases the GIL, and each time t
 loop kept it for up to a switch interval (5 ms), as the identified streams' group commit
 measured (docs/architecture.md). The worker is started with ``spawn`` (never a fork of a process
 with threads); it gets the key ring with each group (a few keys), keeps nothing, and ends when
-its parent does. ``processes=0`` checks on the caller's thread (tests, a small service).
+its parent does, even a killed one. ``processes=0`` checks on the caller's thread (tests, a
+small service).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 
@@ -72,6 +77,20 @@ def check_spends(
     return [check_spend(keys, tokens, now) for tokens in spends]
 
 
+def _follow_parent(parent_pid: int) -> None:
+    """In the worker: end when the service process is gone (a worker whose parent was killed
+    would otherwise wait on its queue for ever), and not before: a Ctrl+C reaches the whole
+    process group, and the service's graceful stop still needs its checks."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="trickle-follow-parent", daemon=True).start()
+
+
 class TokenChecker:
     """Checks groups of spends in a worker process (``processes=1``) or on the caller's thread
     (``processes=0``)."""
@@ -106,6 +125,9 @@ class TokenChecker:
     def _pool_now(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self._processes, mp_context=multiprocessing.get_context("spawn")
+                self._processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
