@@ -30,7 +30,7 @@ from trickle.ledger.accounts import (
     balance,
     lock,
 )
-from trickle.ledger.batches import post_batch, stage_charges
+from trickle.ledger.batches import AlsoWrite, post_batch, stage_charges
 from trickle.ledger.charges import Charge, Refusal, add_spend, post_charge
 from trickle.ledger.invariants import Violation, check, counts
 from trickle.ledger.plan import BatchRefused, GroupResult, Spend, spend_sums
@@ -45,6 +45,7 @@ from trickle.ledger.transfers import (
 __all__ = [
     "NEGATIVE_ALLOWED",
     "AccountKind",
+    "AlsoWrite",
     "Asset",
     "BatchRefused",
     "Charge",

@@ -51,8 +51,15 @@ def post_batch(
     cursor.execute("RELEASE SAVEPOINT trickle_batch")
 
 
+AlsoWrite = Callable[[DriverCursor], None]
+
+
 def stage_charges(
-    engine: Engine, sessions: sessionmaker[Session], charges: Sequence[Charge], now: dt.datetime
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    charges: Sequence[Charge],
+    now: dt.datetime,
+    also: AlsoWrite | None = None,
 ) -> Callable[[], GroupResult]:
     """Prepare a group's transaction and return ``finish``, which completes it and returns what
     the readers' accounts and months hold after it. Nothing is durable, so no receipt may
@@ -63,10 +70,16 @@ def stage_charges(
     spends and moves) for the caller's thread; ``finish`` spends its time in one or two
     driver calls that hold no GIL (SQLite: the transfer rows' one statement, then the COMMIT;
     PostgreSQL: the group's one statement, then the COMMIT), so a caller can run it in another
-    thread while it works on."""
+    thread while it works on.
+
+    ``also`` (PostgreSQL only): one more write in the group's transaction, after its charges
+    are posted and their ``refused`` set (the streams' positions, ``trickle.nodes``): it is
+    durable exactly when they are."""
+    if also is not None and engine.dialect.name != "postgresql":
+        raise ValueError("a group's extra write is for PostgreSQL only")
 
     def one_by_one() -> GroupResult:
-        return _one_by_one(sessions, charges, now)
+        return _one_by_one(sessions, charges, now, also)
 
     try:
         paid, fees = transfers(charges)
@@ -75,12 +88,15 @@ def stage_charges(
         batch = None
     created_at = _stored(engine.dialect, now)
     if engine.dialect.name == "postgresql":
-        return postgres.stage(engine, batch, created_at, one_by_one)
+        return postgres.stage(engine, batch, created_at, one_by_one, also)
     return sqlite.stage(engine, batch, created_at, one_by_one)
 
 
 def _one_by_one(
-    sessions: sessionmaker[Session], charges: Sequence[Charge], now: dt.datetime
+    sessions: sessionmaker[Session],
+    charges: Sequence[Charge],
+    now: dt.datetime,
+    also: AlsoWrite | None,
 ) -> GroupResult:
     with transaction(sessions) as session:
         for charge in charges:
@@ -90,6 +106,8 @@ def _one_by_one(
                 charge.refused = "insufficient_funds"
             except BudgetExhausted:
                 charge.refused = "budget_exhausted"
+        if also is not None:
+            also(DriverCursor(session.connection()))
         return _read_back(session, charges)
 
 

@@ -101,10 +101,11 @@ def stage(
     batch: Batch | None,
     created_at: object,
     one_by_one: Callable[[], GroupResult],
+    also: Callable[[DriverCursor], None] | None = None,
 ) -> Callable[[], GroupResult]:
     """A group of charges: its parameters here, on the caller's thread; ``finish`` runs the
-    statement and the COMMIT in a transaction of its own, and posts the group ``one_by_one``
-    there if anything of it was refused (rare)."""
+    statement (then ``also``, in the same transaction) and the COMMIT in a transaction of its
+    own, and posts the group ``one_by_one`` there if anything of it was refused (rare)."""
     statement_params = None if batch is None else params(batch, created_at)
 
     def finish() -> GroupResult:
@@ -112,7 +113,11 @@ def stage(
             return one_by_one()
         try:
             with engine.begin() as connection:
-                return _run(DriverCursor(connection), batch, statement_params)
+                cursor = DriverCursor(connection)
+                result = _run(cursor, batch, statement_params)
+                if also is not None:
+                    also(cursor)
+                return result
         except BatchRefused:
             return one_by_one()
 

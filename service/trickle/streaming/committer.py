@@ -22,7 +22,12 @@ CommitResult = ledger.GroupResult  # what the readers' accounts and months hold 
 
 
 def stage(
-    engine: Engine, sessions: sessionmaker[Session], postings: Sequence[Posting], now: dt.datetime
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    postings: Sequence[Posting],
+    now: dt.datetime,
+    also: ledger.AlsoWrite | None = None,
 ) -> Callable[[], CommitResult]:
-    """Prepare the group's transaction and return ``finish``: ``ledger.stage_charges``."""
-    return ledger.stage_charges(engine, sessions, postings, now)
+    """Prepare the group's transaction and return ``finish``: ``ledger.stage_charges``
+    (``also``: the streams' positions, on PostgreSQL)."""
+    return ledger.stage_charges(engine, sessions, postings, now, also)

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from trickle.db import make_engine
+from trickle import ledger, nodes
+from trickle.db import DriverCursor, make_engine
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import committer, protocol
@@ -21,7 +22,10 @@ from trickle.streaming.streams import ACTIVE, Reader, StreamStates
 
 log = logging.getLogger("trickle.streaming")
 MonotonicMs = Callable[[], int]
-_Landed = tuple[list[Increment], committer.CommitResult, dt.datetime]
+# A group's signer and receipt ids, chosen before its commit (PostgreSQL: stored with the
+# streams' positions, so another node re-signs a stream's latest receipt identically).
+_Signing = tuple[ReceiptSigner, list[str]] | None
+_Landed = tuple[list[Increment], committer.CommitResult, dt.datetime, _Signing]
 
 
 class Delivery:
@@ -49,6 +53,8 @@ class Delivery:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
         self._groups: Engine | None = None  # see _group_engine
         self._task: asyncio.Task[None] | None = None
+        # PostgreSQL (``cluster``): the node that writes its streams' positions with each group
+        self.positions_node: Callable[[], int] | None = None
 
     def commit_soon(self) -> None:
         """Start committing what the schedule cut, unless a commit loop is running (it takes
@@ -88,27 +94,29 @@ class Delivery:
                 now = self._runtime.clock()
                 postings = [increment.posting for increment in group]
                 try:
+                    signing, also = self._positions(group, now)
                     finish = committer.stage(
-                        self._group_engine(), self._runtime.sessions, postings, now
+                        self._group_engine(), self._runtime.sessions, postings, now, also
                     )
                 except Exception:  # nothing of the group is committed: no receipt goes out
                     log.exception("group commit failed; %d increments not paid", len(group))
                     self._unpaid(group)
                 else:
-                    finishing = (group, now, loop.run_in_executor(self._committer, finish))
+                    future = loop.run_in_executor(self._committer, finish)
+                    finishing = (group, now, signing, future)
             if landed is not None:  # meanwhile, the group before
-                group, result, now = landed
+                group, result, now, signing = landed
                 landed = None
-                self._deliver(group, result, self._sign_committed(group, now))
+                self._deliver(group, result, self._sign_committed(group, now, signing))
             if finishing is not None:
-                group, now, future = finishing
+                group, now, signing, future = finishing
                 try:
                     result = await future
                 except Exception:  # rolled back: nothing of the group moved
                     log.exception("group commit failed; %d increments not paid", len(group))
                     self._unpaid(group)
                 else:
-                    landed = (group, result, now)
+                    landed = (group, result, now, signing)
             await asyncio.sleep(0)
 
     def _group_engine(self) -> Engine:
@@ -123,6 +131,47 @@ class Delivery:
             wait = self._group_lock_wait_s
             self._groups = make_engine(url, lock_wait_s=wait, pool_pre_ping=False)
         return self._groups
+
+    def _positions(
+        self, group: list[Increment], now: dt.datetime
+    ) -> tuple[_Signing, ledger.AlsoWrite | None]:
+        """On PostgreSQL: the group's signer and receipt ids, and the write of its streams'
+        positions (``nodes.write_positions``) for the group's transaction."""
+        if self.positions_node is None:
+            return None, None
+        node = self.positions_node()
+        signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        jtis = [signer.new_jti() for _ in group]
+        issued_at = int(now.timestamp())
+        expires_at = issued_at + self._settings.receipt_ttl_s
+        rows = [
+            (
+                increment.posting,
+                nodes.PositionRow(
+                    stream.sid,
+                    stream.reader.user_id,
+                    stream.epoch,
+                    stream.origin,
+                    stream.payee.pointer,
+                    stream.binding,
+                    increment.seq,
+                    stream.total_minor + increment.posting.amount_minor,
+                    increment.posting.amount_minor,
+                    issued_at,
+                    expires_at,
+                    signer.kid,
+                    jti,
+                ),
+            )
+            for increment, jti in zip(group, jtis, strict=True)
+            for stream in (increment.stream,)
+        ]
+
+        def write(cursor: DriverCursor) -> None:  # after the charges: only the posted ones
+            posted = [row for posting, row in rows if posting.refused is None]
+            nodes.write_positions(cursor, node, posted)
+
+        return (signer, jtis), write
 
     def _unpaid(self, group: list[Increment]) -> None:
         now = self._clock_ms()
@@ -139,23 +188,30 @@ class Delivery:
 
     # --- signing ---------------------------------------------------------------------------
 
-    def _sign_committed(self, group: list[Increment], now: dt.datetime) -> list[str | None]:
+    def _sign_committed(
+        self, group: list[Increment], now: dt.datetime, signing: _Signing = None
+    ) -> list[str | None]:
         """Never raises: the money moved. A receipt that could not be signed is ``None`` (logged;
         the stream's next receipt, cumulative, covers its increment: see ``_deliver``)."""
         try:
-            return self._sign(group, now)
+            return self._sign(group, now, signing)
         except Exception:
             log.exception("signing a committed batch failed; its next receipts will cover it")
             return [None] * len(group)
 
-    def _sign(self, group: list[Increment], now: dt.datetime) -> list[str | None]:
+    def _sign(
+        self, group: list[Increment], now: dt.datetime, signing: _Signing = None
+    ) -> list[str | None]:
         settings = self._settings
         issued_at = int(now.timestamp())
         expires_at = issued_at + settings.receipt_ttl_s
-        signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        if signing is None:
+            signer, jtis = ReceiptSigner(self._runtime.key_ring.current.active), None
+        else:
+            signer, jtis = signing
         issuer = settings.issuer
         tokens: list[str | None] = []
-        for increment in group:
+        for index, increment in enumerate(group):
             stream, posting = increment.stream, increment.posting
             if posting.refused is not None:
                 tokens.append(None)
@@ -173,6 +229,7 @@ class Delivery:
                 issued_at=issued_at,
                 expires_at=expires_at,
                 binding=stream.binding,
+                jti=None if jtis is None else jtis[index],
             )
             tokens.append(signer.sign(claims))
         return tokens
