@@ -140,7 +140,7 @@ def prune(connection: Any, keep_s: float) -> None:
 
 # --- stream positions -------------------------------------------------------------------------
 
-_WRITE_POSITIONS = """
+_INSERT_POSITIONS = """
 INSERT INTO stream_positions (sid, user_id, node, epoch, origin, pointer, binding, seq,
                               total_minor, amount_minor, issued_at, expires_at, kid, jti, ended)
 SELECT v.sid, v.user_id, %s, v.epoch, v.origin, v.pointer, v.binding, v.seq, v.tot, v.amt,
@@ -149,10 +149,15 @@ FROM unnest(%s::varchar[], %s::bigint[], %s::int[], %s::varchar[], %s::varchar[]
             %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::varchar[],
             %s::varchar[])
   AS v(sid, user_id, epoch, origin, pointer, binding, seq, tot, amt, iat, exp, kid, jti)
-ON CONFLICT (sid) DO UPDATE SET seq = EXCLUDED.seq, total_minor = EXCLUDED.total_minor,
+"""
+_WRITE_POSITIONS = (
+    _INSERT_POSITIONS
+    + """ON CONFLICT (sid) DO UPDATE SET seq = EXCLUDED.seq, total_minor = EXCLUDED.total_minor,
   amount_minor = EXCLUDED.amount_minor, issued_at = EXCLUDED.issued_at,
   expires_at = EXCLUDED.expires_at, kid = EXCLUDED.kid, jti = EXCLUDED.jti
 """
+)
+_OPEN_POSITIONS = _INSERT_POSITIONS + "ON CONFLICT (sid) DO NOTHING"
 
 
 def write_positions(cursor: DriverCursor, node: int, rows: Sequence[PositionRow]) -> None:
@@ -162,6 +167,15 @@ def write_positions(cursor: DriverCursor, node: int, rows: Sequence[PositionRow]
         return
     columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
     cursor.execute(_WRITE_POSITIONS, [node, *columns])
+
+
+def open_streams(session: Session, node: int, rows: Sequence[PositionRow]) -> None:
+    """New streams of ``node`` (``seq`` 0): resumable elsewhere before their first increment.
+    Their first increment's position may have been written already (another thread)."""
+    if not rows:
+        return
+    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+    session.connection().exec_driver_sql(_OPEN_POSITIONS, (node, *columns))
 
 
 def claim(

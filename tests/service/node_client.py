@@ -22,6 +22,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.service.stream_client import ORIGIN
 
+PING_S = 15.0
+
 
 @dataclasses.dataclass(eq=False)
 class Tracked:
@@ -128,7 +130,12 @@ class StayingClient:
         reading = asyncio.ensure_future(self._read(ws))
         stopping = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            while not (reading.done() or stopping.done()):
+                await asyncio.wait(
+                    {reading, stopping}, timeout=PING_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not (reading.done() or stopping.done()):
+                    await ws.send('{"type":"ping"}')  # within the server's idle timeout
         finally:
             stopping.cancel()
         if reading.done():

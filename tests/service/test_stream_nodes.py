@@ -15,7 +15,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import PostgresDatabases
 from tests.service.node_client import StayingClient
 from tests.service.stream_client import (
     ServerProcess,
@@ -26,19 +25,11 @@ from tests.service.stream_client import (
     server_env,
     wait_for,
 )
-from trickle import migrate
 from trickle_verifier import KeySet, Verifier
 
 pytestmark = pytest.mark.postgres
 INTERVAL_MS = 200
 RATE_PER_HOUR_MINOR = 600_000_000  # the default: 33,333 minor units per 200 ms interval
-
-
-@pytest.fixture
-def postgres_url(postgres_databases: PostgresDatabases) -> str:
-    url = postgres_databases.create()
-    migrate.upgrade(url)
-    return url
 
 
 @pytest.fixture

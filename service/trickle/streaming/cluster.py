@@ -52,6 +52,7 @@ class Cluster:
         self.node = 0
         self._writes = ThreadPoolExecutor(1, thread_name_prefix="trickle-presence")
         self._dirty: dict[int, Reader] = {}
+        self._opened: list[nodes.PositionRow] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -154,6 +155,32 @@ class Cluster:
         actives = [(user_id, reader.active_count) for user_id, reader in self._dirty.items()]
         self._dirty.clear()
         self._submit(nodes.publish, self.node, actives)
+
+    def started(self, stream: Stream) -> None:
+        """A new stream: its position (``seq`` 0) is written soon, with others started meanwhile."""
+        if not self._opened and self._loop is not None:
+            self._loop.call_soon(self._open)
+        self._opened.append(
+            nodes.PositionRow(
+                stream.sid,
+                stream.reader.user_id,
+                stream.epoch,
+                stream.origin,
+                stream.payee.pointer,
+                stream.binding,
+                0,
+                0,
+                0,
+                0,
+                0,
+                "",
+                "",
+            )
+        )
+
+    def _open(self) -> None:
+        rows, self._opened = self._opened, []
+        self._submit(nodes.open_streams, self.node, rows)
 
     def ended(self, stream: Stream) -> None:
         self._after_landing([stream], nodes.end)

@@ -433,6 +433,8 @@ class StreamEngine:
             last_ms=now,
         )
         self.states.add(stream)
+        if self.cluster is not None:
+            self.cluster.started(stream)
         connection.send(
             {
                 "type": "started",
