@@ -33,9 +33,11 @@ import nacl.signing  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests.nginx import Nginx  # noqa: E402
 from tests.service.stream_client import (  # noqa: E402
     ServerProcess,
     StreamClient,
+    free_port,
     ledger_check,
     new_kek,
     rss_kb,
@@ -80,9 +82,10 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
-    server_pid = spec["server_pid"]
+    server_pids = spec["server_pids"]
+    proxy_pid = spec.get("proxy_pid")
     interval_ms = spec["interval_ms"]
-    rss_before_kb = _rss_kb(server_pid)
+    rss_before_kb = sum(_rss_kb(pid) for pid in server_pids)
     stop = asyncio.Event()
     clients = [
         StreamClient(
@@ -108,20 +111,22 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     open_s = time.monotonic() - opened
     active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
-    rss_after_kb = _rss_kb(server_pid)
+    rss_after_kb = sum(_rss_kb(pid) for pid in server_pids)
     await asyncio.sleep(spec["warmup_s"])
     for client in clients:
         client.record_latency = True
     counts_before = sum(c.receipts for c in clients)
     print("measuring", file=sys.stderr, flush=True)  # the driver may start a profiler now
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu_before = _cpu_s(server_pid)
+    server_cpu_before = sum(_cpu_s(pid) for pid in server_pids)
+    proxy_cpu_before = _cpu_s(proxy_pid) if proxy_pid else 0.0
     started = time.monotonic()
     await asyncio.sleep(spec["seconds"])
     elapsed = time.monotonic() - started
     counts_after = sum(c.receipts for c in clients)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu_s = _cpu_s(server_pid) - server_cpu_before
+    server_cpu_s = sum(_cpu_s(pid) for pid in server_pids) - server_cpu_before
+    proxy_cpu_s = (_cpu_s(proxy_pid) if proxy_pid else 0.0) - proxy_cpu_before
     for client in clients:
         client.record_latency = False
     stop.set()
@@ -142,6 +147,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         "latency_samples": len(latencies),
         "client_cpu_share": client_cpu_s / elapsed,
         "server_cpu_share": server_cpu_s / elapsed,
+        "proxy_cpu_share": proxy_cpu_s / elapsed,
         "errors": sum(len(c.errors) for c in clients),
         "dropped": sum(1 for c in clients if c.close_code not in (None, 1000)),
         "close_codes": sorted(
@@ -206,6 +212,14 @@ class Run:
     verified: int
     ledger: str
     workers: int = 1
+    nodes: int = 1  # trickle serve processes on one PostgreSQL, each on its own port
+    proxy: bool = False  # the load went through nginx
+
+    @property
+    def setup(self) -> str:
+        if self.nodes == 1 and not self.proxy:
+            return str(self.workers)
+        return f"{self.nodes}{'+nginx' if self.proxy else ''}"
 
     @property
     def receipts_per_s(self) -> float:
@@ -254,12 +268,21 @@ class Database:
 
 
 def run_scenario(
-    backend: str, scenario: Scenario, profile: str | None, compression: str | None, workers: int
+    backend: str,
+    scenario: Scenario,
+    profile: str | None,
+    compression: str | None,
+    workers: int,
+    nodes: int = 1,
+    proxy: bool = False,
 ) -> Run:
+    """One run: ``nodes`` server processes on one database (each ``workers`` wide), the load
+    straight to the first one, or (``proxy``) through nginx to all of them."""
     with tempfile.TemporaryDirectory(prefix="trickle-bench-") as tmp:
         workdir = Path(tmp)
         database = Database(backend, workdir)
-        server: ServerProcess | None = None
+        servers: list[ServerProcess] = []
+        nginx: Nginx | None = None
         try:
             kek = new_kek()
             readers = max(1, scenario.connections // READERS_PER_CONNECTIONS)
@@ -275,12 +298,20 @@ def run_scenario(
                 stream_max_connections_per_reader=READERS_PER_CONNECTIONS * 4,
                 workers=workers,
             )
-            server = ServerProcess(env, workdir / "logs")
-            server.start()
-            jwks = server.jwks()
+            servers = [ServerProcess(env, workdir / f"logs{i}") for i in range(nodes)]
+            for server in servers:
+                server.start()
+            url = servers[0].ws_url
+            if proxy:
+                ports = [server.port for server in servers]
+                nginx = Nginx(workdir / "nginx", free_port(), ports, scenario.connections * 2 + 64)
+                nginx.start()
+                url = nginx.ws_url
+            jwks = servers[0].jwks()
             spec = {
-                "url": server.ws_url,
-                "server_pid": server.pid,
+                "url": url,
+                "server_pids": [server.pid for server in servers],
+                "proxy_pid": None if nginx is None or nginx.process is None else nginx.process.pid,
                 "tokens": seeded.tokens,
                 "pointer": seeded.payees[0],
                 "interval_ms": scenario.interval_ms,
@@ -293,19 +324,22 @@ def run_scenario(
             }
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(spec))
-            stdout, _ = _run_client(spec_path, profile, server.pid, backend, scenario)
+            stdout, _ = _run_client(spec_path, profile, servers[0].pid, backend, scenario)
             result = json.loads(stdout.strip().splitlines()[-1])
             verified = _verify_sample(jwks, seeded.payees[0], result.pop("tokens"))
-            server.stop()
-            if result["dropped"] or result["errors"]:
-                print(f"server log (last lines):\n{server.log_tail(15)}", flush=True)
+            for server in servers:
+                server.stop()
+                if result["dropped"] or result["errors"]:
+                    print(f"server log (last lines):\n{server.log_tail(15)}", flush=True)
             check = ledger_check(database.url)
             ledger = (check.stdout.strip().splitlines() or ["?"])[-1]
             if check.returncode != 0:
                 ledger = "FAILED: " + (check.stdout + check.stderr)[-500:]
-            return Run(backend, scenario, result, verified, ledger, workers)
+            return Run(backend, scenario, result, verified, ledger, workers, nodes, proxy)
         finally:
-            if server is not None:
+            if nginx is not None:
+                nginx.stop()
+            for server in servers:
                 server.stop()
             database.drop()
 
@@ -399,7 +433,7 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     print()
     print(f"raw Ed25519 sign (PyNaCl SigningKey.sign, 360 B): {sign_rate:,.0f}/s on one core")
     header = (
-        f"{'backend':<9}{'procs':>5} {'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
+        f"{'backend':<9}{'procs':>8} {'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
         f"{'receipts/s':>11}{'demand/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'KiB/conn':>9}"
         f"{'server cpu':>11}{'client cpu':>11}{'verified':>10}  ledger check"
     )
@@ -410,12 +444,13 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
         demand = s.streams * 1000 / s.interval_ms
         verified = f"{run.verified}/{run.verified}" if run.verified else "0"
         print(
-            f"{run.backend:<9}{run.workers:>5} {s.name:<11}"
+            f"{run.backend:<9}{run.setup:>8} {s.name:<11}"
             f"{r['active_streams']:>8,}{s.connections:>7}"
             f"{s.interval_ms:>7}ms{run.receipts_per_s:>11,.0f}{demand:>10,.0f}"
             f"{ms(r['latency_ms_p50'] if s.name == 'latency' else None):>8}"
             f"{ms(r['latency_ms_p99'] if s.name == 'latency' else None):>8}"
-            f"{run.kb_per_connection:>9,.0f}{r['server_cpu_share']:>10.0%}"
+            f"{run.kb_per_connection:>9,.0f}"
+            f"{r['server_cpu_share'] + r.get('proxy_cpu_share', 0):>10.0%}"
             f"{r['client_cpu_share']:>11.0%}{verified:>10}"
             f"  {run.ledger}"
         )
@@ -424,6 +459,17 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
                 f"   ! {r['errors']} error messages, {r['dropped']} connections dropped, "
                 f"{r['gaps']} out-of-order receipts; close codes {r['close_codes']}"
             )
+    if any(run.proxy for run in runs):
+        print("(procs: N+nginx = N nodes on one PostgreSQL behind nginx; server cpu includes")
+        print(
+            " nginx's: "
+            + ", ".join(
+                f"{r.setup} {r.scenario.name} {r.result.get('proxy_cpu_share', 0):.0%}"
+                for r in runs
+                if r.proxy
+            )
+            + ")"
+        )
     print("(latency is shown for the latency scenario only: a saturated server falls behind the")
     print(" streams' schedule by design, one increment in flight per stream, so 'due' drifts)")
     print()
@@ -434,14 +480,15 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     for run in runs:
         if run.scenario.name == "latency":
             p99 = run.result["latency_ms_p99"]
-            ok = p99 is not None and p99 < 250 and run.workers == 1
-            note = "" if run.workers == 1 else f" ({run.workers} processes; the target is for one)"
+            one = run.workers == 1 and run.nodes == 1 and not run.proxy
+            ok = p99 is not None and p99 < 250 and one
+            note = "" if one else f" ({run.setup} processes; the target is for one)"
             print(f"  {run.backend} latency p99 {ms(p99)} ms: {'met' if ok else 'MISSED'}{note}")
         else:
             target = 10_000 if run.backend == "sqlite" else 5_000
             ok = run.receipts_per_s >= target
             print(
-                f"  {run.backend} throughput {run.receipts_per_s:,.0f}/s "
+                f"  {run.backend} ({run.setup}) throughput {run.receipts_per_s:,.0f}/s "
                 f"(target {target:,}): {'met' if ok else 'MISSED'}"
             )
 
@@ -464,6 +511,13 @@ def main() -> None:
         default=1,
         help="server processes (trickle serve --workers); the latency target is for one",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="PostgreSQL only: also run N nodes behind nginx, and one node behind nginx, next "
+        "to one node without the proxy (the same scenarios, in the same run)",
+    )
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client is not None:
@@ -471,19 +525,28 @@ def main() -> None:
         return
     sign_rate = raw_sign_rate(0.5 if args.quick else 2.0)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.nodes > 1:
+        backends = ["postgres"]  # several nodes share one PostgreSQL
+    setups = [(1, False)] + ([(1, True), (args.nodes, True)] if args.nodes > 1 else [])
     runs = []
     for backend in backends:
         for scenario in scenarios(args.quick):
             if args.scenario not in ("both", scenario.name):
                 continue
-            print(
-                f"running {backend} / {scenario.name}: {scenario.connections} connections x "
-                f"{scenario.streams_per_connection} streams, {scenario.interval_ms} ms, "
-                f"{scenario.seconds:.0f} s ...",
-                flush=True,
-            )
-            compression = None if args.compression == "none" else args.compression
-            runs.append(run_scenario(backend, scenario, args.profile, compression, args.workers))
+            for nodes, proxy in setups:
+                print(
+                    f"running {backend} / {scenario.name} / {nodes} node(s)"
+                    f"{' behind nginx' if proxy else ''}: {scenario.connections} connections x "
+                    f"{scenario.streams_per_connection} streams, {scenario.interval_ms} ms, "
+                    f"{scenario.seconds:.0f} s ...",
+                    flush=True,
+                )
+                compression = None if args.compression == "none" else args.compression
+                runs.append(
+                    run_scenario(
+                        backend, scenario, args.profile, compression, args.workers, nodes, proxy
+                    )
+                )
     print_table(runs, sign_rate)
 
 
