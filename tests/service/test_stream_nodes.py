@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -237,3 +239,27 @@ def test_the_socket_cap_counts_the_readers_connections_on_every_node(
         return outcomes
 
     assert asyncio.run(scenario()) == ["welcome", "welcome", "welcome", "4429", "welcome"]
+
+
+def test_the_login_rate_limit_counts_attempts_on_every_node(
+    nodes: list[ServerProcess], postgres_url: str, tmp_path: Path, kek: str
+) -> None:
+    """Failed logins alternate between the nodes: the limit (10 per window, the default) holds
+    for the two together, not 10 on each (the attempts are counted in the database)."""
+    a, b = nodes
+    body = json.dumps({"email": "nobody@example.com", "password": "not the password"}).encode()
+    statuses = []
+    for attempt in range(12):
+        server = (a, b)[attempt % 2]
+        request = urllib.request.Request(
+            f"{server.http_url}/api/v1/sessions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+    assert statuses == [401] * 10 + [429] * 2
