@@ -105,9 +105,19 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         if len(tasks) % 50 == 0:
             await asyncio.sleep(0.05)
     deadline = time.monotonic() + spec["open_timeout_s"]
+    told = time.monotonic()
     while not all(c.all_in("active") for c in clients) and time.monotonic() < deadline:
         if any(c.ended.is_set() for c in clients):
+            ended = [c.close_code for c in clients if c.ended.is_set()]
+            print(f"open: a connection ended ({ended[:5]})", file=sys.stderr, flush=True)
             break
+        if time.monotonic() - told > 5:
+            told = time.monotonic()
+            active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
+            opened_s = told - opened
+            print(
+                f"open: {active} streams active after {opened_s:.0f} s", file=sys.stderr, flush=True
+            )
         await asyncio.sleep(0.05)
     open_s = time.monotonic() - opened
     active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
@@ -374,6 +384,8 @@ def _run_client(
         lines = []
         for line in process.stderr:  # ends at "measuring" or when the client exits
             lines.append(line)
+            if line.startswith("open:"):
+                print(f"  {line.strip()}", flush=True)
             if line.strip() == "measuring":
                 profiler = _start_profiler(profile, server_pid, backend, scenario)
                 break

@@ -43,7 +43,7 @@ http {{
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
-      proxy_connect_timeout 2s;
+      proxy_connect_timeout 10s;
       proxy_read_timeout 120s;
       proxy_send_timeout 120s;
       proxy_next_upstream error timeout http_502 http_503;

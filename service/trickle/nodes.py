@@ -160,13 +160,18 @@ _WRITE_POSITIONS = (
 _OPEN_POSITIONS = _INSERT_POSITIONS + "ON CONFLICT (sid) DO NOTHING"
 
 
-def write_positions(cursor: DriverCursor, node: int, rows: Sequence[PositionRow]) -> None:
-    """The streams' positions after their increments, in the group commit's transaction. A new
-    stream's row names ``node`` as its holder; a claim, never this, moves it."""
-    if not rows:
-        return
+def positions_statement(node: int, rows: Sequence[PositionRow]) -> tuple[str, list[Any]]:
+    """The statement that writes the streams' positions after their increments (in the group
+    commit's transaction: ``ledger.AlsoWrite``), and its parameters. A new stream's row names
+    ``node`` as its holder; a claim, never this, moves it."""
     columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-    cursor.execute(_WRITE_POSITIONS, [node, *columns])
+    return _WRITE_POSITIONS, [node, *(columns or [[] for _ in PositionRow._fields])]
+
+
+def write_positions(cursor: DriverCursor, node: int, rows: Sequence[PositionRow]) -> None:
+    """``positions_statement``, run on its own."""
+    if rows:
+        cursor.execute(*positions_statement(node, rows))
 
 
 def open_streams(session: Session, node: int, rows: Sequence[PositionRow]) -> None:

@@ -7,6 +7,7 @@ at a time (``post_charge``), so one reader running dry never costs another reade
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Sequence
@@ -51,7 +52,17 @@ def post_batch(
     cursor.execute("RELEASE SAVEPOINT trickle_batch")
 
 
-AlsoWrite = Callable[[DriverCursor], None]
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlsoWrite:
+    """One more write in a group's transaction, after its charges (PostgreSQL only; the
+    streams' positions, ``trickle.nodes``): durable exactly when they are. ``statement``, with
+    ``params`` (psycopg's ``%s``), runs as one more data-modifying CTE of the group's one
+    statement when every charge of it posts (no round trip of its own); a group posted one
+    charge at a time calls ``write`` instead, after the charges' ``refused`` are set."""
+
+    statement: str
+    params: Sequence[object]
+    write: Callable[[DriverCursor], None]
 
 
 def stage_charges(
@@ -72,9 +83,7 @@ def stage_charges(
     PostgreSQL: the group's one statement, then the COMMIT), so a caller can run it in another
     thread while it works on.
 
-    ``also`` (PostgreSQL only): one more write in the group's transaction, after its charges
-    are posted and their ``refused`` set (the streams' positions, ``trickle.nodes``): it is
-    durable exactly when they are."""
+    ``also`` (PostgreSQL only): one more write in the group's transaction (``AlsoWrite``)."""
     if also is not None and engine.dialect.name != "postgresql":
         raise ValueError("a group's extra write is for PostgreSQL only")
 
@@ -107,7 +116,7 @@ def _one_by_one(
             except BudgetExhausted:
                 charge.refused = "budget_exhausted"
         if also is not None:
-            also(DriverCursor(session.connection()))
+            also.write(DriverCursor(session.connection()))
         return _read_back(session, charges)
 
 

@@ -167,11 +167,12 @@ class Delivery:
             for stream in (increment.stream,)
         ]
 
-        def write(cursor: DriverCursor) -> None:  # after the charges: only the posted ones
+        def write(cursor: DriverCursor) -> None:  # posted one by one: only those posted
             posted = [row for posting, row in rows if posting.refused is None]
             nodes.write_positions(cursor, node, posted)
 
-        return (signer, jtis), write
+        statement, params = nodes.positions_statement(node, [row for _, row in rows])
+        return (signer, jtis), ledger.AlsoWrite(statement, params, write)
 
     def _unpaid(self, group: list[Increment]) -> None:
         now = self._clock_ms()
