@@ -314,7 +314,7 @@ def run_scenario(
             url = servers[0].ws_url
             if proxy:
                 ports = [server.port for server in servers]
-                nginx = Nginx(workdir / "nginx", free_port(), ports, scenario.connections * 2 + 64)
+                nginx = Nginx(workdir / "nginx", free_port(), ports, scenario.connections * 4 + 256)
                 nginx.start()
                 url = nginx.ws_url
             jwks = servers[0].jwks()
