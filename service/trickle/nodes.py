@@ -164,8 +164,17 @@ def positions_statement(node: int, rows: Sequence[PositionRow]) -> tuple[str, li
     """The statement that writes the streams' positions after their increments (in the group
     commit's transaction: ``ledger.AlsoWrite``), and its parameters. A new stream's row names
     ``node`` as its holder; a claim, never this, moves it."""
-    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-    return _WRITE_POSITIONS, [node, *(columns or [[] for _ in PositionRow._fields])]
+    return _WRITE_POSITIONS, [node, *_columns(rows)]
+
+
+def _columns(rows: Sequence[PositionRow]) -> list[list[Any]]:
+    """The rows as arrays, in ``sid`` order: two transactions writing some of the same new
+    streams (a group commit, and the batch of streams started meanwhile) lock their rows in
+    the same order, so they wait for each other instead of deadlocking."""
+    ordered = sorted(rows)
+    return [list(column) for column in zip(*ordered, strict=True)] or [
+        [] for _ in PositionRow._fields
+    ]
 
 
 def write_positions(cursor: DriverCursor, node: int, rows: Sequence[PositionRow]) -> None:
@@ -179,8 +188,7 @@ def open_streams(session: Session, node: int, rows: Sequence[PositionRow]) -> No
     Their first increment's position may have been written already (another thread)."""
     if not rows:
         return
-    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-    session.connection().exec_driver_sql(_OPEN_POSITIONS, (node, *columns))
+    session.connection().exec_driver_sql(_OPEN_POSITIONS, (node, *_columns(rows)))
 
 
 def claim(
