@@ -5,12 +5,18 @@ are per increment (issue 11 item 8), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
 
 from tests.factories import ChargeAccounts as Accounts
 from tests.factories import charge_accounts
-from trickle import ledger, money, spending
-from trickle.db import transaction
-from trickle.runtime import Runtime
+from trickle import ledger, money, nodes, spending
+from trickle.db import DriverCursor, transaction
+from trickle.models import StreamPosition
+from trickle.runtime import Runtime, bootstrap
+from trickle.settings import Settings
 from trickle.streaming import committer
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
@@ -59,3 +65,64 @@ def test_a_group_within_its_bounds_commits_on_the_fast_path(runtime: Runtime) ->
     assert result.balances[accounts.reader] == 30
     with transaction(runtime.sessions) as session:
         assert ledger.balance(session, accounts.payee) == 70
+
+
+def _positions(accounts: Accounts, postings: list[committer.Posting]) -> ledger.AlsoWrite:
+    rows = [
+        (
+            posting,
+            nodes.PositionRow(
+                posting.key.split(".")[0],
+                accounts.user_id,
+                0,
+                posting.origin,
+                "https://trickle.test/p/bounded",
+                None,
+                int(posting.key.split(".")[1]),
+                posting.amount_minor,
+                posting.amount_minor,
+                1,
+                2,
+                "k",
+                f"j{posting.key}",
+            ),
+        )
+        for posting in postings
+    ]
+
+    def write(cursor: DriverCursor) -> None:
+        nodes.write_positions(cursor, 7, [row for p, row in rows if p.refused is None])
+
+    statement, params = nodes.positions_statement(7, [row for _, row in rows])
+    return ledger.AlsoWrite(statement, params, write)
+
+
+def _stored_positions(runtime: Runtime) -> dict[str, int]:
+    with transaction(runtime.sessions) as session:
+        rows = session.execute(select(StreamPosition.sid, StreamPosition.seq)).all()
+    return {sid: seq for sid, seq in rows}
+
+
+@pytest.mark.postgres
+def test_positions_are_written_with_the_group_on_both_paths(
+    postgres_url: str, tmp_path: Path, kek_b64: str
+) -> None:
+    """PostgreSQL: the streams' positions (``nodes``) are part of the group's transaction: on
+    the fast path as one more CTE of its one statement; posted one by one, only the increments
+    that were paid have one."""
+    settings = Settings(
+        env="test", data_dir=tmp_path, database_url=postgres_url, key_encryption_key=kek_b64
+    ).validate()
+    runtime = bootstrap(settings)
+    try:
+        accounts = _accounts(runtime, 100)
+        fast = [_posting(accounts, 30, 1_000, "a.1"), _posting(accounts, 40, 1_000, "b.1")]
+        committer.stage(runtime.engine, runtime.sessions, fast, NOW, _positions(accounts, fast))()
+        assert _stored_positions(runtime) == {"a": 1, "b": 1}
+        # 30 left: the first is paid, the second is refused (insufficient funds)
+        slow = [_posting(accounts, 20, 1_000, "a.2"), _posting(accounts, 20, 1_000, "b.2")]
+        committer.stage(runtime.engine, runtime.sessions, slow, NOW, _positions(accounts, slow))()
+        assert [p.refused for p in slow] == [None, "insufficient_funds"]
+        assert _stored_positions(runtime) == {"a": 2, "b": 1}
+    finally:
+        runtime.close()
