@@ -40,11 +40,13 @@ import nacl.signing  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests.nginx import Nginx  # noqa: E402
 from tests.service.stream_client import (  # noqa: E402
     PrivateStreamClient,
     ServerProcess,
     StreamClient,
     buy_wallet,
+    free_port,
     ledger_check,
     new_kek,
     rss_kb,
@@ -104,9 +106,10 @@ def scenarios(quick: bool, mode: str = "identified") -> list[Scenario]:
 async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["mode"] == "private":
         return await _private_client_main(spec)
-    server_pid = spec["server_pid"]
+    server_pids = spec["server_pids"]
+    proxy_pid = spec.get("proxy_pid")
     interval_ms = spec["interval_ms"]
-    rss_before_kb = _rss_kb(server_pid)
+    rss_before_kb = sum(_rss_kb(pid) for pid in server_pids)
     stop = asyncio.Event()
     clients = [
         StreamClient(
@@ -126,26 +129,38 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         if len(tasks) % 50 == 0:
             await asyncio.sleep(0.05)
     deadline = time.monotonic() + spec["open_timeout_s"]
+    told = time.monotonic()
     while not all(c.all_in("active") for c in clients) and time.monotonic() < deadline:
         if any(c.ended.is_set() for c in clients):
+            ended = [c.close_code for c in clients if c.ended.is_set()]
+            print(f"open: a connection ended ({ended[:5]})", file=sys.stderr, flush=True)
             break
+        if time.monotonic() - told > 5:
+            told = time.monotonic()
+            active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
+            opened_s = told - opened
+            print(
+                f"open: {active} streams active after {opened_s:.0f} s", file=sys.stderr, flush=True
+            )
         await asyncio.sleep(0.05)
     open_s = time.monotonic() - opened
     active = sum(1 for c in clients for log in c.streams.values() if log.state == "active")
-    rss_after_kb = _rss_kb(server_pid)
+    rss_after_kb = sum(_rss_kb(pid) for pid in server_pids)
     await asyncio.sleep(spec["warmup_s"])
     for client in clients:
         client.record_latency = True
     counts_before = sum(c.receipts for c in clients)
     print("measuring", file=sys.stderr, flush=True)  # the driver may start a profiler now
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu_before = _cpu_s(server_pid)
+    server_cpu_before = sum(_cpu_s(pid) for pid in server_pids)
+    proxy_cpu_before = _cpu_s(proxy_pid) if proxy_pid else 0.0
     started = time.monotonic()
     await asyncio.sleep(spec["seconds"])
     elapsed = time.monotonic() - started
     counts_after = sum(c.receipts for c in clients)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu_s = _cpu_s(server_pid) - server_cpu_before
+    server_cpu_s = sum(_cpu_s(pid) for pid in server_pids) - server_cpu_before
+    proxy_cpu_s = (_cpu_s(proxy_pid) if proxy_pid else 0.0) - proxy_cpu_before
     for client in clients:
         client.record_latency = False
     stop.set()
@@ -166,6 +181,7 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
         "latency_samples": len(latencies),
         "client_cpu_share": client_cpu_s / elapsed,
         "server_cpu_share": server_cpu_s / elapsed,
+        "proxy_cpu_share": proxy_cpu_s / elapsed,
         "errors": sum(len(c.errors) for c in clients),
         "dropped": sum(1 for c in clients if c.close_code not in (None, 1000)),
         "close_codes": sorted(
@@ -318,6 +334,14 @@ class Run:
     verified: int
     ledger: str
     workers: int = 1
+    nodes: int = 1  # trickle serve processes on one PostgreSQL, each on its own port
+    proxy: bool = False  # the load went through nginx
+
+    @property
+    def setup(self) -> str:
+        if self.nodes == 1 and not self.proxy:
+            return str(self.workers)
+        return f"{self.nodes}{'+nginx' if self.proxy else ''}"
 
     @property
     def receipts_per_s(self) -> float:
@@ -366,12 +390,21 @@ class Database:
 
 
 def run_scenario(
-    backend: str, scenario: Scenario, profile: str | None, compression: str | None, workers: int
+    backend: str,
+    scenario: Scenario,
+    profile: str | None,
+    compression: str | None,
+    workers: int,
+    nodes: int = 1,
+    proxy: bool = False,
 ) -> Run:
+    """One run: ``nodes`` server processes on one database (each ``workers`` wide), the load
+    straight to the first one, or (``proxy``) through nginx to all of them."""
     with tempfile.TemporaryDirectory(prefix="trickle-bench-") as tmp:
         workdir = Path(tmp)
         database = Database(backend, workdir)
-        server: ServerProcess | None = None
+        servers: list[ServerProcess] = []
+        nginx: Nginx | None = None
         try:
             kek = new_kek()
             readers = max(1, scenario.connections // READERS_PER_CONNECTIONS)
@@ -392,15 +425,24 @@ def run_scenario(
                 if scenario.mode == "private"
                 else []
             )
-            server = ServerProcess(env, workdir / "logs")
-            server.start()
-            jwks = server.jwks()
+            servers = [ServerProcess(env, workdir / f"logs{i}") for i in range(nodes)]
+            for server in servers:
+                server.start()
+            url = servers[0].private_ws_url if scenario.mode == "private" else servers[0].ws_url
+            if proxy:
+                ports = [server.port for server in servers]
+                nginx = Nginx(workdir / "nginx", free_port(), ports, scenario.connections * 4 + 256)
+                nginx.start()
+                url = nginx.ws_url
+            jwks = servers[0].jwks()
             spec = {
                 "mode": scenario.mode,
                 "wallet": wallet,
                 "in_flight": scenario.in_flight,
-                "url": server.private_ws_url if scenario.mode == "private" else server.ws_url,
-                "server_pid": server.pid,
+                "url": url,
+                "server_pid": servers[0].pid,
+                "server_pids": [server.pid for server in servers],
+                "proxy_pid": None if nginx is None or nginx.process is None else nginx.process.pid,
                 "tokens": seeded.tokens,
                 "pointer": seeded.payees[0],
                 "interval_ms": scenario.interval_ms,
@@ -413,19 +455,22 @@ def run_scenario(
             }
             spec_path = workdir / "spec.json"
             spec_path.write_text(json.dumps(spec))
-            _run_client(spec_path, profile, server.pid, backend, scenario)
+            _run_client(spec_path, profile, servers[0].pid, backend, scenario)
             result = json.loads(spec_path.with_suffix(".result.json").read_text())
             verified = _verify_sample(jwks, seeded.payees[0], result.pop("tokens"))
-            server.stop()
-            if result["dropped"] or result["errors"]:
-                print(f"server log (last lines):\n{server.log_tail(15)}", flush=True)
+            for server in servers:
+                server.stop()
+                if result["dropped"] or result["errors"]:
+                    print(f"server log (last lines):\n{server.log_tail(15)}", flush=True)
             check = ledger_check(database.url)
             ledger = (check.stdout.strip().splitlines() or ["?"])[-1]
             if check.returncode != 0:
                 ledger = "FAILED: " + (check.stdout + check.stderr)[-500:]
-            return Run(backend, scenario, result, verified, ledger, workers)
+            return Run(backend, scenario, result, verified, ledger, workers, nodes, proxy)
         finally:
-            if server is not None:
+            if nginx is not None:
+                nginx.stop()
+            for server in servers:
                 server.stop()
             database.drop()
 
@@ -480,6 +525,8 @@ def _run_client(
         lines = []
         for line in process.stderr:  # ends at "measuring" or when the client exits
             lines.append(line)
+            if line.startswith("open:"):
+                print(f"  {line.strip()}", flush=True)
             if line.strip() == "measuring":
                 profiler = _start_profiler(profile, server_pid, backend, scenario)
                 break
@@ -539,7 +586,7 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
     print()
     print(f"raw Ed25519 sign (PyNaCl SigningKey.sign, 360 B): {sign_rate:,.0f}/s on one core")
     header = (
-        f"{'backend':<9}{'procs':>5} {'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
+        f"{'backend':<9}{'procs':>8} {'scenario':<11}{'streams':>8}{'conns':>7}{'interval':>9}"
         f"{'receipts/s':>11}{'demand/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'KiB/conn':>9}"
         f"{'server cpu':>11}{'client cpu':>11}{'verified':>10}  ledger check"
     )
@@ -551,12 +598,13 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
         interval = f"{s.interval_ms}ms" if s.mode == "identified" else f"{s.in_flight} out"
         verified = f"{run.verified}/{run.verified}" if run.verified else "0"
         print(
-            f"{run.backend:<9}{run.workers:>5} {s.name:<11}"
+            f"{run.backend:<9}{run.setup:>8} {s.name:<11}"
             f"{r['active_streams']:>8,}{s.connections:>7}"
             f"{interval:>9}{run.receipts_per_s:>11,.0f}{demand:>10}"
             f"{ms(r['latency_ms_p50'] if s.name == 'latency' else None):>8}"
             f"{ms(r['latency_ms_p99'] if s.name == 'latency' else None):>8}"
-            f"{run.kb_per_connection:>9,.0f}{r['server_cpu_share']:>10.0%}"
+            f"{run.kb_per_connection:>9,.0f}"
+            f"{r['server_cpu_share'] + r.get('proxy_cpu_share', 0):>10.0%}"
             f"{r['client_cpu_share']:>11.0%}{verified:>10}"
             f"  {run.ledger}"
         )
@@ -567,6 +615,17 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
             )
         if r.get("ran_dry"):
             print(f"   ! a wallet ran dry after {r['elapsed_s']:.1f} s: the window ended there")
+    if any(run.proxy for run in runs):
+        print("(procs: N+nginx = N nodes on one PostgreSQL behind nginx; server cpu includes")
+        print(
+            " nginx's: "
+            + ", ".join(
+                f"{r.setup} {r.scenario.name} {r.result.get('proxy_cpu_share', 0):.0%}"
+                for r in runs
+                if r.proxy
+            )
+            + ")"
+        )
     print("(latency is shown for the latency scenario only: a saturated server falls behind the")
     print(" streams' schedule by design, one increment in flight per stream, so 'due' drifts)")
     print()
@@ -588,14 +647,15 @@ def print_table(runs: list[Run], sign_rate: float) -> None:
             )
         elif run.scenario.name == "latency":
             p99 = run.result["latency_ms_p99"]
-            ok = p99 is not None and p99 < 250 and run.workers == 1
-            note = "" if run.workers == 1 else f" ({run.workers} processes; the target is for one)"
+            one = run.workers == 1 and run.nodes == 1 and not run.proxy
+            ok = p99 is not None and p99 < 250 and one
+            note = "" if one else f" ({run.setup} processes; the target is for one)"
             print(f"  {run.backend} latency p99 {ms(p99)} ms: {'met' if ok else 'MISSED'}{note}")
         else:
             target = 10_000 if run.backend == "sqlite" else 5_000
             ok = run.receipts_per_s >= target
             print(
-                f"  {run.backend} throughput {run.receipts_per_s:,.0f}/s "
+                f"  {run.backend} ({run.setup}) throughput {run.receipts_per_s:,.0f}/s "
                 f"(target {target:,}): {'met' if ok else 'MISSED'}"
             )
 
@@ -624,6 +684,13 @@ def main() -> None:
         default="identified",
         help="private: identified throughput, then the private stream at its size, side by side",
     )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="PostgreSQL only: also run N nodes behind nginx, and one node behind nginx, next "
+        "to one node without the proxy (the same scenarios, in the same run)",
+    )
     parser.add_argument("--client", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client is not None:
@@ -631,24 +698,33 @@ def main() -> None:
         return
     sign_rate = raw_sign_rate(0.5 if args.quick else 2.0)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.nodes > 1:
+        backends = ["postgres"]  # several nodes share one PostgreSQL
+    setups = [(1, False)] + ([(1, True), (args.nodes, True)] if args.nodes > 1 else [])
     runs = []
     for backend in backends:
         for scenario in scenarios(args.quick, args.mode):
             if args.mode == "identified" and args.scenario not in ("both", scenario.name):
                 continue
-            print(
-                f"running {backend} / {scenario.name}: {scenario.connections} connections x "
-                f"{scenario.streams_per_connection} streams, "
-                + (
-                    f"{scenario.interval_ms} ms, "
-                    if scenario.mode == "identified"
-                    else f"{scenario.in_flight} spends out each, {scenario.tokens:,} tokens, "
+            for nodes, proxy in setups:
+                print(
+                    f"running {backend} / {scenario.name} / {nodes} node(s)"
+                    f"{' behind nginx' if proxy else ''}: {scenario.connections} connections x "
+                    f"{scenario.streams_per_connection} streams, "
+                    + (
+                        f"{scenario.interval_ms} ms, "
+                        if scenario.mode == "identified"
+                        else f"{scenario.in_flight} spends out each, {scenario.tokens:,} tokens, "
+                    )
+                    + f"{scenario.seconds:.0f} s ...",
+                    flush=True,
                 )
-                + f"{scenario.seconds:.0f} s ...",
-                flush=True,
-            )
-            compression = None if args.compression == "none" else args.compression
-            runs.append(run_scenario(backend, scenario, args.profile, compression, args.workers))
+                compression = None if args.compression == "none" else args.compression
+                runs.append(
+                    run_scenario(
+                        backend, scenario, args.profile, compression, args.workers, nodes, proxy
+                    )
+                )
     print_table(runs, sign_rate)
 
 

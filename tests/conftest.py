@@ -82,6 +82,15 @@ def migrated_postgres_url(postgres_databases: PostgresDatabases) -> str:
     return url
 
 
+@pytest.fixture
+def postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """A fresh migrated PostgreSQL database of this test's own (the multi-node tests: several
+    service processes on one PostgreSQL)."""
+    url = postgres_databases.create()
+    migrate.upgrade(url)
+    return url
+
+
 def _truncate_all(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:

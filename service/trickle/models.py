@@ -532,3 +532,58 @@ class PrivatePayment(Base):
         CheckConstraint("paid_minor >= amount_minor", name="paid_covers_amount"),
         CheckConstraint("fee_minor >= 0 AND fee_minor <= paid_minor", name="fee_in_range"),
     )
+
+
+# --- several service nodes on one PostgreSQL (``trickle.nodes``); unused on SQLite ---------------
+
+
+class StreamNode(Base):
+    """A running service process on PostgreSQL. It is alive while it holds its advisory lock
+    (``nodes.NODE_LOCK_CLASS``, ``id``); ``seen_at`` is its heartbeat, so a dead node's streams
+    are resumable for the grace period after it was last seen."""
+
+    __tablename__ = "stream_nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class StreamPosition(Base):
+    """What a stream needs to resume on any node: written in the transaction of each of its
+    increments (so it is exactly what the ledger holds), with the claims of its latest receipt
+    (re-signed identically elsewhere: Ed25519 is deterministic). ``node`` and ``epoch`` say who
+    holds it; ``released_at`` when its connection dropped (NULL: on a live connection)."""
+
+    __tablename__ = "stream_positions"
+
+    sid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    node: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(300))
+    pointer: Mapped[str] = mapped_column(String(300))
+    binding: Mapped[str | None] = mapped_column(String(256), default=None)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    kid: Mapped[str] = mapped_column(String(64))
+    jti: Mapped[str] = mapped_column(String(64))
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReaderPresence(Base):
+    """A reader's open connections and active streams on one node: the socket cap and the rate
+    share count every live node's rows."""
+
+    __tablename__ = "reader_presence"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    node: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connections: Mapped[int] = mapped_column(Integer, default=0)
+    active_streams: Mapped[int] = mapped_column(Integer, default=0)

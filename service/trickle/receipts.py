@@ -87,6 +87,10 @@ class ReceiptSigner:
         self._jti_prefix = b64url(secrets.token_bytes(9))
         self._jti_counter = itertools.count(1)
 
+    def new_jti(self) -> str:
+        """A receipt id of this signer's, chosen before signing (to be stored with the claims)."""
+        return f"{self._jti_prefix}{next(self._jti_counter):x}"
+
     def sign(self, claims: ReceiptClaims) -> str:
         jti = claims.jti or f"{self._jti_prefix}{next(self._jti_counter):x}"
         payload = (

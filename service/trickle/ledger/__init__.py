@@ -35,7 +35,7 @@ from trickle.ledger.accounts import (
 from trickle.ledger.batches import post_batch, post_steps, stage_charges
 from trickle.ledger.charges import Charge, Refusal, add_spend, post_charge
 from trickle.ledger.invariants import Violation, check, counts
-from trickle.ledger.plan import BatchRefused, GroupResult, Spend, spend_sums
+from trickle.ledger.plan import AlsoWrite, BatchRefused, GroupResult, Spend, spend_sums
 from trickle.ledger.tokens import TokenSpend, post_token_spends
 from trickle.ledger.transfers import (
     PostedTransfer,
@@ -48,6 +48,7 @@ from trickle.ledger.transfers import (
 __all__ = [
     "NEGATIVE_ALLOWED",
     "AccountKind",
+    "AlsoWrite",
     "Asset",
     "BatchRefused",
     "Charge",

@@ -20,7 +20,7 @@ from trickle.db import DriverCursor, transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
 from trickle.ledger import plan, postgres, sqlite
 from trickle.ledger.charges import Charge, post_charge, transfers
-from trickle.ledger.plan import BatchRefused, GroupResult
+from trickle.ledger.plan import AlsoWrite, BatchRefused, GroupResult
 from trickle.ledger.transfers import TransferRequest
 from trickle.models import LedgerAccount, MonthlySpend, UTCDateTime
 
@@ -60,7 +60,11 @@ def post_steps(
 
 
 def stage_charges(
-    engine: Engine, sessions: sessionmaker[Session], charges: Sequence[Charge], now: dt.datetime
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    charges: Sequence[Charge],
+    now: dt.datetime,
+    also: AlsoWrite | None = None,
 ) -> Callable[[], GroupResult]:
     """Prepare a group's transaction and return ``finish``, which completes it and returns what
     the readers' accounts and months hold after it. Nothing is durable, so no receipt may
@@ -71,10 +75,14 @@ def stage_charges(
     spends and moves) for the caller's thread; ``finish`` spends its time in one or two
     driver calls that hold no GIL (SQLite: the transfer rows' one statement, then the COMMIT;
     PostgreSQL: the group's one statement, then the COMMIT), so a caller can run it in another
-    thread while it works on."""
+    thread while it works on.
+
+    ``also`` (PostgreSQL only): one more write in the group's transaction (``AlsoWrite``)."""
+    if also is not None and engine.dialect.name != "postgresql":
+        raise ValueError("a group's extra write is for PostgreSQL only")
 
     def one_by_one() -> GroupResult:
-        return _one_by_one(sessions, charges, now)
+        return _one_by_one(sessions, charges, now, also)
 
     try:
         paid, fees = transfers(charges)
@@ -83,12 +91,15 @@ def stage_charges(
         batch = None
     created_at = _stored(engine.dialect, now)
     if engine.dialect.name == "postgresql":
-        return postgres.stage(engine, batch, created_at, one_by_one)
+        return postgres.stage(engine, batch, created_at, one_by_one, also)
     return sqlite.stage(engine, batch, created_at, one_by_one)
 
 
 def _one_by_one(
-    sessions: sessionmaker[Session], charges: Sequence[Charge], now: dt.datetime
+    sessions: sessionmaker[Session],
+    charges: Sequence[Charge],
+    now: dt.datetime,
+    also: AlsoWrite | None,
 ) -> GroupResult:
     with transaction(sessions) as session:
         for charge in charges:
@@ -98,6 +109,8 @@ def _one_by_one(
                 charge.refused = "insufficient_funds"
             except BudgetExhausted:
                 charge.refused = "budget_exhausted"
+        if also is not None:
+            also.write(DriverCursor(session.connection()))
         return _read_back(session, charges)
 
 

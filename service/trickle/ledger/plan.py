@@ -13,10 +13,11 @@ Every bound is computed here (``money.headroom``): the database never computes a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from trickle import money
+from trickle.db import DriverCursor
 from trickle.ledger.transfers import TransferRequest, check_amount
 
 MAX = money.MAX_AMOUNT
@@ -162,3 +163,16 @@ class GroupResult:
 
     balances: dict[int, int]  # each debited (reader) account's id -> its balance after
     spent: dict[tuple[int, str], int]  # (user id, month) -> spent after
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlsoWrite:
+    """One more write in a group's transaction, after its charges (PostgreSQL only; the
+    streams' positions, ``trickle.nodes``): durable exactly when they are. ``statement``, with
+    ``params`` (psycopg's ``%s``), runs as one more data-modifying CTE of the group's one
+    statement when every charge of it posts (no round trip of its own); a group posted one
+    charge at a time calls ``write`` instead, after the charges' ``refused`` are set."""
+
+    statement: str
+    params: Sequence[object]
+    write: Callable[[DriverCursor], None]

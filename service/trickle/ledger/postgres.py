@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Engine
 
 from trickle.db import DriverCursor
-from trickle.ledger.plan import Batch, BatchRefused, GroupResult
+from trickle.ledger.plan import AlsoWrite, Batch, BatchRefused, GroupResult
 
 _BATCH = """
 WITH spend AS (
@@ -42,12 +42,15 @@ WITH spend AS (
     %s::varchar[], %s::varchar[]
   ) AS t(d, c, amt, cur, k, ik, o, ref)
   RETURNING 1
-)
+){also}
 SELECT 'spent', user_id, month, spent_minor FROM spend
 UNION ALL SELECT 'balance', id, NULL, balance_minor FROM move WHERE net < 0
 UNION ALL SELECT 'moves', count(*), NULL, NULL FROM move
 UNION ALL SELECT 'rows', count(*), NULL, NULL FROM inserted
 """
+
+
+_PLAIN = _BATCH.format(also="")
 
 
 def post(cursor: DriverCursor, batch: Batch, created_at: object) -> GroupResult:
@@ -75,9 +78,11 @@ def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object
     return [list(column) for column in zip(*rows, strict=True)] or [[] for _ in range(width)]
 
 
-def _run(cursor: DriverCursor, batch: Batch, params: list[object]) -> GroupResult:
+def _run(
+    cursor: DriverCursor, batch: Batch, params: Sequence[object], statement: str = _PLAIN
+) -> GroupResult:
     try:
-        returned = cursor.execute(_BATCH, params)
+        returned = cursor.execute(statement, params)
     except cursor.integrity_error:
         raise BatchRefused("a transfer in the batch was posted before") from None
     spent: dict[tuple[int, str], int] = {}
@@ -102,18 +107,23 @@ def stage(
     batch: Batch | None,
     created_at: object,
     one_by_one: Callable[[], GroupResult],
+    also: AlsoWrite | None = None,
 ) -> Callable[[], GroupResult]:
     """A group of charges: its parameters here, on the caller's thread; ``finish`` runs the
-    statement and the COMMIT in a transaction of its own, and posts the group ``one_by_one``
-    there if anything of it was refused (rare)."""
+    statement (with ``also`` as one more CTE) and the COMMIT in a transaction of its own, and
+    posts the group ``one_by_one`` there if anything of it was refused (rare)."""
     statement_params = None if batch is None else params(batch, created_at)
+    statement = _PLAIN
+    if also is not None and statement_params is not None:
+        statement = _BATCH.format(also=f", also AS (\n{also.statement})")
+        statement_params = [*statement_params, *also.params]
 
     def finish() -> GroupResult:
         if batch is None or statement_params is None:
             return one_by_one()
         try:
             with engine.begin() as connection:
-                return _run(DriverCursor(connection), batch, statement_params)
+                return _run(DriverCursor(connection), batch, statement_params, statement)
         except BatchRefused:
             return one_by_one()
 

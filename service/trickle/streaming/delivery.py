@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from trickle import ledger, metrics
-from trickle.db import make_engine
+from trickle import ledger, metrics, nodes
+from trickle.db import DriverCursor, make_engine
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol
@@ -24,7 +24,10 @@ from trickle.streaming.streams import ACTIVE, Reader, StreamStates
 
 log = logging.getLogger("trickle.streaming")
 MonotonicMs = Callable[[], int]
-_Landed = tuple[list[Increment], ledger.GroupResult, dt.datetime]
+# A group's signer and receipt ids, chosen before its commit (PostgreSQL: stored with the
+# streams' positions, so another node re-signs a stream's latest receipt identically).
+_Signing = tuple[ReceiptSigner, list[str]] | None
+_Landed = tuple[list[Increment], ledger.GroupResult, dt.datetime, _Signing]
 
 
 class Delivery:
@@ -52,6 +55,8 @@ class Delivery:
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-commit")
         self._groups: Engine | None = None  # see _group_engine
         self._task: asyncio.Task[None] | None = None
+        # PostgreSQL (``cluster``): the node that writes its streams' positions with each group
+        self.positions_node: Callable[[], int] | None = None
 
     def commit_soon(self) -> None:
         """Start committing what the schedule cut, unless a commit loop is running (it takes
@@ -96,8 +101,9 @@ class Delivery:
                 charges = [increment.charge for increment in group]
                 staged_at = time.perf_counter()
                 try:
+                    signing, also = self._positions(group, now)
                     finish = ledger.stage_charges(
-                        self._group_engine(), self._runtime.sessions, charges, now
+                        self._group_engine(), self._runtime.sessions, charges, now, also
                     )
                 except Exception:  # nothing of the group is committed: no receipt goes out
                     log.exception("group commit failed; %d increments not paid", len(group))
@@ -105,13 +111,13 @@ class Delivery:
                     self._unpaid(group)
                 else:
                     future = loop.run_in_executor(self._committer, finish)
-                    finishing = (group, now, staged_at, future)
+                    finishing = (group, now, staged_at, signing, future)
             if landed is not None:  # meanwhile, the group before
-                group, result, now = landed
+                group, result, now, signing = landed
                 landed = None
-                self._deliver(group, result, self._sign_committed(group, now))
+                self._deliver(group, result, self._sign_committed(group, now, signing))
             if finishing is not None:
-                group, now, staged_at, future = finishing
+                group, now, staged_at, signing, future = finishing
                 try:
                     result = await future
                 except Exception:  # rolled back: nothing of the group moved
@@ -121,7 +127,7 @@ class Delivery:
                 else:
                     metrics.COMMIT_LATENCY.observe(time.perf_counter() - staged_at)
                     metrics.COMMIT_GROUP_SIZE.observe(len(group))
-                    landed = (group, result, now)
+                    landed = (group, result, now, signing)
             await asyncio.sleep(0)
 
     def _group_engine(self) -> Engine:
@@ -138,6 +144,48 @@ class Delivery:
             metrics.watch_pool(self._groups, "commit")
         return self._groups
 
+    def _positions(
+        self, group: list[Increment], now: dt.datetime
+    ) -> tuple[_Signing, ledger.AlsoWrite | None]:
+        """On PostgreSQL: the group's signer and receipt ids, and the write of its streams'
+        positions (``nodes.write_positions``) for the group's transaction."""
+        if self.positions_node is None:
+            return None, None
+        node = self.positions_node()
+        signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        jtis = [signer.new_jti() for _ in group]
+        issued_at = int(now.timestamp())
+        expires_at = issued_at + self._settings.receipt_ttl_s
+        rows = [
+            (
+                increment.charge,
+                nodes.PositionRow(
+                    stream.sid,
+                    stream.reader.user_id,
+                    stream.epoch,
+                    stream.origin,
+                    stream.payee.pointer,
+                    stream.binding,
+                    increment.seq,
+                    stream.total_minor + increment.charge.amount_minor,
+                    increment.charge.amount_minor,
+                    issued_at,
+                    expires_at,
+                    signer.kid,
+                    jti,
+                ),
+            )
+            for increment, jti in zip(group, jtis, strict=True)
+            for stream in (increment.stream,)
+        ]
+
+        def write(cursor: DriverCursor) -> None:  # posted one by one: only those posted
+            posted = [row for charge, row in rows if charge.refused is None]
+            nodes.write_positions(cursor, node, posted)
+
+        statement, params = nodes.positions_statement(node, [row for _, row in rows])
+        return (signer, jtis), ledger.AlsoWrite(statement, params, write)
+
     def _unpaid(self, group: list[Increment]) -> None:
         now = self._clock_ms()
         for increment in group:
@@ -153,23 +201,30 @@ class Delivery:
 
     # --- signing ---------------------------------------------------------------------------
 
-    def _sign_committed(self, group: list[Increment], now: dt.datetime) -> list[str | None]:
+    def _sign_committed(
+        self, group: list[Increment], now: dt.datetime, signing: _Signing = None
+    ) -> list[str | None]:
         """Never raises: the money moved. A receipt that could not be signed is ``None`` (logged;
         the stream's next receipt, cumulative, covers its increment: see ``_deliver``)."""
         try:
-            return self._sign(group, now)
+            return self._sign(group, now, signing)
         except Exception:
             log.exception("signing a committed batch failed; its next receipts will cover it")
             return [None] * len(group)
 
-    def _sign(self, group: list[Increment], now: dt.datetime) -> list[str | None]:
+    def _sign(
+        self, group: list[Increment], now: dt.datetime, signing: _Signing = None
+    ) -> list[str | None]:
         settings = self._settings
         issued_at = int(now.timestamp())
         expires_at = issued_at + settings.receipt_ttl_s
-        signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        if signing is None:
+            signer, jtis = ReceiptSigner(self._runtime.key_ring.current.active), None
+        else:
+            signer, jtis = signing
         issuer = settings.issuer
         tokens: list[str | None] = []
-        for increment in group:
+        for index, increment in enumerate(group):
             stream, charge = increment.stream, increment.charge
             if charge.refused is not None:
                 tokens.append(None)
@@ -187,6 +242,7 @@ class Delivery:
                 issued_at=issued_at,
                 expires_at=expires_at,
                 binding=stream.binding,
+                jti=None if jtis is None else jtis[index],
             )
             tokens.append(signer.sign(claims))
         return tokens

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from trickle import metrics, sessions, spending
+from trickle import metrics, nodes, sessions, spending
 from trickle.db import transaction
 from trickle.errors import TrickleError
 from trickle.origins import normalize_origin
@@ -31,10 +31,11 @@ from trickle.readers import (
     funds,
     reader_policy,
 )
-from trickle.receipts import new_stream_id
+from trickle.receipts import ReceiptClaims, ReceiptSigner, new_stream_id
 from trickle.runtime import Runtime
 from trickle.settings import Settings
 from trickle.streaming import protocol
+from trickle.streaming.cluster import Cluster
 from trickle.streaming.connection import CloseSocket, Connection, Outbox, SendText
 from trickle.streaming.delivery import Delivery
 from trickle.streaming.payees import PayeeCache
@@ -77,6 +78,9 @@ class EngineLimits:
     # them): a revoked or expired session's sockets close within this (plus a commit in flight).
     session_check_s: float = 0.5
     drain_timeout_s: float = 10.0  # graceful stop: the most it waits for commits and writers
+    # PostgreSQL: how long a resume waits for another node to let go of a stream whose socket
+    # is closing right now (or whose node just died, until the database notices)
+    claim_wait_s: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineLimits:
@@ -136,6 +140,14 @@ class StreamEngine:
             check_s=limits.session_check_s,
         )
         self.payees = PayeeCache(runtime, self._lookups, clock_ms, limits.payee_cache_s)
+        # Several nodes on one PostgreSQL (``cluster``); on SQLite this process is alone.
+        self.cluster: Cluster | None = None
+        if runtime.engine.dialect.name == "postgresql":
+            self.cluster = Cluster(
+                runtime, self.states, clock_ms, grace_s=limits.resume_grace_s, on_lost=self._lost
+            )
+            self.states.presence = self.cluster
+            self.delivery.positions_node = lambda: self._node
         self._tasks: list[asyncio.Task[None]] = []
         self._drain: asyncio.Task[None] | None = None
 
@@ -148,7 +160,20 @@ class StreamEngine:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def _node(self) -> int:
+        assert self.cluster is not None
+        return self.cluster.node
+
+    def _lost(self) -> None:
+        """The node's own database connection broke: other nodes may take its streams over now,
+        so its sockets close (``server_shutdown``) and their clients resume wherever they land."""
+        for connection in list(self.connections):
+            connection.close(CloseCode.SERVER_SHUTDOWN, "this node lost its database connection")
+
     def start(self) -> None:
+        if self.cluster is not None:
+            self.cluster.start()
         self._tasks = [
             asyncio.create_task(self.schedule.run()),
             asyncio.create_task(self._maintenance_loop()),
@@ -158,6 +183,8 @@ class StreamEngine:
     async def stop(self) -> None:
         await self.drain()
         await self.flush()
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.delivery.close()
         self._lookups.shutdown(wait=True)
 
@@ -197,6 +224,11 @@ class StreamEngine:
             await asyncio.wait_for(self.flush(), timeout_s)
         except TimeoutError:
             log.error("graceful stop: commits still running after %ss", timeout_s)
+        if self.cluster is not None:  # before the sockets close: their clients resume elsewhere
+            try:
+                await asyncio.wait_for(self.cluster.release_all(), timeout_s)
+            except Exception:  # a dead node's streams are resumable anyway (nodes.claim)
+                log.exception("graceful stop: could not release this node's streams")
         for connection in list(self.connections):
             connection.close(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         writers = {connection.writer for connection in self.connections}
@@ -242,18 +274,27 @@ class StreamEngine:
                 f"this server speaks version {protocol.PROTOCOL_VERSION}",
             )
         try:
-            login, user_id, account_id, policy, balance, spent, month = await self._db(
+            login, user_id, account_id, policy, balance, spent, month, remote = await self._db(
                 self._load_reader, hello.token
             )
         except TrickleError:
             raise protocol.ProtocolViolation(
                 CloseCode.UNAUTHENTICATED, "unknown or expired token"
             ) from None
+        except nodes.ConnectionCapReached as capped:
+            raise protocol.ProtocolViolation(CloseCode.TOO_MANY_CONNECTIONS, str(capped)) from None
+        admitted = self.cluster is not None  # counted in the database: uncount if refused here
         if self.draining:
+            if admitted:
+                self._left(user_id)
             raise protocol.ProtocolViolation(CloseCode.SERVER_SHUTDOWN, "server shutting down")
         reader = self.states.reader(user_id, account_id, policy)
         reader.balance_minor, reader.spent_minor, reader.month = balance, spent, month
+        if remote is not None:
+            self.states.set_remote(reader, remote, self.clock_ms())
         if len(reader.connections) >= limits.max_connections_per_reader:
+            if admitted:
+                self._left(user_id)
             raise protocol.ProtocolViolation(
                 CloseCode.TOO_MANY_CONNECTIONS,
                 f"at most {limits.max_connections_per_reader} connections per reader",
@@ -278,7 +319,9 @@ class StreamEngine:
 
     def _load_reader(
         self, token: str
-    ) -> tuple[tuple[int, dt.datetime], int, int, ReaderPolicy, int, int, str]:
+    ) -> tuple[
+        tuple[int, dt.datetime], int, int, ReaderPolicy, int, int, str, dict[int, int] | None
+    ]:
         now = self.runtime.clock()
         with transaction(self.runtime.sessions) as session:
             user, login = sessions.authenticate(session, token, now)
@@ -286,7 +329,17 @@ class StreamEngine:
             policy = reader_policy(session, user.id, self.settings)
             month = spending.month_of(now)
             balance, spent = funds(session, self.funding, user.id, account_id, month)
-        return (login.id, login.expires_at), user.id, account_id, policy, balance, spent, month
+            remote = None
+            if self.cluster is not None:  # the socket cap, on every node
+                remote = self.cluster.admit(
+                    session, user.id, self.limits.max_connections_per_reader
+                )
+        login_of = (login.id, login.expires_at)
+        return login_of, user.id, account_id, policy, balance, spent, month, remote
+
+    def _left(self, user_id: int) -> None:
+        if self.cluster is not None:
+            self.cluster.left(user_id)
 
     def disconnect(self, connection: Connection) -> None:
         """The socket closed: its streams stop accruing and wait ``resume_grace_s`` for a resume."""
@@ -296,6 +349,7 @@ class StreamEngine:
         if reader is None:
             return
         reader.connections.discard(connection)
+        self._left(reader.user_id)
         now = self.clock_ms()
         grace_ms = int(self.limits.resume_grace_s * 1000)
         self.states.settle(reader, now)
@@ -303,6 +357,8 @@ class StreamEngine:
             stream.connection = None
             stream.orphaned_until_ms = now + grace_ms
             self.states.set_state(stream, State.DISCONNECTED, now, notify=False)
+        if self.cluster is not None and not self.draining:  # (a drain releases them all)
+            self.cluster.released(connection.streams.values())
         connection.streams.clear()
         self.states.forget_if_idle(reader)
 
@@ -326,7 +382,10 @@ class StreamEngine:
             if stream is not None:
                 self.states.end(stream, now, EndReason.STOPPED, final=True)
         elif isinstance(message, protocol.Resume):
-            self._resume(connection, reader, message, now)
+            if self.cluster is None:
+                self._resume(connection, reader, message, now)
+            else:
+                await self._resume_anywhere(connection, reader, message)
         elif isinstance(message, protocol.Ping):
             connection.send({"type": "pong", "data": message.data})
         elif isinstance(message, protocol.BalanceQuery):
@@ -377,6 +436,8 @@ class StreamEngine:
             last_ms=now,
         )
         self.states.add(stream)
+        if self.cluster is not None:
+            self.cluster.started(stream)
         connection.send(
             {
                 "type": "started",
@@ -415,6 +476,151 @@ class StreamEngine:
         if stream.latest is not None:  # the same message, marked as sent before
             connection.send_text(protocol.resent_text(stream.latest))
         self.states.refresh(stream, now, force_notify=True)
+
+    async def _resume_anywhere(
+        self, connection: Connection, reader: Reader, message: protocol.Resume
+    ) -> None:
+        """``resume`` on PostgreSQL: the stream may be held by this node or another one, or by
+        one that died; the database says where it stands (``nodes.claim``) and the stream
+        continues here with the same ``sid``, ``seq`` and ``tot``."""
+        sid = message.sid
+        if len(connection.streams) >= self.limits.max_streams_per_connection:
+            self._error(connection, ErrorCode.TOO_MANY_STREAMS, "the connection is full", sid=sid)
+            return
+        local = self._local_orphan(reader, sid)
+        if local is None and sid in self.streams:  # on a live connection here, or another's
+            self._unknown(connection, sid)
+            return
+        position = None
+        deadline = self.clock_ms() + int(self.limits.claim_wait_s * 1000)
+        while True:
+            try:
+                position = await self._db(self._claim, sid, reader.user_id, local is not None)
+                break
+            except nodes.ClaimRefused as refused:
+                if not refused.retry or self.clock_ms() >= deadline or connection.closed:
+                    self._unknown(connection, sid)
+                    return
+                await asyncio.sleep(0.1)
+        if position is None and local is None:
+            self._unknown(connection, sid)
+            return
+        stream = local
+        if stream is None:
+            assert position is not None
+            stream = await self._stream_from(position, reader, message)
+        elif position is not None:
+            self._catch_up(stream, position)
+        if stream is None or connection.closed or self._taken(stream, sid):
+            if position is not None and stream is not local and self.cluster is not None:
+                self.cluster.release_claim(sid, position.epoch)  # taken for nothing: let go
+            if not connection.closed:
+                self._unknown(connection, sid)
+            return
+        self._attach(connection, stream, message, self.clock_ms())
+
+    def _local_orphan(self, reader: Reader, sid: str) -> Stream | None:
+        """This node's own dropped stream ``sid`` of the reader, within its grace period."""
+        stream = self.streams.get(sid)
+        if stream is None or stream.reader is not reader or stream.connection is not None:
+            return None
+        expiry = stream.orphaned_until_ms
+        if expiry is not None and expiry <= self.clock_ms():
+            self.states.end(stream, self.clock_ms(), EndReason.DISCONNECTED)
+            return None
+        return stream
+
+    def _taken(self, stream: Stream, sid: str) -> bool:
+        """Whether, while the claim was out, another resume here took the stream."""
+        if stream.connection is not None:
+            return True
+        held = self.streams.get(sid)
+        return held is not None and held is not stream
+
+    def _claim(self, sid: str, user_id: int, held_here: bool) -> nodes.Position | None:
+        assert self.cluster is not None
+        with transaction(self.runtime.sessions) as session:
+            return self.cluster.claim(session, sid, user_id, held_here=held_here)
+
+    async def _stream_from(
+        self, position: nodes.Position, reader: Reader, message: protocol.Resume
+    ) -> Stream | None:
+        """A stream another node held, as its position says, with its latest receipt re-signed
+        (identical when the same key signs: the same claims and ``jti``, and Ed25519 is
+        deterministic)."""
+        payee = await self.payees.get(position.pointer)
+        if payee is None:
+            return None
+        return Stream(
+            position.sid,
+            reader,
+            None,
+            position.origin,
+            payee,
+            position.binding,
+            client_active=message.active,
+            seq=position.seq,
+            total_minor=position.total_minor,
+            latest=self._latest_of(position),
+            epoch=position.epoch,
+        )
+
+    def _catch_up(self, stream: Stream, position: nodes.Position) -> None:
+        """This node's dropped stream, as the database has it now (another node may have paid
+        it meanwhile: then its fraction of a unit here is stale, and dropped)."""
+        stream.epoch = position.epoch
+        if position.seq != stream.seq:
+            stream.seq, stream.total_minor = position.seq, position.total_minor
+            stream.latest = self._latest_of(position)
+            stream.accrual.clear()
+
+    def _latest_of(self, position: nodes.Position) -> str | None:
+        if position.seq == 0:
+            return None
+        settings = self.settings
+        claims = ReceiptClaims(
+            iss=settings.issuer,
+            aud=position.origin,
+            pay=position.pointer,
+            sid=position.sid,
+            seq=position.seq,
+            amount_minor=position.amount_minor,
+            total_minor=position.total_minor,
+            currency=settings.currency,
+            scale=settings.asset_scale,
+            issued_at=position.issued_at,
+            expires_at=position.expires_at,
+            binding=position.binding,
+            jti=position.jti,
+        )
+        token = ReceiptSigner(self.runtime.key_ring.current.active).sign(claims)
+        return protocol.receipt_text(
+            position.sid, position.seq, position.amount_minor, position.total_minor, token
+        )
+
+    def _attach(
+        self, connection: Connection, stream: Stream, message: protocol.Resume, now: int
+    ) -> None:
+        """The stream goes on here: ``resumed``, its latest receipt again, ``state``."""
+        sid = stream.sid
+        stream.connection = connection
+        stream.orphaned_until_ms = None
+        stream.client_active = message.active
+        stream.last_ms = now
+        connection.streams[sid] = stream
+        if sid not in self.streams:
+            self.states.add(stream)
+        connection.send(
+            {"type": "resumed", "sid": sid, "seq": stream.seq, "tot": str(stream.total_minor)}
+        )
+        if stream.latest is not None:  # the same message, marked as sent before
+            connection.send_text(protocol.resent_text(stream.latest))
+        self.states.refresh(stream, now, force_notify=True)
+
+    def _unknown(self, connection: Connection, sid: str) -> None:
+        self._error(
+            connection, ErrorCode.UNKNOWN_STREAM, "no resumable stream with this sid", sid=sid
+        )
 
     def _stream_of(self, connection: Connection, sid: str) -> Stream | None:
         stream = connection.streams.get(sid)
@@ -455,22 +661,29 @@ class StreamEngine:
         targets = [r for r in self.readers.values() if user_ids is None or r.user_id in user_ids]
         if not targets:
             return
-        fresh = await self._db(self._load_policies, [(r.user_id, r.account_id) for r in targets])
+        fresh, remote = await self._db(
+            self._load_policies, [(r.user_id, r.account_id) for r in targets]
+        )
         now = self.clock_ms()
         for reader in targets:
             policy, balance, spent, month = fresh[reader.user_id]
+            if remote is not None:  # corrects a missed notice, and forgets dead nodes
+                self.states.set_remote(reader, remote.get(reader.user_id, {}), now)
             self.states.update(
                 reader, now, policy=policy, balance_minor=balance, spent_minor=spent, month=month
             )
 
     def _load_policies(
         self, readers: list[tuple[int, int]]
-    ) -> dict[int, tuple[ReaderPolicy, int, int, str]]:
+    ) -> tuple[dict[int, tuple[ReaderPolicy, int, int, str]], dict[int, dict[int, int]] | None]:
         now = self.runtime.clock()
         month = spending.month_of(now)
+        remote = None
         with transaction(self.runtime.sessions) as session:
             fresh = bulk_refresh(session, self.funding, readers, self.settings, month)
-        return {user_id: (*values, month) for user_id, values in fresh.items()}
+            if self.cluster is not None:
+                remote = self.cluster.remote_actives(session, [r for r, _ in readers])
+        return {user_id: (*values, month) for user_id, values in fresh.items()}, remote
 
     def expire_orphans(self, now: int) -> None:
         for stream in list(self.streams.values()):

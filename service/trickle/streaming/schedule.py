@@ -126,7 +126,7 @@ class Schedule:
         stream.next_due_ms = next_due
         self._push(stream)
         rate = reader.policy.site_rate(stream.origin) or 0
-        stream.accrual.add(rate, now - stream.last_ms, reader.active_count)
+        stream.accrual.add(rate, now - stream.last_ms, reader.active_count + reader.remote_active)
         stream.last_ms = now
         self._cut(stream)
 

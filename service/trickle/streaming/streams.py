@@ -29,6 +29,16 @@ class Timetable(Protocol):
         """Charge what the stream accrued (settled up to now) as an increment, off schedule."""
 
 
+class Presence(Protocol):
+    """What the transitions tell the other nodes (``cluster.Cluster``, on PostgreSQL)."""
+
+    def share_changed(self, reader: Reader) -> None:
+        """The reader's active streams on this node changed in number."""
+
+    def ended(self, stream: Stream) -> None:
+        """The stream ended for good (stopped, or its login session ended)."""
+
+
 @dataclasses.dataclass(eq=False)
 class Reader:
     user_id: int
@@ -41,6 +51,10 @@ class Reader:
     spent_minor: int = 0
     month: str = ""
     active_count: int = 0  # streams in state ``active``; kept by set_state and end
+    # The reader's active streams on other nodes (PostgreSQL: ``cluster``), node -> count, and
+    # their sum: a stream's share of the rate is 1 / (active_count + remote_active).
+    remote: dict[int, int] = dataclasses.field(default_factory=dict)
+    remote_active: int = 0
 
 
 @dataclasses.dataclass(eq=False)
@@ -65,6 +79,7 @@ class Stream:
     final_owed: bool = False  # a final increment waits for the one in flight (Schedule.final)
     orphaned_until_ms: int | None = None
     end_reason: EndReason | None = None  # set when the stream ends
+    epoch: int = 0  # its claim in the database (``nodes.claim``): PostgreSQL only
 
 
 class StreamStates:
@@ -79,6 +94,7 @@ class StreamStates:
         self.readers: dict[int, Reader] = {}
         self.streams: dict[str, Stream] = {}
         self.draining = False  # a graceful stop has begun: nothing accrues any more
+        self.presence: Presence | None = None  # the other nodes, on PostgreSQL
 
     def reader(self, user_id: int, account_id: int, policy: ReaderPolicy) -> Reader:
         """The reader's state, made on their first connection."""
@@ -119,7 +135,11 @@ class StreamStates:
             self.notify(stream)
 
     def set_state(self, stream: Stream, state: State, now: int, notify: bool = True) -> None:
-        stream.reader.active_count += (state is ACTIVE) - (stream.state is ACTIVE)
+        change = (state is ACTIVE) - (stream.state is ACTIVE)
+        if change:
+            stream.reader.active_count += change
+            if self.presence is not None:
+                self.presence.share_changed(stream.reader)
         stream.state = state
         stream.generation += 1
         stream.last_ms = now
@@ -138,7 +158,7 @@ class StreamStates:
 
     def settle(self, reader: Reader, now: int) -> None:
         """Accrue every active stream of the reader up to ``now`` at the current shares."""
-        share = reader.active_count
+        share = reader.active_count + reader.remote_active
         for stream in reader.streams:
             if stream.state is ACTIVE:
                 rate = reader.policy.site_rate(stream.origin) or 0
@@ -153,9 +173,14 @@ class StreamStates:
         reader = stream.reader
         self.settle(reader, now)
         stream.generation += 1
-        reader.active_count -= stream.state is ACTIVE
+        if stream.state is ACTIVE:
+            reader.active_count -= 1
+            if self.presence is not None:
+                self.presence.share_changed(reader)
         stream.state = State.STOPPED
         stream.end_reason = reason
+        if self.presence is not None and reason is not EndReason.DISCONNECTED:
+            self.presence.ended(stream)
         reader.streams.discard(stream)
         self.streams.pop(stream.sid, None)
         connection = stream.connection
@@ -185,6 +210,14 @@ class StreamStates:
         )
         connection.ending.discard(stream.sid)
         connection.close_if_ended()
+
+    def set_remote(self, reader: Reader, remote: dict[int, int], now: int) -> None:
+        """The reader's active streams on the other nodes changed: the shares change from now."""
+        if remote == reader.remote:
+            return
+        self.settle(reader, now)
+        reader.remote = remote
+        reader.remote_active = sum(remote.values())
 
     def forget_if_idle(self, reader: Reader) -> None:
         if not reader.connections and not reader.streams:
