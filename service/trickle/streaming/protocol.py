@@ -165,7 +165,10 @@ class InvalidMessage(Exception):
         self.sid = sid
 
 
-def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
+def frame(text: str | bytes, max_bytes: int, known_types: frozenset[str]) -> dict[str, Any]:
+    """The framing rules every stream socket (identified and private) applies to a frame before
+    its schema: its size, JSON (within the nesting limit), an object with a string ``type``, a
+    type the protocol has; each broken rule closes with its code."""
     size = len(text.encode() if isinstance(text, str) else text)
     if size > max_bytes:
         raise ProtocolViolation(
@@ -182,10 +185,15 @@ def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
         raise ProtocolViolation(
             CloseCode.MALFORMED_MESSAGE, 'a message must be an object with a "type"'
         )
-    if data["type"] not in KNOWN_TYPES:
+    if data["type"] not in known_types:
         raise ProtocolViolation(
             CloseCode.UNKNOWN_MESSAGE_TYPE, f"unknown message type {data['type'][:40]!r}"
         )
+    return data
+
+
+def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
+    data = frame(text, max_bytes, KNOWN_TYPES)
     try:
         return _ADAPTER.validate_python(data)
     except PydanticValidationError as exc:

@@ -9,18 +9,17 @@ Parsing raises ``ProtocolViolation`` (the socket closes) or ``InvalidMessage`` (
 from __future__ import annotations
 
 import enum
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from trickle import errors, jsontext
+from trickle import errors
 from trickle.streaming.protocol import (
     PROTOCOL_VERSION,
-    CloseCode,
     InvalidMessage,
     ProtocolViolation,
+    frame,
 )
 
 __all__ = [
@@ -113,26 +112,7 @@ KNOWN_TYPES = frozenset({"hello", "start", "spend", "stop", "ping"})
 
 def parse(text: str | bytes, max_bytes: int) -> ClientMessage:
     """One client frame: the stream protocol's framing rules, then this protocol's schemas."""
-    size = len(text.encode() if isinstance(text, str) else text)
-    if size > max_bytes:
-        raise ProtocolViolation(
-            CloseCode.MESSAGE_TOO_LARGE, f"a message may be at most {max_bytes} bytes, got {size}"
-        )
-    try:
-        jsontext.check_depth(text)
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        raise ProtocolViolation(
-            CloseCode.MALFORMED_MESSAGE, "a message must be a JSON object"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
-        raise ProtocolViolation(
-            CloseCode.MALFORMED_MESSAGE, 'a message must be an object with a "type"'
-        )
-    if data["type"] not in KNOWN_TYPES:
-        raise ProtocolViolation(
-            CloseCode.UNKNOWN_MESSAGE_TYPE, f"unknown message type {data['type'][:40]!r}"
-        )
+    data = frame(text, max_bytes, KNOWN_TYPES)
     try:
         return _ADAPTER.validate_python(data)
     except PydanticValidationError as exc:
