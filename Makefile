@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup lint typecheck test-py test-js bench clean
+.PHONY: run test setup lint lint-extension extension typecheck test-py test-js bench clean
 
 run: setup  ## install, seed the demo reader/creator/payee, serve on SQLite in ./data
 	$(BIN)/trickle demo
