@@ -145,7 +145,8 @@ def test_nothing_ties_a_reader_to_what_their_tokens_paid(database_url: str, tmp_
     finally:
         server.stop()
     log = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").glob("*.log"))
-    assert "POST /api/v1/private/payments" in log  # the access lines are there to be read
+    # the request lines (JSON, trickle.logs) are there to be read
+    assert '"path": "/api/v1/private/payments"' in log
     rows = _rows(database_url)
 
     # What names a reader, and what names where money went.
