@@ -87,7 +87,7 @@ def scenarios(quick: bool, mode: str = "identified") -> list[Scenario]:
             ]
         return [
             Scenario("throughput", 20, 100, 10, 10, 3),
-            Scenario("private", 20, 100, 10, 8, 2, "private", tokens=30_000, in_flight=1),
+            Scenario("private", 20, 100, 10, 8, 2, "private", tokens=60_000, in_flight=2),
         ]
     if quick:
         return [
@@ -562,6 +562,7 @@ def _start_profiler(
             "--rate",
             "200",
             "--threads",
+            "--subprocesses",
             "--output",
             str(out),
         ],

@@ -155,6 +155,11 @@ class DriverCursor:
         self._cursor.execute(statement, params)
         return list(self._cursor.fetchall()) if self._cursor.description else []
 
+    @property
+    def rowcount(self) -> int:
+        """The rows the last ``execute`` changed."""
+        return int(self._cursor.rowcount)
+
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run once per row; the number of rows changed in all."""
         self._cursor.executemany(statement, rows)

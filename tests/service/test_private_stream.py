@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -462,15 +463,18 @@ def test_a_failed_commit_answers_spend_failed_and_spends_nothing(
     client: TestClient, runtime: Runtime, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     [token] = buy(runtime, world, 1)
-    from trickle.streaming.private import commits
+    from trickle.ledger.tokens import SpendGroups
 
-    def broken(*_: object) -> list[bool]:
-        raise RuntimeError("the database went away")
+    def broken(*_: object) -> Callable[[], list[bool]]:
+        def finish() -> list[bool]:
+            raise RuntimeError("the database went away")
+
+        return finish
 
     with client.websocket_connect(PATH) as ws:
         hello(ws)
         start(ws)
-        monkeypatch.setattr(commits, "post_token_spends", broken)
+        monkeypatch.setattr(SpendGroups, "stage", broken)
         spend(ws, "s1", token)
         error = ws.receive_json()
         monkeypatch.undo()

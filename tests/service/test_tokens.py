@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from tests.conftest import REPO
 from tests.factories import buy_tokens, charge_accounts, fund_reader
@@ -28,7 +28,7 @@ from trickle.errors import (
 )
 from trickle.keys import b64url
 from trickle.ledger import AccountKind, TransferKind
-from trickle.ledger.tokens import TokenSpend, post_token_spends
+from trickle.ledger.tokens import SpendGroups, TokenSpend, post_token_spends
 from trickle.models import SpentToken, TokenKey, Transfer
 from trickle.runtime import Runtime, bootstrap, load_token_keys
 from trickle.settings import Settings
@@ -226,6 +226,41 @@ def test_a_token_pays_once_and_the_float_pays_the_payee_and_the_fee(runtime: Run
         assert post_token_spends(session, [again], now) == [False]
         fresh = spend_of(runtime, bought[4:], accounts.payee, accounts.fee)
         assert post_token_spends(session, [fresh], now) == [True]
+
+
+def test_the_group_commit_posts_fresh_groups_at_once_and_replays_one_by_one(
+    runtime: Runtime,
+) -> None:
+    """``SpendGroups`` (the private stream's group commit): the same outcomes as
+    ``post_token_spends``, by its fast path (every token fresh) and by its fallback."""
+    accounts = charge_accounts(runtime, 10 * VALUE, "tokens-payee")
+    bought = buy_tokens(runtime, accounts.user_id, 6)
+    now = runtime.clock()
+    groups = SpendGroups(runtime.engine, runtime.sessions)
+    fresh = [spend_of(runtime, [t], accounts.payee, accounts.fee, 1000) for t in bought[:3]]
+    assert groups.stage(fresh, now)() == [True, True, True]  # the fast path
+    replayed = spend_of(runtime, bought[1:2], accounts.payee, accounts.fee)  # spent just now
+    new = spend_of(runtime, bought[3:4], accounts.payee, accounts.fee)
+    assert groups.stage([replayed, new], now)() == [False, True]  # rolled back, one by one
+    twice = spend_of(runtime, bought[4:5], accounts.payee, accounts.fee)
+    assert groups.stage([twice, twice], now)() == [True, False]  # one token twice in a group
+    last = spend_of(runtime, bought[5:], accounts.payee, accounts.fee)
+    if runtime.engine.dialect.name == "postgresql":  # its statements run in ``finish``:
+        staged = groups.stage([last], now)
+        with transaction(runtime.sessions) as session:  # a racer spends the token before
+            assert post_token_spends(session, [last], now) == [True]
+        assert staged() == [False]
+    else:  # SQLite wrote the nullifiers in ``stage``, under the write lock: no racer between
+        assert groups.stage([last], now)() == [True]
+        assert groups.stage([last], now)() == [False]
+    wrong = dataclasses.replace(new, amount_minor=2 * VALUE)
+    with pytest.raises(InvalidAmount):
+        groups.stage([wrong], now)
+    with transaction(runtime.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(SpentToken)) == 6
+        assert ledger.balance(session, accounts.payee) == 6 * VALUE - 3 * 100_000
+        assert ledger.balance(session, accounts.fee) == 3 * 100_000
+        assert not ledger.check(session)
 
 
 def test_a_spend_must_be_worth_its_tokens(runtime: Runtime) -> None:

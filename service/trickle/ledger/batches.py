@@ -47,7 +47,7 @@ def post_steps(
     cursor.execute("SAVEPOINT trickle_batch")
     try:
         batch = plan.batch([step for step in steps if step])
-        created_at = _stored(connection.dialect, now)
+        created_at = stored_time(connection.dialect, now)
         if connection.dialect.name == "postgresql":
             postgres.post(cursor, batch, created_at)
         else:
@@ -89,7 +89,7 @@ def stage_charges(
         batch: plan.Batch | None = plan.batch([paid, fees], charges)
     except BatchRefused:  # a sum past a budget or 2^63-1
         batch = None
-    created_at = _stored(engine.dialect, now)
+    created_at = stored_time(engine.dialect, now)
     if engine.dialect.name == "postgresql":
         return postgres.stage(engine, batch, created_at, one_by_one, also)
     return sqlite.stage(engine, batch, created_at, one_by_one)
@@ -131,7 +131,7 @@ def _read_back(session: Session, charges: Sequence[Charge]) -> GroupResult:
     )
 
 
-def _stored(dialect: Dialect, now: dt.datetime) -> object:
+def stored_time(dialect: Dialect, now: dt.datetime) -> object:
     """``now`` as the ORM would store it in a ``created_at`` column (on SQLite, its text)."""
     to_db = _time_processor(dialect)
     return to_db(now) if to_db is not None else now

@@ -12,11 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
 from trickle.db import DriverCursor
 from trickle.ledger.plan import Batch, BatchRefused, GroupResult
+
+T = TypeVar("T")
 
 # plan.SpendSum's columns, in its order
 _SPEND = (
@@ -73,31 +76,50 @@ def stage(
     caller's thread; ``finish`` runs the rows' one statement and the COMMIT (its fsync). A
     refusal rolls back and posts the group ``one_by_one`` at once, here (rare)."""
     if batch is not None:
-        connection = engine.connect()
-        try:
-            group = connection.begin()
-            cursor = DriverCursor(connection)
-            write_balances(cursor, batch)
-            params = rows(batch, created_at)
-            result = _read_back(cursor, batch)
-        except BatchRefused:
-            connection.close()  # rolls back
-        except BaseException:
-            connection.close()
-            raise
-        else:
-
-            def finish() -> GroupResult:
-                try:
-                    cursor.execute(_INSERT_TRANSFERS, params)
-                    group.commit()
-                finally:
-                    connection.close()  # rolls back if the rows or the commit failed
-                return result
-
-            return finish
+        staged = open_batch(engine, batch, created_at, _read_back)
+        if staged is not None:
+            return staged
     committed = one_by_one()
     return lambda: committed
+
+
+def open_batch(
+    engine: Engine,
+    batch: Batch,
+    created_at: object,
+    read: Callable[[DriverCursor, Batch], T],
+    first: Callable[[DriverCursor], None] | None = None,
+) -> Callable[[], T] | None:
+    """A batch in a transaction of its own, in two halves: here, on the caller's thread,
+    ``first`` (more of the group's writes; it raises ``BatchRefused`` to refuse), the spends,
+    the moves and ``read``; then ``finish`` (for another thread: one driver call and the
+    COMMIT, which hold no GIL) inserts the rows, commits and returns what ``read`` read. None
+    when something was refused: rolled back, nothing moved."""
+    connection = engine.connect()
+    try:
+        group = connection.begin()
+        cursor = DriverCursor(connection)
+        if first is not None:
+            first(cursor)
+        write_balances(cursor, batch)
+        params = rows(batch, created_at)
+        result = read(cursor, batch)
+    except BatchRefused:
+        connection.close()  # rolls back
+        return None
+    except BaseException:
+        connection.close()
+        raise
+
+    def finish() -> T:
+        try:
+            cursor.execute(_INSERT_TRANSFERS, params)
+            group.commit()
+        finally:
+            connection.close()  # rolls back if the rows or the commit failed
+        return result
+
+    return finish
 
 
 def _read_back(cursor: DriverCursor, batch: Batch) -> GroupResult:
@@ -125,7 +147,7 @@ def _marks(values: Sequence[object]) -> str:
 # spent_tokens' columns, in this order (``ledger.tokens``)
 _INSERT_NULLIFIER = (
     "INSERT INTO spent_tokens (currency, epoch, nullifier, use, day) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING RETURNING 1"
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -136,6 +158,17 @@ def insert_nullifiers(
     rows inserted now. One call per row into SQLite, no statement compiled per batch."""
     inserted = set()
     for currency, epoch, nullifier, use, day in rows:
-        if cursor.execute(_INSERT_NULLIFIER, (currency, epoch, nullifier, use, day.isoformat())):
+        cursor.execute(_INSERT_NULLIFIER, (currency, epoch, nullifier, use, day.isoformat()))
+        if cursor.rowcount == 1:
             inserted.add((currency, epoch, nullifier))
     return inserted
+
+
+def insert_fresh_nullifiers(
+    cursor: DriverCursor, rows: Sequence[tuple[str, int, bytes, str, dt.date]]
+) -> None:
+    """Insert every row (``executemany``: one call from Python); ``BatchRefused`` if one was
+    present (the caller rolls back and learns which with ``insert_nullifiers``)."""
+    params = [(currency, epoch, n, use, day.isoformat()) for currency, epoch, n, use, day in rows]
+    if cursor.executemany(_INSERT_NULLIFIER, params) != len(params):
+        raise BatchRefused("a token was spent before")

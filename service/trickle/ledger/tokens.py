@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from trickle.db import DriverCursor
+from trickle.db import DriverCursor, transaction
 from trickle.errors import BudgetExhausted, InvalidAmount
-from trickle.ledger import postgres, sqlite
+from trickle.ledger import plan, postgres, sqlite
 from trickle.ledger.accounts import AccountKind, Asset, account
-from trickle.ledger.batches import post_steps
+from trickle.ledger.batches import post_steps, stored_time
 from trickle.ledger.charges import add_spend
 from trickle.ledger.plan import BatchRefused, Spend
 from trickle.ledger.transfers import (
@@ -125,21 +125,37 @@ def _check_values(
 ) -> dict[str, int]:
     """Every spend's amount is its tokens' value under its epoch's key, and its fee within it;
     returns the float account of each currency."""
-    pairs = {(s.currency, s.epoch) for s in spends}
-    values = {
+    values = _key_values(session, {s.epoch for s in spends})
+    _check_amounts(spends, values)
+    floats: dict[str, int] = {}
+    for spend in spends:
+        if spend.currency not in floats:
+            _, scale = values[spend.currency, spend.epoch]
+            floats[spend.currency] = float_account(session, Asset(spend.currency, scale), now)
+    return floats
+
+
+def _key_values(session: Session, epochs: Iterable[int]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(currency, epoch) -> (a token's value, the asset's scale), of these epochs' keys."""
+    return {
         (currency, epoch): (value, scale)
         for currency, epoch, value, scale in session.execute(
             select(TokenKey.currency, TokenKey.epoch, TokenKey.value_minor, TokenKey.scale).where(
-                TokenKey.epoch.in_(sorted({epoch for _, epoch in pairs}))
+                TokenKey.epoch.in_(sorted(set(epochs)))
             )
         )
     }
-    floats: dict[str, int] = {}
+
+
+def _check_amounts(
+    spends: Sequence[TokenSpend], values: dict[tuple[str, int], tuple[int, int]]
+) -> None:
+    """``InvalidAmount`` unless every spend's amount is its tokens' value and its fee fits."""
     for spend in spends:
         found = values.get((spend.currency, spend.epoch))
         if found is None:
             raise InvalidAmount(f"no token key of {spend.currency} for epoch {spend.epoch}")
-        value, scale = found
+        value, _ = found
         if check_amount(spend.amount_minor) != len(spend.nullifiers) * value:
             raise InvalidAmount(
                 f"{len(spend.nullifiers)} tokens of epoch {spend.epoch} are worth "
@@ -147,9 +163,6 @@ def _check_values(
             )
         if not 0 <= spend.fee_minor <= spend.amount_minor:
             raise InvalidAmount(f"a fee of {spend.fee_minor} does not fit {spend.amount_minor}")
-        if spend.currency not in floats:
-            floats[spend.currency] = float_account(session, Asset(spend.currency, scale), now)
-    return floats
 
 
 def _insert(
@@ -157,8 +170,7 @@ def _insert(
 ) -> set[tuple[str, int, bytes]]:
     """Insert the spends' nullifiers unless present (each database's own statement, through the
     driver); the ones inserted now."""
-    day = now.astimezone(dt.UTC).date()
-    rows = [(s.currency, s.epoch, n, use, day) for s in spends for n in s.nullifiers]
+    rows = _nullifier_rows(spends, use, now)
     session.flush()
     connection = session.connection()
     cursor = DriverCursor(connection)
@@ -167,10 +179,32 @@ def _insert(
     return sqlite.insert_nullifiers(cursor, rows)
 
 
+def _nullifier_rows(
+    spends: Iterable[TokenSpend], use: str, now: dt.datetime
+) -> list[tuple[str, int, bytes, str, dt.date]]:
+    day = now.astimezone(dt.UTC).date()
+    return [(s.currency, s.epoch, n, use, day) for s in spends for n in s.nullifiers]
+
+
 def _post(
     spends: Sequence[TokenSpend], floats: dict[str, int], session: Session, now: dt.datetime
 ) -> None:
     """The spends' transfers, as one batch: float -> payees, then payees -> fee account."""
+    steps = _transfers(spends, floats)
+    session.flush()
+    try:
+        post_steps(session.connection(), steps, now)
+    except BatchRefused:
+        # Cannot happen while the ledger holds (the float covers every unspent token): post
+        # them one by one, so that the rule that was broken raises its own error.
+        for request in steps[0] + steps[1]:
+            post_transfer(session, request, now)
+
+
+def _transfers(
+    spends: Sequence[TokenSpend], floats: dict[str, int]
+) -> tuple[list[TransferRequest], list[TransferRequest]]:
+    """The spends' two steps: float -> payees, then payees -> fee account."""
     paid = [
         TransferRequest(
             floats[s.currency],
@@ -198,14 +232,103 @@ def _post(
         for s in spends
         if s.fee_minor > 0
     ]
-    session.flush()
-    try:
-        post_steps(session.connection(), [paid, fees], now)
-    except BatchRefused:
-        # Cannot happen while the ledger holds (the float covers every unspent token): post
-        # them one by one, so that the rule that was broken raises its own error.
-        for request in paid + fees:
-            post_transfer(session, request, now)
+    return paid, fees
+
+
+# --- the private stream's group commit -----------------------------------------------------
+
+
+class SpendGroups:
+    """Posts the private stream's groups of spends in transactions of their own, the way
+    ``stage_charges`` posts the identified streams' (``batches``): what a group writes is
+    planned once (``plan``) and run with each database's own statements through the driver.
+    It keeps what never changes once read: each epoch's token value and each currency's float
+    account.
+
+    ``stage`` works on the caller's thread and returns ``finish``, for another thread, which
+    commits and returns, per spend, whether it was posted (as ``post_token_spends``). Nothing
+    is durable before ``finish`` returned. The common case, every token fresh, is a few
+    statements: on SQLite the nullifiers (``executemany``) and the balances on the caller's
+    thread, the transfer rows' one statement and the COMMIT in ``finish``; on PostgreSQL
+    everything in ``finish`` (two statements: the nullifiers, then the batch). Otherwise the
+    transaction rolls back and ``finish`` posts the group with ``post_token_spends`` (rare: a
+    token spent twice)."""
+
+    def __init__(self, engine: Engine, sessions: sessionmaker[Session]) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._values: dict[tuple[str, int], tuple[int, int]] = {}
+        self._floats: dict[str, int] = {}
+
+    def stage(self, spends: Sequence[TokenSpend], now: dt.datetime) -> Callable[[], list[bool]]:
+        """Raises ``InvalidAmount`` (a caller's bug: nothing is posted)."""
+        if not spends:
+            return list
+        self._learn(spends, now)
+        _check_amounts(spends, self._values)
+        if not all(_first_claims(spends)):
+            return self._one_by_one(spends, now)
+        rows = _nullifier_rows(spends, "spend", now)
+        try:
+            batch = plan.batch(_transfers(spends, self._floats))
+        except BatchRefused:  # a sum past 2^63-1
+            return self._one_by_one(spends, now)
+        created_at = stored_time(self._engine.dialect, now)
+        if self._engine.dialect.name == "postgresql":
+            return self._postgres(spends, rows, batch, created_at, now)
+        staged = sqlite.open_batch(
+            self._engine,
+            batch,
+            created_at,
+            read=lambda cursor, batch: [True] * len(spends),
+            first=lambda cursor: sqlite.insert_fresh_nullifiers(cursor, rows),
+        )
+        return staged if staged is not None else self._one_by_one(spends, now)
+
+    def _postgres(
+        self,
+        spends: Sequence[TokenSpend],
+        rows: list[tuple[str, int, bytes, str, dt.date]],
+        batch: plan.Batch,
+        created_at: object,
+        now: dt.datetime,
+    ) -> Callable[[], list[bool]]:
+        def finish() -> list[bool]:
+            try:
+                with self._engine.begin() as connection:
+                    cursor = DriverCursor(connection)
+                    if len(postgres.insert_nullifiers(cursor, rows)) != len(rows):
+                        raise BatchRefused("a token was spent before")
+                    postgres.post(cursor, batch, created_at)
+            except BatchRefused:  # rolled back
+                return self._one_by_one(spends, now)()
+            return [True] * len(spends)
+
+        return finish
+
+    def _one_by_one(
+        self, spends: Sequence[TokenSpend], now: dt.datetime
+    ) -> Callable[[], list[bool]]:
+        def finish() -> list[bool]:
+            with transaction(self._sessions) as session:
+                return post_token_spends(session, spends, now)
+
+        return finish
+
+    def _learn(self, spends: Sequence[TokenSpend], now: dt.datetime) -> None:
+        """Read what this group needs and was not read before (a new epoch or currency: rare),
+        in a short transaction of its own (it may create the currency's float account)."""
+        epochs = {s.epoch for s in spends if (s.currency, s.epoch) not in self._values}
+        currencies = {s.currency for s in spends if s.currency not in self._floats}
+        if not epochs and not currencies:
+            return
+        with transaction(self._sessions) as session:
+            self._values.update(_key_values(session, epochs | {s.epoch for s in spends}))
+            for spend in spends:
+                found = self._values.get((spend.currency, spend.epoch))
+                if spend.currency not in self._floats and found is not None:
+                    asset = Asset(spend.currency, found[1])
+                    self._floats[spend.currency] = float_account(session, asset, now)
 
 
 # --- issuing and refunding ------------------------------------------------------------------

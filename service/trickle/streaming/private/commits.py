@@ -1,5 +1,5 @@
 """The private stream's group commit: every spend that arrived in a commit window is checked and
-posted in ONE transaction (``ledger.tokens.post_token_spends``), and only after its COMMIT are
+posted in ONE transaction (``ledger.tokens.SpendGroups``), and only after its COMMIT are
 the receipts signed and sent, each connection's together in one frame.
 
 Like the identified streams' group commit (``streaming/delivery.py``) it runs two deep: while
@@ -12,19 +12,20 @@ token) still waits its turn in the group.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from trickle import money
 from trickle.db import make_engine, make_sessionmaker
-from trickle.ledger.tokens import TokenSpend, post_token_spends
+from trickle.ledger.tokens import SpendGroups, TokenSpend
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol as stream_protocol
@@ -46,6 +47,8 @@ class SpendRequest:
     stream: PrivateStream
     tokens: Sequence[Token]
     refusal: Refusal | None = None  # set: nothing of it moves; its answer is an ``error``
+    checking: asyncio.Future[list[Paying | Refusal]] | None = None  # its tokens' check, under way
+    check_index: int = 0  # its place in that check's results
     amount_minor: int = 0  # what its tokens are worth (after the check)
     spend: TokenSpend | None = None  # what it posts (after the check passed)
     paid: bool = False  # committed: its answer is a ``receipt``
@@ -56,15 +59,17 @@ _Group = tuple[list[SpendRequest], "asyncio.Task[None]"]
 
 class SpendCommits:
     """Takes spends (``add``) and commits them in groups, at most one group per commit window;
-    then answers each spend on its connection. A group's tokens are checked beside the loop
-    (``checks.TokenChecker``: CPU work, before any transaction); then it is posted in a
-    transaction on the loop and committed in the committer thread (the COMMIT and its fsync
-    hold no GIL); then its answers go out on the loop. Under load the stages overlap: one
-    group's tokens are checked while the group before commits, and answered after it.
+    then answers each spend on its connection. A spend's tokens are checked beside the loop
+    (``checks.TokenChecker``: CPU work, before any transaction); then its group is posted
+    (``ledger.tokens.SpendGroups``: on SQLite its nullifiers and balances on the loop, its
+    transfer rows' one statement and the COMMIT in the committer thread, where they hold no
+    GIL; on PostgreSQL all of its two statements there); then its answers go out on the loop.
+    Under load the stages overlap: a spend's tokens are checked as soon as it arrives, while the
+    groups before it commit and are answered; a group is answered after the one before.
 
-    Why the statements on the loop and not in a thread: a thread's every statement releases the
-    GIL, and each time the busy loop kept it for up to a switch interval (5 ms), as the
-    identified streams' group commit measured (docs/architecture.md)."""
+    Why SQLite's per-row statements on the loop and not in a thread: a thread's every statement
+    releases the GIL, and each time the busy loop kept it for up to a switch interval (5 ms), as
+    the identified streams' group commit measured (docs/architecture.md)."""
 
     def __init__(
         self,
@@ -82,12 +87,22 @@ class SpendCommits:
         self._pending: list[SpendRequest] = []
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="trickle-private-commit")
         self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()  # a spend was added (wakes the commit loop)
+        self._unchecked: list[SpendRequest] = []  # added in this turn of the loop
         self._last_start = 0.0
-        self._engine: Engine | None = None  # see _group_sessions
-        self._sessions: sessionmaker[Session] | None = None
+        self._engine: Engine | None = None  # see _groups
+        self._spend_groups: SpendGroups | None = None
 
     def add(self, request: SpendRequest) -> None:
+        """Take a spend: its tokens' check starts at once (with the others that arrived in this
+        turn of the loop), so that its group finds it checked, or nearly, when its window
+        closes."""
         self._pending.append(request)
+        if request.refusal is None:
+            self._unchecked.append(request)
+            if len(self._unchecked) == 1:
+                asyncio.get_running_loop().call_soon(self._send_checks)
+        self._arrived.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._commit_loop())
 
@@ -103,35 +118,59 @@ class SpendCommits:
             self._engine.dispose()
 
     async def _commit_loop(self) -> None:
-        """Groups in order: a new group starts once the window since the last one has passed;
-        while a group is under way the one before is awaited and answered (so a group is
-        answered only after its own COMMIT, and groups are answered in order)."""
-        previous: _Group | None = None
-        while self._pending or previous is not None:
+        """Groups in order, two deep: a new group starts once the window since the last one has
+        passed and at most one other is under way, so that its tokens are checked while the one
+        before commits and is answered; the oldest group is answered as soon as it is done
+        (only after its own COMMIT; groups in order)."""
+        under_way: collections.deque[_Group] = collections.deque()
+        while self._pending or under_way:
             wait_s = self._last_start + self.window_s - time.monotonic()
-            if previous is not None and (wait_s > 0 or not self._pending):
-                await self._land(previous)  # while the window runs out, not after
-                previous = None
-                continue
-            if wait_s > 0:
+            may_start = bool(self._pending) and len(under_way) < 2
+            if may_start and wait_s <= 0:
+                group, self._pending = self._pending, []
+                self._last_start = time.monotonic()
+                before = under_way[-1][1] if under_way else None
+                under_way.append((group, asyncio.create_task(self._through(group, before))))
+            elif under_way and under_way[0][1].done():
+                await self._land(under_way.popleft())
+            elif not under_way:
                 await asyncio.sleep(wait_s)
-            group, self._pending = self._pending, []
-            self._last_start = time.monotonic()
-            before = previous[1] if previous is not None else None
-            current = (group, asyncio.create_task(self._through(group, before)))
-            if previous is not None:
-                await self._land(previous)
-            previous = current
+            else:  # the oldest group, the window, or (none pending) a first spend
+                waiting: set[asyncio.Future[Any]] = {under_way[0][1]}
+                woken = None
+                if not self._pending:
+                    self._arrived.clear()
+                    woken = asyncio.ensure_future(self._arrived.wait())
+                    waiting.add(woken)
+                await asyncio.wait(
+                    waiting, timeout=wait_s if may_start else None, return_when="FIRST_COMPLETED"
+                )
+                if woken is not None:
+                    woken.cancel()
+
+    def _send_checks(self) -> None:
+        """The spends added in this turn of the loop: their tokens to the checker, together."""
+        batch, self._unchecked = self._unchecked, []
+        keys = self._runtime.token_keys.current
+        now = self._runtime.clock()
+        checking = asyncio.ensure_future(
+            self._checker.check(keys, [request.tokens for request in batch], now)
+        )
+        for index, request in enumerate(batch):
+            request.checking, request.check_index = checking, index
 
     async def _through(self, group: list[SpendRequest], before: asyncio.Task[None] | None) -> None:
-        """One group: its tokens checked (``TokenChecker``: beside the loop), then, once the
-        group before has committed (its lock is free), posted here on the loop, and committed
-        in the committer thread."""
+        """One group: its tokens' checks awaited (``TokenChecker``: beside the loop, begun as
+        each spend arrived), then, once the group before has committed (its lock is free),
+        posted and committed (``_stage``: the committer thread commits)."""
         now = self._runtime.clock()
         unchecked = [request for request in group if request.refusal is None]
-        keys = self._runtime.token_keys.current
-        results = await self._checker.check(keys, [r.tokens for r in unchecked], now)
-        for request, result in zip(unchecked, results, strict=True):
+        checks = {request.checking for request in unchecked if request.checking is not None}
+        if checks:
+            await asyncio.wait(checks)
+        for request in unchecked:
+            assert request.checking is not None
+            result = request.checking.result()[request.check_index]  # raises if the check did
             if isinstance(result, Paying):
                 request.amount_minor = result.amount_minor
                 request.spend = self._spend(request, result)
@@ -157,26 +196,18 @@ class SpendCommits:
     # --- the group transaction -----------------------------------------------------------------
 
     def _stage(self, group: list[SpendRequest], now: dt.datetime) -> Callable[[], None]:
-        """Post the group's checked spends in a transaction, here on the event loop, and return
-        ``finish``, its COMMIT, for the committer thread; the spends' outcomes are set once it
-        returned. Nothing is durable, so no receipt may leave, before."""
+        """Stage the group's checked spends (``ledger.tokens.SpendGroups``: what can run here,
+        on the event loop) and return ``finish``, its COMMIT, for the committer thread; the
+        spends' outcomes are set once it returned. Nothing is durable, so no receipt may leave,
+        before."""
         posted = [request for request in group if request.spend is not None]
         spends = [request.spend for request in posted if request.spend is not None]
         if not spends:
             return lambda: None
-        session = self._group_sessions()()
-        try:
-            session.begin()
-            fresh = post_token_spends(session, spends, now)
-        except BaseException:
-            session.close()  # rolls back
-            raise
+        commit = self._groups().stage(spends, now)
 
         def finish() -> None:
-            try:
-                session.commit()
-            finally:
-                session.close()  # rolls back if the COMMIT failed
+            fresh = commit()
             for request, paid in zip(posted, fresh, strict=True):
                 if paid:
                     request.paid = True
@@ -187,15 +218,15 @@ class SpendCommits:
 
         return finish
 
-    def _group_sessions(self) -> sessionmaker[Session]:
+    def _groups(self) -> SpendGroups:
         """The group commit's own pool, whose statements wait at most ``GROUP_LOCK_WAIT_S`` for
-        another writer's lock: they run on the event loop, so a group fails (its spends are
+        another writer's lock: some run on the event loop, so a group fails (its spends are
         answered ``spend_failed``) rather than stall every socket of the process."""
-        if self._sessions is None:
+        if self._spend_groups is None:
             url = self._runtime.engine.url.render_as_string(hide_password=False)
             self._engine = make_engine(url, lock_wait_s=GROUP_LOCK_WAIT_S, pool_pre_ping=False)
-            self._sessions = make_sessionmaker(self._engine)
-        return self._sessions
+            self._spend_groups = SpendGroups(self._engine, make_sessionmaker(self._engine))
+        return self._spend_groups
 
     def _spend(self, request: SpendRequest, paying: Paying) -> TokenSpend:
         stream = request.stream
@@ -264,6 +295,7 @@ class SpendCommits:
         issued_at = int(self._runtime.clock().timestamp())
         expires_at = issued_at + settings.receipt_ttl_s
         signer = ReceiptSigner(self._runtime.key_ring.current.active)
+        issuer, currency, scale = settings.issuer, settings.currency, settings.asset_scale
         totals: dict[PrivateStream, tuple[int, int]] = {}  # the seq and tot so far, per stream
         tokens: list[str | None] = []
         for request in group:
@@ -275,15 +307,15 @@ class SpendCommits:
             seq, total = seq + 1, total + request.amount_minor
             totals[stream] = seq, total
             claims = ReceiptClaims(
-                iss=settings.issuer,
+                iss=issuer,
                 aud=stream.origin,
                 pay=stream.payee.pointer,
                 sid=stream.sid,
                 seq=seq,
                 amount_minor=request.amount_minor,
                 total_minor=total,
-                currency=settings.currency,
-                scale=settings.asset_scale,
+                currency=currency,
+                scale=scale,
                 issued_at=issued_at,
                 expires_at=expires_at,
                 binding=stream.binding,
