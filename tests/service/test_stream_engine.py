@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import threading
 import time
@@ -64,10 +65,18 @@ class Tab:
 class Harness:
     def __init__(self, runtime: Runtime, interval_ms: int = 1000, **limits: Any) -> None:
         self.runtime = runtime
-        self.clock = FakeClock()
+        self.clock = clock = FakeClock()
         engine_limits = dataclasses.replace(
             EngineLimits.from_settings(runtime.settings), interval_ms=interval_ms, **limits
         )
+        # The wall clock moves with the fake one, as it does with the monotonic one (the
+        # ledger's rate cap refills by the group's wall-clock time).
+        wall, start_ms = runtime.clock, clock.ms
+
+        def wall_clock() -> dt.datetime:
+            return wall() + dt.timedelta(milliseconds=clock.ms - start_ms)
+
+        runtime = dataclasses.replace(runtime, clock=wall_clock)
         self.engine = StreamEngine(runtime, engine_limits, self.clock)
         self.interval_ms = interval_ms
         self.tabs: list[Tab] = []
@@ -161,6 +170,7 @@ def verify_all(runtime: Runtime, tab: Tab, sid: str, origin: str, payee: str) ->
         audience=origin,
         payees=[pointer(payee)],
         keys=KeySet.from_jwks(runtime.key_ring.current.jwks),
+        leeway_s=2 * 3600,  # receipts are issued at the engine's wall clock: the fake one's time
     )
     total = 0
     for seq, message in enumerate(tab.receipts(sid), start=1):
@@ -246,9 +256,11 @@ def test_an_hour_of_one_second_ticks_pays_the_rate_exactly(runtime: Runtime, wor
         # most of the hour with commits slower than the clock: an increment that finds its
         # stream still committing is cut the moment that one lands (so each slow commit yields
         # two receipts: the one in flight and the one owed), and nothing is lost or paid twice
-        await h.run(3525, flush_every=47)
+        # (commits up to 3 intervals slow: the rate cap's burst is 2 intervals + 2 s; see
+        # test_an_increment_past_the_rate_allowance_is_dropped_and_the_stream_goes_on)
+        await h.run(3525, flush_every=3)
         await h.run(15)  # the last quarter minute commits every tick again
-        assert len(tab.receipts(sid)) == 60 + 2 * (3525 // 47) + 15
+        assert len(tab.receipts(sid)) == 60 + 2 * (3525 // 3) + 15
         assert h.engine.streams[sid].accrual.pending == 0
         assert verify_all(runtime, tab, sid, BLOG, "alice") == rate
 
