@@ -13,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 
 from tests.factories import asset, create_payee, create_user, fund_reader
 from trickle import ledger, sessions
 from trickle.db import transaction
 from trickle.ledger import AccountKind
-from trickle.models import ReaderSettings, SiteOverride
+from trickle.models import ReaderRate, ReaderSettings, SiteOverride
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol
@@ -589,6 +590,51 @@ def test_one_reader_running_dry_does_not_cost_another_their_receipt(
         assert verify_all(runtime, rich_tab, wealthy, BLOG, "alice") == 5 * 100_000
 
     run_engine(runtime, body)
+
+
+def _over_rate_refusals() -> float:
+    labels = {"reason": "over_rate"}
+    return REGISTRY.get_sample_value("trickle_refusals_total", labels) or 0.0
+
+
+def test_an_increment_past_the_rate_allowance_is_dropped_and_the_stream_goes_on(
+    runtime: Runtime, world: World
+) -> None:
+    """Issue 14: the reader's allowance was drawn elsewhere (another node, here a row whose
+    clock is 2.5 s ahead of this one: nothing refills until this clock passes it). The
+    increments past it are refused ``over_rate``: no receipt, never charged later, the reader
+    not blocked; the stream goes on and pays again, seq after seq, once the allowance refills."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)  # 100,000 per 1 s interval
+    with transaction(runtime.sessions) as session:
+        ahead_ms = ledger.plan.epoch_ms(runtime.clock()) + 2500
+        session.add(
+            ReaderRate(
+                user_id=world.reader.id,
+                allowance=0,
+                as_of_ms=ahead_ms,
+                rate_per_hour_minor=360_000_000,
+                burst_ms=4000,
+            )
+        )
+    before = _over_rate_refusals()
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(3)  # 1, 2 and 3 s: the allowance holds at most 0.5 s by then
+        assert tab.receipts(sid) == []
+        assert h.engine.streams[sid].state == "active"
+        assert h.engine.readers[world.reader.id].blocked is None
+        await h.run(3)
+        assert [r["amt"] for r in tab.receipts(sid)] == ["100000"] * 3
+        assert tab.states(sid) == ["active"]  # never blocked
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == 300_000
+
+    run_engine(runtime, body)
+    assert _over_rate_refusals() - before == 3
+    assert payee_balance(runtime, world.payees["alice"]) == 300_000
+    assert reader_balance(runtime, world.reader.id) == 10**12 - 300_000
 
 
 # --- fees ------------------------------------------------------------------------------------
