@@ -307,6 +307,30 @@ class MonthlySpend(Base):
     __table_args__ = (CheckConstraint("spent_minor >= 0", name="spent_non_negative"),)
 
 
+class ReaderRate(Base):
+    """A reader's streaming allowance (``ledger.plan.rate_sums``): a token bucket, drawn by every
+    streamed increment on every node in the transaction that pays it, so that all of a reader's
+    streams together never pay more than their rate (plus one burst). Units: minor units x ms
+    per hour, so a charge of A minor units costs A x 3,600,000 and an hour at R minor units/h
+    refills R x 3,600,000."""
+
+    __tablename__ = "reader_rates"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    allowance: Mapped[int] = mapped_column(BigInteger)  # at as_of_ms, after its last charge
+    as_of_ms: Mapped[int] = mapped_column(BigInteger)  # the latest clock a charge brought (ms)
+    # the rate and burst of its last charge: capacity = rate x burst_ms
+    rate_per_hour_minor: Mapped[int] = mapped_column(BigInteger)
+    burst_ms: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("allowance >= 0", name="allowance_non_negative"),
+        CheckConstraint("as_of_ms >= 0", name="as_of_non_negative"),
+        CheckConstraint("rate_per_hour_minor >= 0", name="rate_non_negative"),
+        CheckConstraint("burst_ms >= 0", name="burst_non_negative"),
+    )
+
+
 # --- one-time payments --------------------------------------------------------------------
 
 

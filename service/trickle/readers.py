@@ -33,6 +33,16 @@ class ReaderPolicy:
             return None
         return self.rate_per_hour_minor if rate is None else rate
 
+    def top_rate(self) -> int:
+        """The most the reader pays per hour, all streams together: their hourly rate, or a
+        site's own rate set higher (streams share the reader's time, so they pay the average of
+        the active sites' rates: ``streaming.accrual``). The ledger caps streams at it."""
+        top = self.rate_per_hour_minor
+        for rate, disabled in self.overrides.values():
+            if rate is not None and rate > top and not disabled:
+                top = rate
+        return top
+
 
 class FundingSource(Protocol):
     """Where a reader's streamed money comes from: which ledger account a connection's charges

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import json
 import threading
 import time
@@ -12,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 
 from tests.factories import asset, create_payee, create_user, fund_reader
 from trickle import ledger, sessions
 from trickle.db import transaction
 from trickle.ledger import AccountKind
-from trickle.models import ReaderSettings, SiteOverride
+from trickle.models import ReaderRate, ReaderSettings, SiteOverride
 from trickle.receipts import ReceiptClaims, ReceiptSigner
 from trickle.runtime import Runtime
 from trickle.streaming import protocol
@@ -64,10 +66,18 @@ class Tab:
 class Harness:
     def __init__(self, runtime: Runtime, interval_ms: int = 1000, **limits: Any) -> None:
         self.runtime = runtime
-        self.clock = FakeClock()
+        self.clock = clock = FakeClock()
         engine_limits = dataclasses.replace(
             EngineLimits.from_settings(runtime.settings), interval_ms=interval_ms, **limits
         )
+        # The wall clock moves with the fake one, as it does with the monotonic one (the
+        # ledger's rate cap refills by the group's wall-clock time).
+        wall, start_ms = runtime.clock, clock.ms
+
+        def wall_clock() -> dt.datetime:
+            return wall() + dt.timedelta(milliseconds=clock.ms - start_ms)
+
+        runtime = dataclasses.replace(runtime, clock=wall_clock)
         self.engine = StreamEngine(runtime, engine_limits, self.clock)
         self.interval_ms = interval_ms
         self.tabs: list[Tab] = []
@@ -161,6 +171,7 @@ def verify_all(runtime: Runtime, tab: Tab, sid: str, origin: str, payee: str) ->
         audience=origin,
         payees=[pointer(payee)],
         keys=KeySet.from_jwks(runtime.key_ring.current.jwks),
+        leeway_s=2 * 3600,  # receipts are issued at the engine's wall clock: the fake one's time
     )
     total = 0
     for seq, message in enumerate(tab.receipts(sid), start=1):
@@ -246,9 +257,11 @@ def test_an_hour_of_one_second_ticks_pays_the_rate_exactly(runtime: Runtime, wor
         # most of the hour with commits slower than the clock: an increment that finds its
         # stream still committing is cut the moment that one lands (so each slow commit yields
         # two receipts: the one in flight and the one owed), and nothing is lost or paid twice
-        await h.run(3525, flush_every=47)
+        # (commits up to 3 intervals slow: the rate cap's burst is 2 intervals + 2 s; see
+        # test_an_increment_past_the_rate_allowance_is_dropped_and_the_stream_goes_on)
+        await h.run(3525, flush_every=3)
         await h.run(15)  # the last quarter minute commits every tick again
-        assert len(tab.receipts(sid)) == 60 + 2 * (3525 // 47) + 15
+        assert len(tab.receipts(sid)) == 60 + 2 * (3525 // 3) + 15
         assert h.engine.streams[sid].accrual.pending == 0
         assert verify_all(runtime, tab, sid, BLOG, "alice") == rate
 
@@ -577,6 +590,51 @@ def test_one_reader_running_dry_does_not_cost_another_their_receipt(
         assert verify_all(runtime, rich_tab, wealthy, BLOG, "alice") == 5 * 100_000
 
     run_engine(runtime, body)
+
+
+def _over_rate_refusals() -> float:
+    labels = {"reason": "over_rate"}
+    return REGISTRY.get_sample_value("trickle_refusals_total", labels) or 0.0
+
+
+def test_an_increment_past_the_rate_allowance_is_dropped_and_the_stream_goes_on(
+    runtime: Runtime, world: World
+) -> None:
+    """Issue 14: the reader's allowance was drawn elsewhere (another node, here a row whose
+    clock is 2.5 s ahead of this one: nothing refills until this clock passes it). The
+    increments past it are refused ``over_rate``: no receipt, never charged later, the reader
+    not blocked; the stream goes on and pays again, seq after seq, once the allowance refills."""
+    fund_reader(runtime, world.reader.id, 10**12)
+    set_reader(runtime, world.reader.id, rate=360_000_000)  # 100,000 per 1 s interval
+    with transaction(runtime.sessions) as session:
+        ahead_ms = ledger.plan.epoch_ms(runtime.clock()) + 2500
+        session.add(
+            ReaderRate(
+                user_id=world.reader.id,
+                allowance=0,
+                as_of_ms=ahead_ms,
+                rate_per_hour_minor=360_000_000,
+                burst_ms=4000,
+            )
+        )
+    before = _over_rate_refusals()
+
+    async def body(h: Harness) -> None:
+        tab = await h.connect(world.reader.token)
+        sid = await h.start(tab, BLOG, pointer("alice"))
+        await h.run(3)  # 1, 2 and 3 s: the allowance holds at most 0.5 s by then
+        assert tab.receipts(sid) == []
+        assert h.engine.streams[sid].state == "active"
+        assert h.engine.readers[world.reader.id].blocked is None
+        await h.run(3)
+        assert [r["amt"] for r in tab.receipts(sid)] == ["100000"] * 3
+        assert tab.states(sid) == ["active"]  # never blocked
+        assert verify_all(runtime, tab, sid, BLOG, "alice") == 300_000
+
+    run_engine(runtime, body)
+    assert _over_rate_refusals() - before == 3
+    assert payee_balance(runtime, world.payees["alice"]) == 300_000
+    assert reader_balance(runtime, world.reader.id) == 10**12 - 300_000
 
 
 # --- fees ------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ database: callers say what moves, never how. Its parts:
 - ``accounts``: account kinds and assets, finding or creating an account, its balance;
 - ``transfers``: one transfer through the ORM (``post_transfer``), the reference path;
 - ``charges``: a reader pays a payee and the payee the fee, within the month's budget
-  (``Charge``, ``post_charge``): streamed increments and one-time payments alike;
+  (``Charge``, ``post_charge``): streamed increments and one-time payments alike; a streamed
+  increment also within the reader's rate allowance (``take_rate``: the rate cap);
 - ``batches``: many at once (``post_batch``, and ``stage_charges``: the group commit), with
   ``plan`` (what a batch writes, for both databases) and one module of statements per database
   (``sqlite``, ``postgres``);
@@ -33,7 +34,7 @@ from trickle.ledger.accounts import (
     lock,
 )
 from trickle.ledger.batches import post_batch, post_steps, stage_charges
-from trickle.ledger.charges import Charge, Refusal, add_spend, post_charge
+from trickle.ledger.charges import Charge, OverRate, Refusal, add_spend, post_charge
 from trickle.ledger.invariants import Violation, check, counts
 from trickle.ledger.plan import AlsoWrite, BatchRefused, GroupResult, Spend, spend_sums
 from trickle.ledger.tokens import TokenSpend, post_token_spends
@@ -53,6 +54,7 @@ __all__ = [
     "BatchRefused",
     "Charge",
     "GroupResult",
+    "OverRate",
     "PostedTransfer",
     "Refusal",
     "Spend",

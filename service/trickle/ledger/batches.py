@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from trickle.db import DriverCursor, transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
 from trickle.ledger import plan, postgres, sqlite
-from trickle.ledger.charges import Charge, post_charge, transfers
+from trickle.ledger.charges import Charge, OverRate, post_charge, transfers
 from trickle.ledger.plan import AlsoWrite, BatchRefused, GroupResult
 from trickle.ledger.transfers import TransferRequest
 from trickle.models import LedgerAccount, MonthlySpend, UTCDateTime
@@ -86,8 +86,9 @@ def stage_charges(
 
     try:
         paid, fees = transfers(charges)
-        batch: plan.Batch | None = plan.batch([paid, fees], charges)
-    except BatchRefused:  # a sum past a budget or 2^63-1
+        rates = plan.rate_sums(charges, plan.epoch_ms(now))
+        batch: plan.Batch | None = plan.batch([paid, fees], charges, rates)
+    except BatchRefused:  # a sum past a budget, a rate or 2^63-1
         batch = None
     created_at = stored_time(engine.dialect, now)
     if engine.dialect.name == "postgresql":
@@ -109,6 +110,8 @@ def _one_by_one(
                 charge.refused = "insufficient_funds"
             except BudgetExhausted:
                 charge.refused = "budget_exhausted"
+            except OverRate:
+                charge.refused = "over_rate"
         if also is not None:
             also.write(DriverCursor(session.connection()))
         return _read_back(session, charges)

@@ -4,7 +4,10 @@ payments; ``post_charge`` posts one through the ORM, ``batches.stage_charges`` a
 
 The spend is one conditional ``UPDATE monthly_spend ... WHERE spent_minor <= budget - amount``
 (its bound from ``money.headroom``), like the debit: several processes charging one reader can
-never pass the budget together. The caller owns the transaction.
+never pass the budget together. A streamed increment also draws on the reader's rate
+allowance (``plan.rate_sums``, table ``reader_rates``), so that all of a reader's streams, on
+every node, never pay more than their rate plus one burst; one-time payments do not. The caller
+owns the transaction.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from trickle import money, spending
+from trickle.db import DriverCursor
 from trickle.errors import BudgetExhausted
-from trickle.ledger.plan import Spending
+from trickle.ledger import plan, postgres, sqlite
+from trickle.ledger.plan import Rated, Spending
 from trickle.ledger.transfers import TransferKind, TransferRequest, post_transfer
 from trickle.models import MonthlySpend
 
 # Why a charge of a group was not posted: the codes of the errors ``post_charge`` raises for them.
-Refusal = Literal["insufficient_funds", "budget_exhausted"]
+Refusal = Literal["insufficient_funds", "budget_exhausted", "over_rate"]
+
+
+class OverRate(Exception):
+    """A streamed charge would pass the reader's rate allowance (``plan.rate_sums``). Never an
+    API error: only streamed increments carry a rate; the engine drops the increment."""
+
+    code = "over_rate"
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,6 +58,10 @@ class Charge:
     kind: TransferKind = TransferKind.STREAM  # or PAYMENT: a one-time payment
     reference: str | None = None  # a one-time payment's receipt ``sid``
     refused: Refusal | None = None  # None: posted (or not yet)
+    # A streamed increment's cap (``plan.rate_sums``): the reader's highest hourly rate, and
+    # the burst (ms at that rate) their allowance holds. None: not capped (a payment).
+    rate_per_hour_minor: int | None = None
+    rate_burst_ms: int = 0
 
 
 def transfers(charges: Sequence[Charge]) -> tuple[list[TransferRequest], list[TransferRequest]]:
@@ -84,7 +100,8 @@ def transfers(charges: Sequence[Charge]) -> tuple[list[TransferRequest], list[Tr
 
 def post_charge(session: Session, charge: Charge, now: dt.datetime) -> None:
     """Post one charge, all or nothing (in a savepoint): count it against the month's budget,
-    then move the money. Raises ``BudgetExhausted``, ``InsufficientFunds`` and whatever else
+    move the money, then (a streamed increment) draw the reader's rate allowance. Raises
+    ``BudgetExhausted``, ``InsufficientFunds``, ``OverRate`` and whatever else
     ``post_transfer`` raises. The month's row need not exist. Post a charge once: its transfers
     would replay on a second try, its spend would count again (a payment's own row makes it
     once; every streamed increment has a key of its own)."""
@@ -97,6 +114,28 @@ def post_charge(session: Session, charge: Charge, now: dt.datetime) -> None:
         paid, fees = transfers([charge])
         for request in paid + fees:
             post_transfer(session, request, now)
+        if charge.rate_per_hour_minor is not None and not take_rate(session, charge, now):
+            raise OverRate(
+                f"paying {charge.amount_minor} minor units now would pass the rate of "
+                f"{charge.rate_per_hour_minor} per hour"
+            )
+
+
+def take_rate(session: Session, charge: Rated, now: dt.datetime) -> bool:
+    """Draw one streamed charge from the reader's rate allowance, with the group commit's own
+    statement (``ledger.sqlite``, ``ledger.postgres``); False (and nothing drawn) if it does not
+    fit. A charge with no rate draws nothing."""
+    try:
+        rates = plan.rate_sums([charge], plan.epoch_ms(now))
+    except plan.BatchRefused:
+        return False
+    if not rates:
+        return True
+    connection = session.connection()
+    cursor = DriverCursor(connection)
+    if connection.dialect.name == "postgresql":
+        return postgres.take_rates(cursor, rates) == 1
+    return sqlite.take_rates(cursor, rates) == 1
 
 
 def add_spend(session: Session, spend: Spending) -> bool:

@@ -8,11 +8,15 @@ popular payee's too. A conditional update of a sum succeeds exactly when each of
 would have, in any order; so a batch never moves what the transfers one by one would not.
 Every bound is computed here (``money.headroom``): the database never computes a value past
 2^63-1, and a sum that could not even be sent is refused before it reaches the database.
+
+The rate cap (``rate_sums``) is here too: a reader's streamed charges draw on one allowance per
+reader (``reader_rates``, a token bucket), in the same transaction, on every node.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -21,6 +25,7 @@ from trickle.db import DriverCursor
 from trickle.ledger.transfers import TransferRequest, check_amount
 
 MAX = money.MAX_AMOUNT
+HOUR_MS = 3_600_000  # a rate allowance's units per minor unit: minor units x ms per hour
 
 
 class BatchRefused(Exception):
@@ -46,6 +51,31 @@ class SpendSum(NamedTuple):
     month: str
     amount_minor: int
     room_minor: int  # the most already spent for the sum to fit the smallest budget
+
+
+class RateSum(NamedTuple):
+    """One reader's streamed charges in a batch, against their rate allowance (``reader_rates``):
+    one conditional upsert, in this column order. Units: minor units x ms per hour."""
+
+    user_id: int
+    cost: int  # the charges' sum x HOUR_MS
+    rate_per_hour_minor: int  # refills rate x elapsed ms
+    burst_ms: int  # the most it holds: capacity = rate x burst_ms
+    capacity: int
+    now_ms: int  # the batch's clock, ms since 1970 (UTC)
+
+
+class Rated(Protocol):
+    """What the rate cap reads of a charge (``ledger.Charge``): None, not capped."""
+
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def amount_minor(self) -> int: ...
+    @property
+    def rate_per_hour_minor(self) -> int | None: ...
+    @property
+    def rate_burst_ms(self) -> int: ...
 
 
 class Spend(NamedTuple):
@@ -77,12 +107,17 @@ class Batch:
     spends: list[SpendSum]
     moves: list[Move]
     rows: Sequence[TransferRequest]
+    rates: list[RateSum] = dataclasses.field(default_factory=list)
 
 
-def batch(steps: Sequence[Sequence[TransferRequest]], spends: Iterable[Spending] = ()) -> Batch:
-    """The batch that posts these transfers, step after step, and records these spends.
-    ``BatchRefused`` when a sum is past 2^63-1 or a budget."""
-    return Batch(spend_sums(spends), moves(steps), [r for step in steps for r in step])
+def batch(
+    steps: Sequence[Sequence[TransferRequest]],
+    spends: Iterable[Spending] = (),
+    rates: list[RateSum] | None = None,
+) -> Batch:
+    """The batch that posts these transfers, step after step, and records these spends (and
+    draws these rate allowances). ``BatchRefused`` when a sum is past 2^63-1 or a budget."""
+    return Batch(spend_sums(spends), moves(steps), [r for step in steps for r in step], rates or [])
 
 
 def moves(steps: Sequence[Sequence[TransferRequest]]) -> list[Move]:
@@ -154,6 +189,49 @@ def spend_sums(spends: Iterable[Spending]) -> list[SpendSum]:
         if room < 0:
             raise BatchRefused("a spend would pass its monthly budget")
         result.append(SpendSum(user_id, month, amount, room))
+    return result
+
+
+def epoch_ms(now: dt.datetime) -> int:
+    """``now`` in whole ms since 1970 (UTC), in integers."""
+    return (now - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def rate_sums(charges: Iterable[Rated], now_ms: int) -> list[RateSum]:
+    """The one rate rule for many charges: per reader, the sum of their streamed charges
+    (those with a rate) against one allowance, under the smallest rate and burst among them
+    (never looser than one by one). In reader order. ``BatchRefused`` when a sum cannot fit
+    even a full allowance, or a bound is past 2^63-1 (nothing is sent that could overflow: the
+    database computes at most rate x burst_ms, the capacity).
+
+    The allowance, in the database: refilled by rate x the ms since its ``as_of_ms`` (never
+    negative: a node whose clock is behind refills nothing), capped at the capacity, then less
+    the cost; refused if the cost does not fit. A reader's first charge finds it full."""
+    totals: dict[int, list[int]] = {}
+    for charge in charges:
+        rate = charge.rate_per_hour_minor
+        if rate is None:
+            continue
+        entry = totals.get(charge.user_id)
+        if entry is None:
+            totals[charge.user_id] = [charge.amount_minor, rate, charge.rate_burst_ms]
+        else:
+            entry[0] += charge.amount_minor
+            entry[1] = min(entry[1], rate)
+            entry[2] = min(entry[2], charge.rate_burst_ms)
+    if not 0 <= now_ms <= MAX:
+        raise BatchRefused("the clock is outside 1970..2^63-1 ms")
+    result = []
+    for user_id, (amount, rate, burst_ms) in sorted(totals.items()):
+        if rate < 0 or burst_ms < 0 or amount > MAX // HOUR_MS or rate > MAX // max(burst_ms, 1):
+            raise BatchRefused("a rate allowance is past the largest amount")
+        cost, capacity = amount * HOUR_MS, rate * burst_ms
+        if cost > capacity:
+            raise BatchRefused("streamed charges would pass the reader's rate")
+        result.append(RateSum(user_id, cost, rate, burst_ms, capacity, now_ms))
     return result
 
 

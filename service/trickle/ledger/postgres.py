@@ -17,7 +17,33 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import Engine
 
 from trickle.db import DriverCursor
-from trickle.ledger.plan import AlsoWrite, Batch, BatchRefused, GroupResult
+from trickle.ledger.plan import AlsoWrite, Batch, BatchRefused, GroupResult, RateSum
+
+# plan.RateSum's allowances: an upsert whose proposed row carries what the update needs (only
+# ``excluded`` is in scope there): the capacity is its rate x burst_ms, the cost is the capacity
+# less its allowance (a fresh row starts full, less the cost). The allowance is refilled (rate x
+# the ms since its as_of, none if this node's clock is behind), capped at the capacity, less the
+# cost; no overflow: the refill is at most the capacity and is added only below capacity -
+# refill. A row whose cost does not fit is not updated, nor returned.
+_REFILL = (
+    "excluded.rate_per_hour_minor * LEAST(GREATEST(excluded.as_of_ms - r.as_of_ms, 0), "
+    "excluded.burst_ms)"
+)
+_CAPACITY = "excluded.rate_per_hour_minor * excluded.burst_ms"
+_FILLED = (
+    f"(CASE WHEN r.allowance >= {_CAPACITY} - {_REFILL} THEN {_CAPACITY} "
+    f"ELSE r.allowance + {_REFILL} END)"
+)
+_COST = f"({_CAPACITY} - excluded.allowance)"
+_RATE = f"""
+  INSERT INTO reader_rates AS r (user_id, allowance, as_of_ms, rate_per_hour_minor, burst_ms)
+  SELECT user_id, allowance, %s::bigint, rate, burst FROM unnest(
+    %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(user_id, allowance, rate, burst)
+  ON CONFLICT (user_id) DO UPDATE SET
+    allowance = {_FILLED} - {_COST}, as_of_ms = GREATEST(r.as_of_ms, excluded.as_of_ms),
+    rate_per_hour_minor = excluded.rate_per_hour_minor, burst_ms = excluded.burst_ms
+  WHERE {_FILLED} >= {_COST}
+  RETURNING 1"""  # noqa: S608 - constants only
 
 _BATCH = """
 WITH spend AS (
@@ -26,6 +52,7 @@ WITH spend AS (
     AS v(user_id, month, amount, room)
   WHERE m.user_id = v.user_id AND m.month = v.month AND m.spent_minor <= v.room
   RETURNING m.user_id, m.month, m.spent_minor
+), rate AS ({rate}
 ), move AS (
   UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor + v.net
   FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
@@ -46,11 +73,12 @@ WITH spend AS (
 SELECT 'spent', user_id, month, spent_minor FROM spend
 UNION ALL SELECT 'balance', id, NULL, balance_minor FROM move WHERE net < 0
 UNION ALL SELECT 'moves', count(*), NULL, NULL FROM move
+UNION ALL SELECT 'rates', count(*), NULL, NULL FROM rate
 UNION ALL SELECT 'rows', count(*), NULL, NULL FROM inserted
 """
 
 
-_PLAIN = _BATCH.format(also="")
+_PLAIN = _BATCH.format(rate=_RATE, also="")
 
 
 def post(cursor: DriverCursor, batch: Batch, created_at: object) -> GroupResult:
@@ -66,12 +94,33 @@ def params(batch: Batch, created_at: object) -> list[object]:
     rows = _columns(requests, 8)
     return [
         *_columns(batch.spends, 4),
+        *rate_params(batch.rates),
         *_columns(batch.moves, 6),
         created_at,
         *rows[:4],
         kinds,
         *rows[5:],
     ]
+
+
+def rate_params(rates: Sequence[RateSum]) -> list[object]:
+    """The allowances' parameters: the clock, then (user, allowance of a fresh row, rate,
+    burst) as arrays."""
+    now_ms = rates[0].now_ms if rates else 0
+    return [
+        now_ms,
+        [r.user_id for r in rates],
+        [r.capacity - r.cost for r in rates],
+        [r.rate_per_hour_minor for r in rates],
+        [r.burst_ms for r in rates],
+    ]
+
+
+def take_rates(cursor: DriverCursor, rates: Sequence[RateSum]) -> int:
+    """Draw each reader's rate allowance; how many had room (the rest: nothing changed)."""
+    if not rates:
+        return 0
+    return len(cursor.execute(_RATE, rate_params(rates)))
 
 
 def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
@@ -97,6 +146,8 @@ def _run(
             counts[part] = number
     if len(spent) != len(batch.spends):
         raise BatchRefused("a spend would pass its monthly budget")
+    if counts["rates"] != len(batch.rates):
+        raise BatchRefused("streamed charges would pass a reader's rate")
     if counts["moves"] != len(batch.moves) or counts["rows"] != len(batch.rows):
         raise BatchRefused("a balance would pass its bounds, or an account is missing")
     return GroupResult(balances, spent)
@@ -115,7 +166,7 @@ def stage(
     statement_params = None if batch is None else params(batch, created_at)
     statement = _PLAIN
     if also is not None and statement_params is not None:
-        statement = _BATCH.format(also=f", also AS (\n{also.statement})")
+        statement = _BATCH.format(rate=_RATE, also=f", also AS (\n{also.statement})")
         statement_params = [*statement_params, *also.params]
 
     def finish() -> GroupResult:

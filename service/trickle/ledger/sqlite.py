@@ -17,7 +17,7 @@ from typing import TypeVar
 from sqlalchemy import Engine
 
 from trickle.db import DriverCursor
-from trickle.ledger.plan import Batch, BatchRefused, GroupResult
+from trickle.ledger.plan import Batch, BatchRefused, GroupResult, RateSum
 
 T = TypeVar("T")
 
@@ -25,6 +25,20 @@ T = TypeVar("T")
 _SPEND = (
     "UPDATE monthly_spend SET spent_minor = spent_minor + ?3 "
     "WHERE user_id = ?1 AND month = ?2 AND spent_minor <= ?4"
+)
+# plan.RateSum's columns, in its order: the allowance refilled (rate x the ms since its as_of,
+# none if the clock went back), capped at the capacity, less the cost; no overflow: the
+# refill is at most the capacity and is added only below capacity - refill. A fresh row
+# starts full. Nothing changes (0 rows) when the cost does not fit.
+_FILLED = (
+    "(CASE WHEN allowance >= ?5 - ?3 * min(max(?6 - as_of_ms, 0), ?4) THEN ?5 "
+    "ELSE allowance + ?3 * min(max(?6 - as_of_ms, 0), ?4) END)"
+)
+_RATE = (
+    "INSERT INTO reader_rates (user_id, allowance, as_of_ms, rate_per_hour_minor, burst_ms) "  # noqa: S608 - constants only
+    "VALUES (?1, ?5 - ?2, ?6, ?3, ?4) ON CONFLICT (user_id) DO UPDATE SET "
+    f"allowance = {_FILLED} - ?2, as_of_ms = max(as_of_ms, ?6), rate_per_hour_minor = ?3, "
+    f"burst_ms = ?4 WHERE {_FILLED} >= ?2"
 )
 # plan.Move's columns, in its order
 _MOVE = (
@@ -53,11 +67,18 @@ def post(cursor: DriverCursor, batch: Batch, created_at: object) -> None:
 
 
 def write_balances(cursor: DriverCursor, batch: Batch) -> None:
-    """The spends, then the moves; ``BatchRefused`` if one was refused."""
+    """The spends, the rate allowances, then the moves; ``BatchRefused`` if one was refused."""
     if batch.spends and cursor.executemany(_SPEND, batch.spends) != len(batch.spends):
         raise BatchRefused("a spend would pass its monthly budget")
+    if batch.rates and take_rates(cursor, batch.rates) != len(batch.rates):
+        raise BatchRefused("streamed charges would pass a reader's rate")
     if cursor.executemany(_MOVE, batch.moves) != len(batch.moves):
         raise BatchRefused("a balance would pass its bounds, or an account is missing")
+
+
+def take_rates(cursor: DriverCursor, rates: Sequence[RateSum]) -> int:
+    """Draw each reader's rate allowance; how many had room (the rest: nothing changed)."""
+    return cursor.executemany(_RATE, rates)
 
 
 def rows(batch: Batch, created_at: object) -> list[object]:

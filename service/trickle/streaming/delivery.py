@@ -270,7 +270,8 @@ class Delivery:
 
     def _land(self, group: list[Increment], tokens: list[str | None], now: int) -> set[Reader]:
         """Each increment's outcome on its stream: the new total and its receipt, or (refused)
-        the reader blocked; then an owed final increment, or the ended stream's ``stopped``."""
+        the reader blocked, or (``over_rate``) nothing; then an owed final increment, or the
+        ended stream's ``stopped``."""
         states, schedule = self._states, self._schedule
         touched: set[Reader] = set()
         sent, moved_minor = 0, 0
@@ -281,15 +282,20 @@ class Delivery:
             touched.add(reader)
             if charge.refused is not None:
                 metrics.REFUSALS.labels(reason=charge.refused).inc()
-                states.block(reader, protocol.REFUSALS[charge.refused], now)
-                stream.final_owed = False  # the reader's funds or budget ran out: nothing more
-                if stream.end_reason is not None:
-                    states.send_stopped(stream)
-                continue
-            stream.seq = increment.seq
-            stream.total_minor += charge.amount_minor
-            moved_minor += charge.amount_minor
-            # token None: committed but not signed (logged); the next receipt's tot covers it
+                if charge.refused != "over_rate":
+                    states.block(reader, protocol.REFUSALS[charge.refused], now)
+                    stream.final_owed = False  # the reader's funds or budget ran out: no more
+                    if stream.end_reason is not None:
+                        states.send_stopped(stream)
+                    continue
+                # over_rate: the reader's streams on every node pay past their rate; this
+                # increment is dropped (never charged later), the stream goes on
+            else:
+                stream.seq = increment.seq
+                stream.total_minor += charge.amount_minor
+                moved_minor += charge.amount_minor
+            # token None: refused, or committed but not signed (logged; the next receipt's tot
+            # covers it)
             if token is not None:
                 stream.latest = protocol.receipt_text(
                     stream.sid, stream.seq, charge.amount_minor, stream.total_minor, token

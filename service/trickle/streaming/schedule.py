@@ -51,6 +51,13 @@ class Schedule:
         self._settings = settings
         self._clock_ms = clock_ms
         self._interval_ms = interval_ms
+        # The reader's rate allowance holds this long at their top rate (``ledger.plan``'s rate
+        # cap, docs/ledger.md#the-rate-cap). Enough for one node's legitimate flow: its
+        # increments pay at most the rate over time, but each pays the interval before its cut
+        # (the first up to a late interval, catch-ups more) while the allowance refills by the
+        # commits' wall clock, which lags a cut by the group's wait and commit: two intervals
+        # and 2 s cover a first increment, one late interval and a slow commit.
+        self._rate_burst_ms = 2 * interval_ms + 2000
         self._window_ms = window_ms
         self._on_pending = on_pending  # increments are waiting: start the group commit
         self._heap: list[tuple[int, int, int, Stream]] = []  # (due ms, tie, generation, stream)
@@ -162,6 +169,8 @@ class Schedule:
             origin=stream.origin,
             budget_minor=reader.policy.monthly_budget_minor,
             month=reader.month,
+            rate_per_hour_minor=reader.policy.top_rate(),
+            rate_burst_ms=self._rate_burst_ms,
         )
         stream.in_flight = True
         self._pending.append(Increment(stream, charge, seq))
