@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -19,6 +20,7 @@ from trickle.streaming.engine import StreamEngine
 from trickle.streaming.protocol import CloseCode
 
 log = logging.getLogger("trickle.streaming")
+H = TypeVar("H")
 
 
 async def receive(websocket: WebSocket) -> str | bytes:
@@ -31,26 +33,37 @@ async def receive(websocket: WebSocket) -> str | bytes:
     return bytes(message.get("bytes") or b"")
 
 
+async def first_hello(
+    websocket: WebSocket,
+    parse: Callable[[str | bytes], object],
+    hello_type: type[H],
+    timeout_s: float,
+) -> H:
+    """The first frame, which must be a valid ``hello`` (of ``hello_type``) within the hello
+    timeout; otherwise the socket closes (``hello_timeout``, ``unauthenticated``)."""
+    try:
+        first = await asyncio.wait_for(receive(websocket), timeout_s)
+    except TimeoutError:
+        raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
+    try:
+        hello = parse(first)
+    except protocol.InvalidMessage:
+        raise protocol.ProtocolViolation(CloseCode.UNAUTHENTICATED, "a valid hello first") from None
+    if not isinstance(hello, hello_type):
+        raise protocol.ProtocolViolation(
+            CloseCode.UNAUTHENTICATED, "the first message must be hello"
+        )
+    return hello
+
+
 async def stream_socket(websocket: WebSocket) -> None:
     engine: StreamEngine = websocket.app.state.engine
     limits = engine.limits
     await websocket.accept()
     connection = engine.open(websocket.send_text, websocket.close)
     try:
-        try:
-            first = await asyncio.wait_for(receive(websocket), limits.hello_timeout_s)
-        except TimeoutError:
-            raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
-        try:
-            hello = protocol.parse(first, limits.max_message_bytes)
-        except protocol.InvalidMessage:
-            raise protocol.ProtocolViolation(
-                CloseCode.UNAUTHENTICATED, "a valid hello first"
-            ) from None
-        if not isinstance(hello, protocol.Hello):
-            raise protocol.ProtocolViolation(
-                CloseCode.UNAUTHENTICATED, "the first message must be hello"
-            )
+        parse = functools.partial(protocol.parse, max_bytes=limits.max_message_bytes)
+        hello = await first_hello(websocket, parse, protocol.Hello, limits.hello_timeout_s)
         await engine.authenticate(connection, hello)
         await _serve(websocket, engine, connection)
     except protocol.ProtocolViolation as exc:
@@ -93,34 +106,48 @@ async def serve(
 ) -> None:
     """Read frames and ``handle`` each, in order, until the connection closes: an invalid
     message gets its ``error`` reply (too many in a row close the socket), nothing received
-    for the idle timeout closes it."""
-    while not connection.closed:
-        receiving = asyncio.ensure_future(receive(websocket))
-        done, _ = await asyncio.wait(
-            {receiving, connection.writer},
-            timeout=limits.idle_timeout_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        if receiving not in done:
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await receiving
-            if not done:
+    for the idle timeout closes it. While it waits for a frame (never while it handles one),
+    the end of the connection's writer (the engine closed it) ends it.
+
+    One timer per frame and no task of its own: the private stream reads a frame per receipt."""
+    task = asyncio.current_task()
+    assert task is not None
+    waiting = False  # for a frame: the writer's end may cancel the wait
+
+    def writer_ended(_: object) -> None:
+        if waiting:
+            task.cancel()
+
+    connection.writer.add_done_callback(writer_ended)
+    try:
+        while not connection.closed and not connection.writer.done():
+            waiting = True
+            try:
+                async with asyncio.timeout(limits.idle_timeout_s):
+                    text = await receive(websocket)
+            except TimeoutError:
                 raise protocol.ProtocolViolation(
                     CloseCode.IDLE_TIMEOUT, "nothing received; send ping"
-                )
-            return  # the writer ended: the engine closed this connection
-        try:
-            await handle(receiving.result())
-            connection.invalid_messages = 0
-        except protocol.InvalidMessage as exc:
-            connection.invalid_messages += 1
-            metrics.error("stream", exc.code)
-            connection.send(error(exc))
-            if connection.invalid_messages > limits.max_invalid_messages:
-                raise protocol.ProtocolViolation(
-                    CloseCode.TOO_MANY_ERRORS, "too many invalid messages in a row"
                 ) from None
+            except asyncio.CancelledError:
+                if connection.writer.done() and task.uncancel() == 0:
+                    return  # the writer ended: the engine closed this connection
+                raise
+            finally:
+                waiting = False
+            try:
+                await handle(text)
+                connection.invalid_messages = 0
+            except protocol.InvalidMessage as exc:
+                connection.invalid_messages += 1
+                metrics.error("stream", exc.code)
+                connection.send(error(exc))
+                if connection.invalid_messages > limits.max_invalid_messages:
+                    raise protocol.ProtocolViolation(
+                        CloseCode.TOO_MANY_ERRORS, "too many invalid messages in a row"
+                    ) from None
+    finally:
+        connection.writer.remove_done_callback(writer_ended)
 
 
 async def finish(websocket: WebSocket, connection: Connection) -> None:

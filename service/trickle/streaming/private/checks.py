@@ -1,7 +1,7 @@
-"""The private stream's token checks: each spend's tokens against their epoch's key
-(``TokenKeyRing.check``), in a process of their own, so that the checks (~1.1 libsodium scalar
-multiplications a token, several times a receipt's signature) run beside the event loop instead
-of on it.
+"""The private stream's token checks: each spend's tokens parsed (``tokens.parse_tokens``) and
+checked against their epoch's key (``TokenKeyRing.check``), in a process of their own, so that
+the checks (~1.1 libsodium scalar multiplications a token, several times a receipt's
+signature) and the parsing run beside the event loop instead of on it.
 
 Not a thread: the check's every libsodium call releases the GIL, and each time the busy event
 loop kept it for up to a switch interval (5 ms), as the identified streams' group commit
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
 
 from trickle.errors import TokenError
-from trickle.streaming.private.protocol import ErrorCode
-from trickle.tokens import Token, TokenKeyRing
+from trickle.streaming.private.protocol import MAX_TOKENS_PER_SPEND, ErrorCode
+from trickle.tokens import TokenKeyRing, parse_tokens
 
 log = logging.getLogger("trickle.streaming")
 
@@ -44,15 +44,22 @@ class Refusal:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Paying:
-    """A spend whose tokens all passed: what it pays (its key's currency, epoch and value)."""
+    """A spend whose tokens all passed: what it pays (its key's currency, epoch and value) and
+    its tokens' nullifiers (what the ledger records spent)."""
 
     currency: str
     epoch: int
     amount_minor: int
+    nullifiers: tuple[bytes, ...]
 
 
-def check_spend(keys: TokenKeyRing, tokens: Sequence[Token], now: dt.datetime) -> Paying | Refusal:
-    """One spend's tokens: each must be its epoch key's, spendable at ``now``, all of one epoch."""
+def check_spend(keys: TokenKeyRing, raw: object, now: dt.datetime) -> Paying | Refusal:
+    """One spend's tokens as they came (JSON: ``tokens.parse_tokens``'s rules): each must be its
+    epoch key's, spendable at ``now``, all of one epoch."""
+    try:
+        tokens = parse_tokens(raw, limit=MAX_TOKENS_PER_SPEND)
+    except TokenError as exc:
+        return Refusal(exc.code, str(exc), exc.index)
     first = None
     for index, token in enumerate(tokens):
         try:
@@ -67,14 +74,19 @@ def check_spend(keys: TokenKeyRing, tokens: Sequence[Token], now: dt.datetime) -
             )
     if first is None:
         return Refusal(ErrorCode.INVALID_MESSAGE, "a spend shows at least one token")
-    return Paying(first.currency, first.epoch, first.value_minor * len(tokens))
+    return Paying(
+        first.currency,
+        first.epoch,
+        first.value_minor * len(tokens),
+        tuple(token.nullifier for token in tokens),
+    )
 
 
 def check_spends(
-    keys: TokenKeyRing, spends: Sequence[Sequence[Token]], now: dt.datetime
+    keys: TokenKeyRing, spends: Sequence[object], now: dt.datetime
 ) -> list[Paying | Refusal]:
     """``check_spend`` for each spend of a group (what the worker process runs)."""
-    return [check_spend(keys, tokens, now) for tokens in spends]
+    return [check_spend(keys, raw, now) for raw in spends]
 
 
 def _follow_parent(parent_pid: int) -> None:
@@ -105,7 +117,7 @@ class TokenChecker:
             self._pool_now().submit(int)
 
     async def check(
-        self, keys: TokenKeyRing, spends: list[Sequence[Token]], now: dt.datetime
+        self, keys: TokenKeyRing, spends: list[object], now: dt.datetime
     ) -> list[Paying | Refusal]:
         if not self._processes or not spends:
             return check_spends(keys, spends, now)

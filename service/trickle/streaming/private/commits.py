@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,7 +34,6 @@ from trickle.streaming.private import protocol
 from trickle.streaming.private.checks import Paying, Refusal, TokenChecker
 from trickle.streaming.private.protocol import ErrorCode
 from trickle.streaming.private.streams import PrivateStream
-from trickle.tokens import Token
 
 log = logging.getLogger("trickle.streaming")
 GROUP_LOCK_WAIT_S = 2.0  # as the identified streams' group commit (EngineLimits.group_lock_wait_s)
@@ -45,7 +44,7 @@ class SpendRequest:
     """One ``spend`` on its way: its tokens, then its outcome (written by the commit)."""
 
     stream: PrivateStream
-    tokens: Sequence[Token]
+    tokens: object  # as the ``spend`` showed them (JSON): ``checks`` parses and checks them
     refusal: Refusal | None = None  # set: nothing of it moves; its answer is an ``error``
     checking: asyncio.Future[list[Paying | Refusal]] | None = None  # its tokens' check, under way
     check_index: int = 0  # its place in that check's results
@@ -233,7 +232,7 @@ class SpendCommits:
         return TokenSpend(
             paying.currency,
             paying.epoch,
-            tuple(token.nullifier for token in request.tokens),
+            paying.nullifiers,
             stream.payee.account_id,
             stream.payee.fee_account_id,
             paying.amount_minor,

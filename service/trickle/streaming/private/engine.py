@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 
-from trickle.errors import TokenError, TrickleError
+from trickle.errors import TrickleError
 from trickle.origins import normalize_origin
 from trickle.receipts import new_stream_id
 from trickle.runtime import Runtime
@@ -18,13 +18,12 @@ from trickle.streaming.connection import CloseSocket, Connection, Outbox, SendTe
 from trickle.streaming.engine import EngineLimits
 from trickle.streaming.payees import PayeeCache
 from trickle.streaming.private import protocol
-from trickle.streaming.private.checks import Refusal, TokenChecker
+from trickle.streaming.private.checks import TokenChecker
 from trickle.streaming.private.commits import SpendCommits, SpendRequest
 from trickle.streaming.private.commits import stopped_message as stopped
 from trickle.streaming.private.protocol import ErrorCode
 from trickle.streaming.private.streams import Link, PrivateStream
 from trickle.streaming.protocol import CloseCode
-from trickle.tokens import parse_tokens
 
 log = logging.getLogger("trickle.streaming")
 
@@ -187,11 +186,7 @@ class PrivateStreams:
         if self.draining:
             self._error(link, ErrorCode.SPEND_FAILED, "server shutting down", stream.stream)
             return
-        request = SpendRequest(stream, ())
-        try:
-            request.tokens = parse_tokens(message.tokens, limit=protocol.MAX_TOKENS_PER_SPEND)
-        except TokenError as exc:  # answered in its turn, after the stream's earlier spends
-            request.refusal = Refusal(exc.code, str(exc), exc.index)
+        request = SpendRequest(stream, message.tokens)  # parsed and checked in ``checks``
         stream.pending += 1
         link.spend_taken()
         self.commits.add(request)

@@ -4,14 +4,13 @@ request but its frames (the reader's login has no business here)."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from trickle.streaming.private import protocol
 from trickle.streaming.private.engine import PrivateStreams
-from trickle.streaming.protocol import CloseCode
-from trickle.streaming.socket import finish, receive, serve
+from trickle.streaming.socket import finish, first_hello, serve
 
 
 async def private_stream_socket(websocket: WebSocket) -> None:
@@ -21,20 +20,8 @@ async def private_stream_socket(websocket: WebSocket) -> None:
     link = streams.open(websocket.send_text, websocket.close)
     connection = link.connection
     try:
-        try:
-            first = await asyncio.wait_for(receive(websocket), limits.hello_timeout_s)
-        except TimeoutError:
-            raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
-        try:
-            hello = protocol.parse(first, limits.max_message_bytes)
-        except protocol.InvalidMessage:
-            raise protocol.ProtocolViolation(
-                CloseCode.UNAUTHENTICATED, "a valid private hello first"
-            ) from None
-        if not isinstance(hello, protocol.Hello):
-            raise protocol.ProtocolViolation(
-                CloseCode.UNAUTHENTICATED, "the first message must be hello"
-            )
+        parse = functools.partial(protocol.parse, max_bytes=limits.max_message_bytes)
+        hello = await first_hello(websocket, parse, protocol.Hello, limits.hello_timeout_s)
         streams.welcome(link, hello)
 
         async def handle(text: str | bytes) -> None:
