@@ -130,17 +130,17 @@ class FirefoxBrowser:
             self.client.navigate(f"{url}?tab={tab_id[0]}")
         return handle
 
-    def use_service(self, url: str) -> None:
+    def use_service(self, url: str, *, private: bool = False) -> None:
         """Point the extension at the test service (from an extension page: it may write its
-        storage)."""
+        storage). Identified payments unless ``private``: most tests read the service's own
+        streams (a new install pays privately; ``test_firefox``'s private test covers that)."""
         handle = self.open_popup()
         self.js_async(
-            "const [url, done] = arguments;"
-            # Identified payments: these tests read the service's own streams (a new install
-            # pays privately; tests/e2e/test_private.py covers that path).
-            " chrome.storage.local.set({serviceUrl: url, privatePayments: false})"
+            "const [url, privately, done] = arguments;"
+            " chrome.storage.local.set({serviceUrl: url, privatePayments: privately})"
             ".then(() => done(true));",
             url,
+            private,
         )
         self.close_window(handle)
 

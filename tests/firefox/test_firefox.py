@@ -1,7 +1,8 @@
 """The extension in Firefox, for real (issue 15): firefox-esr, the extension as a temporary add-on,
 a real service. The popup signs in and shows the balance; an outside page written from the Web
 Monetization spec and the demo publisher get ``monetization`` events whose receipts verify with
-the Python verifier against the service's JWKS.
+the Python verifier against the service's JWKS; and the demo publisher is paid privately, with
+tokens over the anonymous socket (issue 13), as in Chromium (tests/e2e/test_private.py).
 """
 
 from __future__ import annotations
@@ -164,3 +165,63 @@ def test_the_demo_site_is_paid_and_its_server_verifies_the_receipts(
     assert all(e["target"] == "LINK" for e in late)
     assert [e["value"] for e in late] == [format_minor(r.amount_minor, r.scale) for r in receipts]
     firefox.screenshot("demo-site-unlocked")
+
+
+TOKEN_VALUE_MINOR = 1_000_000  # TRICKLE_TOKEN_VALUE_MINOR's default
+
+
+def test_the_demo_site_is_paid_privately_with_tokens(
+    firefox: FirefoxBrowser,
+    service: TrickleService,
+    publisher: DemoPublisher,
+    reader: Reader,
+    payee: Payee,
+) -> None:
+    """Issue 13 in Firefox: the wallet buys tokens in the background (the VOPRF client in
+    Firefox's JavaScript), the page is paid over the anonymous socket, the article unlocks, the
+    receipts verify, and the reader's balance moved only when the tokens were bought."""
+    firefox.use_service(service.url, private=True)
+    set_rate(service, reader, FAST_RATE_PER_HOUR_MINOR // 2)  # the price in ~2 s of reading
+    balance_before = reader.balance_minor(service)
+    earnings_before = payee.earnings_minor(service)
+    popup = firefox.sign_in(reader)
+    firefox.wait_for(
+        "return Number(document.querySelector('#tokens-held').dataset.count) >= 10",
+        timeout_s=30,
+        what="the wallet to buy tokens",
+    )
+    bought_minor = balance_before - reader.balance_minor(service)
+    assert bought_minor > 0 and bought_minor % TOKEN_VALUE_MINOR == 0, bought_minor
+    firefox.close_window(popup)
+
+    firefox.open_page(publisher.url("/articles/deep-dive"))
+    firefox.js(LATE_COLLECTOR)
+    binding = firefox.js(
+        "return document.querySelector('link[rel=monetization]').dataset.trickleBinding"
+    )
+    firefox.wait_for(
+        "return document.querySelector('#article-body').dataset.state === 'unlocked'",
+        timeout_s=30,
+        what="the article to unlock",
+    )
+    firefox.wait_for("return window.__late.length >= 1", timeout_s=15, what="events after load")
+    late = firefox.js("return window.__late")
+    receipts = verify(
+        [e["receipt"] for e in late], service, publisher.origin, payee.pointer, binding=binding
+    )
+    assert all(r.amount_minor % TOKEN_VALUE_MINOR == 0 for r in receipts)
+
+    popup = firefox.open_popup(publisher.url("/articles/deep-dive"))
+    firefox.wait_for(
+        "return document.querySelector('#tab-way').dataset.way === 'private'",
+        what="the popup to say private",
+    )
+    firefox.screenshot("popup-private")
+    # The reading took nothing from the balance: only the tokens bought (the wallet may have
+    # refilled meanwhile); the creator earned whole tokens, no more than were bought.
+    spent_on_tokens = balance_before - reader.balance_minor(service)
+    earned = payee.earnings_minor(service) - earnings_before
+    assert spent_on_tokens % TOKEN_VALUE_MINOR == 0
+    assert 0 < sum(r.amount_minor for r in receipts) <= earned <= spent_on_tokens
+    assert earned % TOKEN_VALUE_MINOR == 0
+    firefox.close_window(popup)
