@@ -150,6 +150,8 @@ class SpendCommits:
     def _send_checks(self) -> None:
         """The spends added in this turn of the loop: their tokens to the checker, together."""
         batch, self._unchecked = self._unchecked, []
+        if not batch:
+            return
         keys = self._runtime.token_keys.current
         now = self._runtime.clock()
         checking = asyncio.ensure_future(
@@ -164,6 +166,8 @@ class SpendCommits:
         posted and committed (``_stage``: the committer thread commits)."""
         now = self._runtime.clock()
         unchecked = [request for request in group if request.refusal is None]
+        if any(request.checking is None for request in unchecked):
+            self._send_checks()  # their turn's batch was not sent yet (it is sent now, once)
         checks = {request.checking for request in unchecked if request.checking is not None}
         if checks:
             await asyncio.wait(checks)
