@@ -100,6 +100,31 @@ class ChargeAccounts:
     fee: int
 
 
+def charge_of(
+    accounts: ChargeAccounts,
+    amount: int,
+    key: str,
+    month: str,
+    **changes: object,
+) -> ledger.Charge:
+    """A streamed increment's charge between ``charge_accounts``' accounts (in USD, for
+    https://blog.example, no fee, a budget of 1,000); ``changes`` set any other field."""
+    charge = ledger.Charge(
+        user_id=accounts.user_id,
+        reader_account_id=accounts.reader,
+        payee_account_id=accounts.payee,
+        fee_account_id=accounts.fee,
+        currency="USD",
+        amount_minor=amount,
+        fee_minor=0,
+        key=key,
+        origin="https://blog.example",
+        budget_minor=1_000,
+        month=month,
+    )
+    return dataclasses.replace(charge, **changes)  # type: ignore[arg-type]
+
+
 def charge_accounts(runtime: Runtime, funded_minor: int, payee_name: str) -> ChargeAccounts:
     now = runtime.clock()
     user = create_user(runtime)

@@ -63,6 +63,23 @@ def verify(
     return [verifier.verify(receipt, binding=binding) for receipt in receipts]
 
 
+def read_until_unlocked(firefox: FirefoxBrowser, publisher: DemoPublisher) -> str:
+    """Open the demo's premium article, collect its ``monetization`` events from then on
+    (``window.__late``), and wait until the publisher's server, having verified the forwarded
+    receipts (trickle_verifier, the service's JWKS), opened it; the visit's binding."""
+    firefox.open_page(publisher.url("/articles/deep-dive"))
+    firefox.js(LATE_COLLECTOR)
+    binding: str = firefox.js(
+        "return document.querySelector('link[rel=monetization]').dataset.trickleBinding"
+    )
+    firefox.wait_for(
+        "return document.querySelector('#article-body').dataset.state === 'unlocked'",
+        timeout_s=30,
+        what="the article to unlock",
+    )
+    return binding
+
+
 def test_the_extension_runs_and_the_popup_signs_in_and_shows_the_balance(
     firefox: FirefoxBrowser, reader: Reader
 ) -> None:
@@ -133,18 +150,7 @@ def test_the_demo_site_is_paid_and_its_server_verifies_the_receipts(
 ) -> None:
     set_rate(service, reader, FAST_RATE_PER_HOUR_MINOR)  # the premium price in about a second
     firefox.close_window(firefox.sign_in(reader))
-    firefox.open_page(publisher.url("/articles/deep-dive"))
-    firefox.js(LATE_COLLECTOR)
-    binding = firefox.js(
-        "return document.querySelector('link[rel=monetization]').dataset.trickleBinding"
-    )
-    # The publisher's server verified the forwarded receipts (trickle_verifier, the service's
-    # JWKS) and opened the article.
-    firefox.wait_for(
-        "return document.querySelector('#article-body').dataset.state === 'unlocked'",
-        timeout_s=30,
-        what="the article to unlock",
-    )
+    binding = read_until_unlocked(firefox, publisher)
     firefox.wait_for("return window.__late.length >= 2", what="events after load")
     set_paused(service, reader, True)
     time.sleep(2)  # the last batch reaches the publisher
@@ -194,16 +200,7 @@ def test_the_demo_site_is_paid_privately_with_tokens(
     assert bought_minor > 0 and bought_minor % TOKEN_VALUE_MINOR == 0, bought_minor
     firefox.close_window(popup)
 
-    firefox.open_page(publisher.url("/articles/deep-dive"))
-    firefox.js(LATE_COLLECTOR)
-    binding = firefox.js(
-        "return document.querySelector('link[rel=monetization]').dataset.trickleBinding"
-    )
-    firefox.wait_for(
-        "return document.querySelector('#article-body').dataset.state === 'unlocked'",
-        timeout_s=30,
-        what="the article to unlock",
-    )
+    binding = read_until_unlocked(firefox, publisher)
     firefox.wait_for("return window.__late.length >= 1", timeout_s=15, what="events after load")
     late = firefox.js("return window.__late")
     receipts = verify(

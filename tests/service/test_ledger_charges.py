@@ -4,14 +4,13 @@ and as a group, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
 from sqlalchemy import select, text
 
 from tests.factories import ChargeAccounts as Accounts
-from tests.factories import charge_accounts
+from tests.factories import charge_accounts, charge_of
 from trickle import ledger, money, spending
 from trickle.db import transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
@@ -28,20 +27,7 @@ def _accounts(runtime: Runtime, funded_minor: int) -> Accounts:
 
 
 def _charge(accounts: Accounts, amount: int, key: str, **changes: object) -> ledger.Charge:
-    charge = ledger.Charge(
-        user_id=accounts.user_id,
-        reader_account_id=accounts.reader,
-        payee_account_id=accounts.payee,
-        fee_account_id=accounts.fee,
-        currency="USD",
-        amount_minor=amount,
-        fee_minor=amount // 4,
-        key=key,
-        origin="https://blog.example",
-        budget_minor=1_000,
-        month=MONTH,
-    )
-    return dataclasses.replace(charge, **changes)  # type: ignore[arg-type]
+    return charge_of(accounts, amount, key, MONTH, **({"fee_minor": amount // 4} | changes))
 
 
 def _balances(runtime: Runtime, accounts: Accounts) -> tuple[int, int, int, int]:

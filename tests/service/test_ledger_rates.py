@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import ChargeAccounts as Accounts
-from tests.factories import charge_accounts
+from tests.factories import charge_accounts, charge_of
 from trickle import ledger, money, spending
 from trickle.db import transaction
 from trickle.errors import BudgetExhausted, InsufficientFunds
@@ -32,22 +32,12 @@ def _accounts(runtime: Runtime, payee: str = "rated") -> Accounts:
 
 
 def _charge(accounts: Accounts, amount: int, key: str, **changes: object) -> ledger.Charge:
-    charge = ledger.Charge(
-        user_id=accounts.user_id,
-        reader_account_id=accounts.reader,
-        payee_account_id=accounts.payee,
-        fee_account_id=accounts.fee,
-        currency="USD",
-        amount_minor=amount,
-        fee_minor=0,
-        key=key,
-        origin="https://blog.example",
-        budget_minor=10**9,
-        month=MONTH,
-        rate_per_hour_minor=RATE,
-        rate_burst_ms=BURST_MS,
-    )
-    return dataclasses.replace(charge, **changes)  # type: ignore[arg-type]
+    rated: dict[str, object] = {
+        "budget_minor": 10**9,
+        "rate_per_hour_minor": RATE,
+        "rate_burst_ms": BURST_MS,
+    }
+    return charge_of(accounts, amount, key, MONTH, **(rated | changes))
 
 
 def _post(runtime: Runtime, charge: ledger.Charge, at: dt.datetime = NOW) -> str | None:

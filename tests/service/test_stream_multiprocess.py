@@ -52,24 +52,29 @@ async def _race(
             for c in clients
             for log in c.streams.values()
         ]
-        for client in clients:  # no new increment after this; in-flight ones still commit
-            await client.stop_streams()
-        assert await wait_for(
-            lambda: all(log.stopped for c in clients for log in c.streams.values()), 30
-        )
-        # Until the last in-flight commit's receipt is in: every committed increment reaches
-        # its client (the connections are up), so the two sums meet.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            view = await asyncio.to_thread(read_ledger, database_url)
-            received = sum(log.total_minor for c in clients for log in c.streams.values())
-            if received == sum(view.credits(sid) for sid in view.stream):
-                break
-            await asyncio.sleep(0.2)
+        await _stop_and_settle(clients, database_url)
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
     return clients
+
+
+async def _stop_and_settle(clients: list[StreamClient], database_url: str) -> None:
+    """Stop every stream (no new increment after this; in-flight ones still commit), then wait
+    until the last in-flight commit's receipt is in: every committed increment reaches its
+    client (the connections are up), so what the clients hold meets what the ledger credits."""
+    for client in clients:
+        await client.stop_streams()
+    assert await wait_for(
+        lambda: all(log.stopped for c in clients for log in c.streams.values()), 30
+    ), [(log.state, c.errors, c.close_code) for c in clients for log in c.streams.values()]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        view = await asyncio.to_thread(read_ledger, database_url)
+        received = sum(log.total_minor for c in clients for log in c.streams.values())
+        if received == sum(view.credits(sid) for sid in view.stream):
+            break
+        await asyncio.sleep(0.2)
 
 
 def test_two_processes_never_overdraw_one_reader(database_url: str, tmp_path: Path) -> None:
@@ -137,18 +142,7 @@ async def _one_reader_on_both(
     tasks = [asyncio.create_task(c.run([(f"p{i}", payee)], stop)) for i, c in enumerate(clients)]
     try:
         await asyncio.sleep(STREAMING_S)
-        for client in clients:
-            await client.stop_streams()
-        assert await wait_for(
-            lambda: all(log.stopped for c in clients for log in c.streams.values()), 30
-        ), [(log.state, c.errors, c.close_code) for c in clients for log in c.streams.values()]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            view = await asyncio.to_thread(read_ledger, database_url)
-            received = sum(log.total_minor for c in clients for log in c.streams.values())
-            if received == sum(view.credits(sid) for sid in view.stream):
-                break
-            await asyncio.sleep(0.2)
+        await _stop_and_settle(clients, database_url)
         elapsed_ms = int((time.monotonic() - started) * 1000) + 1
     finally:
         stop.set()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import ChargeAccounts as Accounts
-from tests.factories import charge_accounts
+from tests.factories import charge_accounts, charge_of
 from trickle import ledger, nodes, spending
 from trickle.db import DriverCursor, transaction
 from trickle.models import StreamPosition
@@ -22,19 +22,7 @@ NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 
 
 def _charge(accounts: Accounts, amount: int, key: str) -> ledger.Charge:
-    return ledger.Charge(
-        user_id=accounts.user_id,
-        reader_account_id=accounts.reader,
-        payee_account_id=accounts.payee,
-        fee_account_id=accounts.fee,
-        currency="USD",
-        amount_minor=amount,
-        fee_minor=0,
-        key=key,
-        origin="https://blog.example",
-        budget_minor=1_000,
-        month=spending.month_of(NOW),
-    )
+    return charge_of(accounts, amount, key, spending.month_of(NOW))
 
 
 def _positions(accounts: Accounts, charges: list[ledger.Charge]) -> ledger.AlsoWrite:

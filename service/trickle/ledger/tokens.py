@@ -318,12 +318,12 @@ class SpendGroups:
     def _learn(self, spends: Sequence[TokenSpend], now: dt.datetime) -> None:
         """Read what this group needs and was not read before (a new epoch or currency: rare),
         in a short transaction of its own (it may create the currency's float account)."""
-        epochs = {s.epoch for s in spends if (s.currency, s.epoch) not in self._values}
-        currencies = {s.currency for s in spends if s.currency not in self._floats}
-        if not epochs and not currencies:
+        if all(
+            (s.currency, s.epoch) in self._values and s.currency in self._floats for s in spends
+        ):
             return
         with transaction(self._sessions) as session:
-            self._values.update(_key_values(session, epochs | {s.epoch for s in spends}))
+            self._values.update(_key_values(session, {s.epoch for s in spends}))
             for spend in spends:
                 found = self._values.get((spend.currency, spend.epoch))
                 if spend.currency not in self._floats and found is not None:
