@@ -521,11 +521,12 @@ def test_hello_timeout(client: TestClient) -> None:
 
 
 def test_idle_timeout_and_a_ping_keeps_the_socket_open(client: TestClient, world: World) -> None:
-    set_limits(client, idle_timeout_s=0.5)
+    # Margins a loaded machine keeps: a ping every 0.3 s against a 1 s timeout.
+    set_limits(client, idle_timeout_s=1.0)
     with client.websocket_connect(PATH) as ws:
         hello(ws, world.reader.token)
-        for _ in range(4):  # 0.8 s in all, but never 0.5 s silent
-            time.sleep(0.2)
+        for _ in range(4):  # 1.2 s in all, but never 1 s silent
+            time.sleep(0.3)
             send(ws, {"type": "ping"})
             assert ws.receive_json()["type"] == "pong"
         expect_close(ws, protocol.CLOSE_CODES["idle_timeout"])
