@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tests.service.stream_client import (
     ServerProcess,
@@ -77,27 +79,47 @@ async def _stop_and_settle(clients: list[StreamClient], database_url: str) -> No
         await asyncio.sleep(0.2)
 
 
-def test_two_processes_never_overdraw_one_reader(database_url: str, tmp_path: Path) -> None:
-    kek = new_kek()
-    seeded = seed(database_url, tmp_path / "seed", kek, readers=1, funded_minor=FUNDED_MINOR)
+T = TypeVar("T")
+
+
+def _on_two_processes(
+    database_url: str,
+    tmp_path: Path,
+    kek: str,
+    interval_ms: int,
+    run: Callable[[list[ServerProcess]], Coroutine[Any, Any, T]],
+) -> T:
+    """Start two `trickle serve` processes on one database, run ``run`` against them, stop them,
+    and check the ledger."""
     servers = [
         ServerProcess(
-            server_env(database_url, tmp_path / f"data{i}", kek, INTERVAL_MS), tmp_path / f"logs{i}"
+            server_env(database_url, tmp_path / f"data{i}", kek, interval_ms),
+            tmp_path / f"logs{i}",
         )
         for i in range(2)
     ]
     try:
         for server in servers:
             server.start()
-        jwks = servers[0].jwks()
-        assert servers[1].jwks() == jwks
-        clients = asyncio.run(_race(servers, seeded.tokens[0], seeded.payees[0], database_url))
+        result = asyncio.run(run(servers))
     finally:
         for server in servers:
             server.stop()
-
     check = ledger_check(database_url)
     assert check.returncode == 0, check.stdout + check.stderr
+    return result
+
+
+def test_two_processes_never_overdraw_one_reader(database_url: str, tmp_path: Path) -> None:
+    kek = new_kek()
+    seeded = seed(database_url, tmp_path / "seed", kek, readers=1, funded_minor=FUNDED_MINOR)
+
+    async def race(servers: list[ServerProcess]) -> tuple[dict[str, Any], list[StreamClient]]:
+        jwks = servers[0].jwks()
+        assert servers[1].jwks() == jwks
+        return jwks, await _race(servers, seeded.tokens[0], seeded.payees[0], database_url)
+
+    jwks, clients = _on_two_processes(database_url, tmp_path, kek, INTERVAL_MS, race)
     view = read_ledger(database_url)
     reader_account = view.accounts[("reader", f"user:{seeded.reader_ids[0]}")]
     payee_account = view.accounts[("payee", f"payee:{seeded.payee_ids[0]}")]
@@ -159,25 +181,15 @@ def test_two_processes_never_pay_more_than_one_readers_rate(
     over the run plus one burst (without it, SQLite's sum is twice the rate: this fails)."""
     kek = new_kek()
     seeded = seed(database_url, tmp_path / "seed", kek, readers=1, funded_minor=10**12)
-    servers = [
-        ServerProcess(
-            server_env(database_url, tmp_path / f"data{i}", kek, RATE_INTERVAL_MS),
-            tmp_path / f"logs{i}",
-        )
-        for i in range(2)
-    ]
-    try:
-        for server in servers:
-            server.start()
-        clients, elapsed_ms = asyncio.run(
-            _one_reader_on_both(servers, seeded.tokens[0], seeded.payees[0], database_url)
-        )
-    finally:
-        for server in servers:
-            server.stop()
-
-    check = ledger_check(database_url)
-    assert check.returncode == 0, check.stdout + check.stderr
+    clients, elapsed_ms = _on_two_processes(
+        database_url,
+        tmp_path,
+        kek,
+        RATE_INTERVAL_MS,
+        lambda servers: _one_reader_on_both(
+            servers, seeded.tokens[0], seeded.payees[0], database_url
+        ),
+    )
     view = read_ledger(database_url)
     paid = sum(view.credits(sid) for sid in view.stream)
     bound = RATE_PER_HOUR_MINOR * (elapsed_ms + BURST_MS) // 3_600_000
