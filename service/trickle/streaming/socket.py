@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -35,18 +34,19 @@ async def receive(websocket: WebSocket) -> str | bytes:
 
 async def first_hello(
     websocket: WebSocket,
-    parse: Callable[[str | bytes], object],
+    parse: Callable[[str | bytes, int], object],
     hello_type: type[H],
-    timeout_s: float,
+    limits: SocketLimits,
 ) -> H:
-    """The first frame, which must be a valid ``hello`` (of ``hello_type``) within the hello
-    timeout; otherwise the socket closes (``hello_timeout``, ``unauthenticated``)."""
+    """The first frame, which must be a valid ``hello`` (of ``hello_type``, by ``parse`` of the
+    socket's protocol) within the hello timeout; otherwise the socket closes (``hello_timeout``,
+    ``unauthenticated``)."""
     try:
-        first = await asyncio.wait_for(receive(websocket), timeout_s)
+        first = await asyncio.wait_for(receive(websocket), limits.hello_timeout_s)
     except TimeoutError:
         raise protocol.ProtocolViolation(CloseCode.HELLO_TIMEOUT, "send hello first") from None
     try:
-        hello = parse(first)
+        hello = parse(first, limits.max_message_bytes)
     except protocol.InvalidMessage:
         raise protocol.ProtocolViolation(CloseCode.UNAUTHENTICATED, "a valid hello first") from None
     if not isinstance(hello, hello_type):
@@ -62,8 +62,7 @@ async def stream_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     connection = engine.open(websocket.send_text, websocket.close)
     try:
-        parse = functools.partial(protocol.parse, max_bytes=limits.max_message_bytes)
-        hello = await first_hello(websocket, parse, protocol.Hello, limits.hello_timeout_s)
+        hello = await first_hello(websocket, protocol.parse, protocol.Hello, limits)
         await engine.authenticate(connection, hello)
         await _serve(websocket, engine, connection)
     except protocol.ProtocolViolation as exc:
@@ -89,8 +88,12 @@ def _error(exc: protocol.InvalidMessage) -> dict[str, Any]:
 
 
 class SocketLimits(Protocol):
-    """What ``serve`` reads of an engine's limits."""
+    """What ``first_hello`` and ``serve`` read of an engine's limits."""
 
+    @property
+    def hello_timeout_s(self) -> float: ...
+    @property
+    def max_message_bytes(self) -> int: ...
     @property
     def idle_timeout_s(self) -> float: ...
     @property

@@ -4,8 +4,6 @@ request but its frames (the reader's login has no business here)."""
 
 from __future__ import annotations
 
-import functools
-
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from trickle.streaming.private import protocol
@@ -20,8 +18,7 @@ async def private_stream_socket(websocket: WebSocket) -> None:
     link = streams.open(websocket.send_text, websocket.close)
     connection = link.connection
     try:
-        parse = functools.partial(protocol.parse, max_bytes=limits.max_message_bytes)
-        hello = await first_hello(websocket, parse, protocol.Hello, limits.hello_timeout_s)
+        hello = await first_hello(websocket, protocol.parse, protocol.Hello, limits)
         streams.welcome(link, hello)
 
         async def handle(text: str | bytes) -> None:
