@@ -162,8 +162,10 @@ WALLET_PER_STREAM = 150
 
 
 async def _spend_until_killed(
-    server: ServerProcess, wallets: list[list[dict[str, Any]]], payee: str, kill_after_s: float
+    server: ServerProcess, wallets: list[list[dict[str, Any]]], payee: str, kill_at: int
 ) -> list[PrivateStreamClient]:
+    """Spend on every stream; kill -9 the server once ``kill_at`` receipts came (a count, not a
+    delay: a fast run spends every wallet within a second, and the kill must find spends out)."""
     clients = [PrivateStreamClient(server.private_ws_url, in_flight=3) for _ in range(CONNECTIONS)]
     stop = asyncio.Event()
     plans = [
@@ -172,8 +174,7 @@ async def _spend_until_killed(
     ]
     tasks = [asyncio.create_task(c.run(p, stop)) for c, p in zip(clients, plans, strict=True)]
     try:
-        assert await wait_for(lambda: sum(c.receipts for c in clients) >= 30, 30)
-        await asyncio.sleep(kill_after_s)
+        assert await wait_for(lambda: sum(c.receipts for c in clients) >= kill_at, 30, 0.002)
         workers = _descendants(server.pid)
         assert workers, "the token check process runs beside the server"
         server.kill9()
@@ -217,16 +218,17 @@ def test_kill_9_while_spending_loses_no_receipt_and_makes_no_money(
     bought = buy_wallet(database_url, tmp_path / "seed", kek, seeded.reader_ids[0], count)
     wallets = [bought[i :: CONNECTIONS * STREAMS] for i in range(CONNECTIONS * STREAMS)]
     [server] = _servers(database_url, tmp_path, kek, 1)
-    kill_after_s = random.Random(os.urandom(8)).uniform(0.2, 1.0)
+    # anywhere from early on to half the tokens spent: every stream still has tokens to spend
+    kill_at = random.Random(os.urandom(8)).randint(30, count // 2)
     try:
         server.start()
         jwks = server.jwks()
-        clients = asyncio.run(_spend_until_killed(server, wallets, seeded.payees[0], kill_after_s))
+        clients = asyncio.run(_spend_until_killed(server, wallets, seeded.payees[0], kill_at))
         server.start()  # recovery on the same database
         check = ledger_check(database_url)
         assert check.returncode == 0, check.stdout + check.stderr
         by_sid, spent = _books(database_url)
-        context = f"killed {kill_after_s:.2f} s in"
+        context = f"killed after {kill_at} receipts"
         # every receipt a client holds is backed: its stream's transfers cover seq and tot
         held = 0
         for client in clients:
